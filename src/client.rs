@@ -1,0 +1,257 @@
+//! A small blocking client over `std::net`: one connection, one thread. It is what the
+//! integration tests use and a reference for client authors; it is not built for
+//! thousands of connections (the load-test harness drives those itself).
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use prost::Message;
+
+use crate::frame::{self, FrameError, FrameReader};
+use crate::proto::{
+    client_message, login_request::AuthConfig, server_message::Data, AuthConfigBearer,
+    ClientMessage, ErrorCode, JoinRequest, JoinResponse, LeaveRequest, LeaveResponse,
+    LoginRequest, LoginResponse, Ping, RoomConfig, SendMessage, ServerMessage,
+};
+
+/// The largest frame the client accepts from a server.
+const MAX_INBOUND_FRAME: usize = 16 * 1024 * 1024;
+
+/// What can go wrong on the client side.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Socket error.
+    #[error("i/o: {0}")]
+    Io(#[from] io::Error),
+    /// Nothing arrived within the timeout.
+    #[error("timed out waiting for the server")]
+    Timeout,
+    /// The server closed the connection.
+    #[error("connection closed by the server")]
+    Closed,
+    /// The server sent a frame that is not a `ServerMessage`.
+    #[error("undecodable frame: {0}")]
+    Decode(#[from] prost::DecodeError),
+    /// The server sent an oversized frame.
+    #[error("framing: {0}")]
+    Frame(#[from] FrameError),
+    /// A response carried an error code other than NONE.
+    #[error("server answered {code:?}: {message}")]
+    Rejected {
+        /// The code.
+        code: ErrorCode,
+        /// The server's message.
+        message: String,
+    },
+}
+
+/// One blocking connection to a corecast server.
+pub struct Client {
+    stream: TcpStream,
+    reader: FrameReader,
+    /// Messages received while waiting for another one, in arrival order.
+    pending: VecDeque<ServerMessage>,
+    timeout: Duration,
+}
+
+impl Client {
+    /// Connects with TCP_NODELAY; waits use a default timeout of 5 s.
+    pub fn connect(addr: impl ToSocketAddrs) -> Result<Self, ClientError> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            reader: FrameReader::new(),
+            pending: VecDeque::new(),
+            timeout: Duration::from_secs(5),
+        })
+    }
+
+    /// Sets how long the waiting calls wait.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
+    /// The server's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.peer_addr()
+    }
+
+    /// The underlying socket, for tests that misbehave on purpose.
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// Sends one `ClientMessage` frame.
+    pub fn send(&mut self, msg: client_message::Data) -> Result<(), ClientError> {
+        let bytes = frame::encode(&ClientMessage { data: Some(msg) });
+        self.send_raw(&bytes)
+    }
+
+    /// Writes raw bytes to the socket (tests of malformed input).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.stream.write_all(bytes)?;
+        Ok(())
+    }
+
+    /// Logs in; `Err(Rejected)` if the server answered with an error code.
+    pub fn login(&mut self, player_id: &str, token: Option<&str>) -> Result<(), ClientError> {
+        self.send(client_message::Data::LoginRequest(LoginRequest {
+            player_id: player_id.into(),
+            auth_config: token.map(|t| AuthConfig::Bearer(AuthConfigBearer { token: t.into() })),
+        }))?;
+        let resp: LoginResponse = self.expect(|d| match d {
+            Data::LoginResponse(r) => Ok(r),
+            other => Err(other),
+        })?;
+        check(resp.error)
+    }
+
+    /// Joins a room (`max_players` None sends no config); returns the full response.
+    pub fn join(&mut self, room_id: &str, max_players: Option<u32>) -> Result<JoinResponse, ClientError> {
+        self.send(client_message::Data::JoinRequest(JoinRequest {
+            room_id: room_id.into(),
+            room_config: max_players.map(|m| RoomConfig { max_players: m }),
+        }))?;
+        let resp: JoinResponse = self.expect(|d| match d {
+            Data::JoinResponse(r) if r.room_id == room_id => Ok(r),
+            other => Err(other),
+        })?;
+        check(resp.error.clone())?;
+        Ok(resp)
+    }
+
+    /// Leaves a room.
+    pub fn leave(&mut self, room_id: &str) -> Result<LeaveResponse, ClientError> {
+        self.send(client_message::Data::LeaveRequest(LeaveRequest { room_id: room_id.into() }))?;
+        let resp: LeaveResponse = self.expect(|d| match d {
+            Data::LeaveResponse(r) if r.room_id == room_id => Ok(r),
+            other => Err(other),
+        })?;
+        check(resp.error.clone())?;
+        Ok(resp)
+    }
+
+    /// Broadcasts (`targets` empty) or targets a message; the server sends no response.
+    pub fn send_message(&mut self, room_id: &str, targets: &[&str], body: impl Into<Bytes>) -> Result<(), ClientError> {
+        self.send(client_message::Data::SendMessage(SendMessage {
+            target_ids: targets.iter().map(|t| t.to_string()).collect(),
+            room_id: room_id.into(),
+            body: body.into(),
+        }))
+    }
+
+    /// Sends a ping and waits for its pong; returns the round-trip time.
+    pub fn ping(&mut self, nonce: u64) -> Result<Duration, ClientError> {
+        let start = Instant::now();
+        self.send(client_message::Data::Ping(Ping { nonce }))?;
+        self.expect(|d| match d {
+            Data::Pong(p) if p.nonce == nonce => Ok(()),
+            other => Err(other),
+        })?;
+        Ok(start.elapsed())
+    }
+
+    /// The next message, in arrival order, waiting up to the timeout.
+    pub fn recv(&mut self) -> Result<ServerMessage, ClientError> {
+        if let Some(msg) = self.pending.pop_front() {
+            return Ok(msg);
+        }
+        self.read_message(Instant::now() + self.timeout)
+    }
+
+    /// The next message whose data `pick` accepts; the ones it passes over stay queued
+    /// for later `recv` calls, in order.
+    pub fn expect<T>(&mut self, mut pick: impl FnMut(Data) -> Result<T, Data>) -> Result<T, ClientError> {
+        let mut skipped = VecDeque::new();
+        let deadline = Instant::now() + self.timeout;
+        let result = loop {
+            let msg = match self.pending.pop_front() {
+                Some(msg) => msg,
+                None => match self.read_message(deadline) {
+                    Ok(msg) => msg,
+                    Err(e) => break Err(e),
+                },
+            };
+            match msg.data {
+                Some(data) => match pick(data) {
+                    Ok(found) => break Ok(found),
+                    Err(data) => skipped.push_back(ServerMessage { data: Some(data) }),
+                },
+                None => skipped.push_back(msg),
+            }
+        };
+        skipped.append(&mut self.pending);
+        self.pending = skipped;
+        result
+    }
+
+    /// Waits for `ServerMessage.error` and returns its code and message.
+    pub fn expect_error(&mut self) -> Result<(ErrorCode, String), ClientError> {
+        self.expect(|d| match d {
+            Data::Error(e) => Ok((e.code(), e.message)),
+            other => Err(other),
+        })
+    }
+
+    /// Waits until the server closes the connection, discarding what arrives first.
+    pub fn expect_closed(&mut self) -> Result<(), ClientError> {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            match self.read_message(deadline) {
+                Ok(_) => continue,
+                Err(ClientError::Closed) => return Ok(()),
+                Err(ClientError::Io(e)) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn read_message(&mut self, deadline: Instant) -> Result<ServerMessage, ClientError> {
+        loop {
+            if let Some(payload) = self.reader.next_payload(MAX_INBOUND_FRAME)? {
+                return Ok(ServerMessage::decode(payload)?);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ClientError::Timeout);
+            }
+            self.stream.set_read_timeout(Some(left))?;
+            const CHUNK: usize = 64 * 1024;
+            let dst = self.reader.read_buf(CHUNK);
+            let read = self.stream.read(dst);
+            let n = match read {
+                Ok(n) => n,
+                Err(e) => {
+                    self.reader.commit(CHUNK, 0);
+                    return Err(match e.kind() {
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::Timeout,
+                        _ => ClientError::Io(e),
+                    });
+                }
+            };
+            self.reader.commit(CHUNK, n);
+            if n == 0 {
+                return Err(ClientError::Closed);
+            }
+        }
+    }
+}
+
+/// Encodes a `ClientMessage` frame with an arbitrary payload (for raw-bytes tests).
+pub fn raw_frame(payload: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(4 + payload.len());
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+    out.freeze()
+}
+
+fn check(error: Option<crate::proto::Error>) -> Result<(), ClientError> {
+    match error {
+        Some(e) if e.code() != ErrorCode::None => Err(ClientError::Rejected { code: e.code(), message: e.message }),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,188 @@
+//! Client payload decoding. `SendMessage`, the one request on the hot path, is read as
+//! a zero-allocation view borrowing the read buffer; anything else (and any
+//! `SendMessage` the view does not understand to the letter) goes through prost, which
+//! stays the authority on what is valid.
+
+use bytes::Buf;
+use prost::encoding::{decode_key, decode_varint, WireType};
+use prost::Message;
+use smallvec::SmallVec;
+
+use crate::proto::{client_message::Data, ClientMessage, SendMessage};
+
+/// A decoded client payload.
+#[derive(Debug, PartialEq)]
+pub enum Request<'a> {
+    /// A `SendMessage`, borrowing the payload.
+    Send(SendView<'a>),
+    /// Any other message (or a `SendMessage` only prost could decode).
+    Message(ClientMessage),
+}
+
+/// A `SendMessage` whose strings and body borrow the frame they came in.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SendView<'a> {
+    /// Recipients; empty means every member of the room.
+    pub target_ids: SmallVec<[&'a str; 4]>,
+    /// The room to send to.
+    pub room_id: &'a str,
+    /// The opaque body.
+    pub body: &'a [u8],
+}
+
+impl<'a> SendView<'a> {
+    /// A view over an owned `SendMessage` (the prost fallback path).
+    pub fn of(msg: &'a SendMessage) -> Self {
+        Self {
+            target_ids: msg.target_ids.iter().map(String::as_str).collect(),
+            room_id: &msg.room_id,
+            body: &msg.body,
+        }
+    }
+}
+
+/// Decodes one client payload (the bytes after the length prefix).
+pub fn decode_request(payload: &[u8]) -> Result<Request<'_>, prost::DecodeError> {
+    if let Some(view) = send_view(payload) {
+        return Ok(Request::Send(view));
+    }
+    let msg = ClientMessage::decode(payload)?;
+    Ok(Request::Message(msg))
+}
+
+/// The fast path: `Some` only for a payload that is exactly one well-formed
+/// `send_message` field; `None` defers to prost, errors included.
+fn send_view(payload: &[u8]) -> Option<SendView<'_>> {
+    let mut buf = payload;
+    let (tag, wire) = decode_key(&mut buf).ok()?;
+    if tag != 4 || wire != WireType::LengthDelimited {
+        return None;
+    }
+    let inner = take_len_delimited(&mut buf)?;
+    if !buf.is_empty() {
+        // More top-level fields: oneof merging rules apply; let prost handle them.
+        return None;
+    }
+    let mut view = SendView::default();
+    let mut buf = inner;
+    while !buf.is_empty() {
+        let (tag, wire) = decode_key(&mut buf).ok()?;
+        match (tag, wire) {
+            (1, WireType::LengthDelimited) => {
+                view.target_ids.push(std::str::from_utf8(take_len_delimited(&mut buf)?).ok()?)
+            }
+            (2, WireType::LengthDelimited) => {
+                view.room_id = std::str::from_utf8(take_len_delimited(&mut buf)?).ok()?
+            }
+            (3, WireType::LengthDelimited) => view.body = take_len_delimited(&mut buf)?,
+            (1..=3, _) => return None,
+            (_, WireType::Varint) => {
+                decode_varint(&mut buf).ok()?;
+            }
+            (_, WireType::SixtyFourBit) => skip(&mut buf, 8)?,
+            (_, WireType::ThirtyTwoBit) => skip(&mut buf, 4)?,
+            (_, WireType::LengthDelimited) => {
+                take_len_delimited(&mut buf)?;
+            }
+            (_, WireType::StartGroup | WireType::EndGroup) => return None,
+        }
+    }
+    Some(view)
+}
+
+fn take_len_delimited<'a>(buf: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let len = usize::try_from(decode_varint(buf).ok()?).ok()?;
+    if len > buf.len() {
+        return None;
+    }
+    let (field, rest) = buf.split_at(len);
+    *buf = rest;
+    Some(field)
+}
+
+fn skip(buf: &mut &[u8], n: usize) -> Option<()> {
+    if buf.remaining() < n {
+        return None;
+    }
+    buf.advance(n);
+    Some(())
+}
+
+/// Converts the fallback path's owned message into the same shape as the fast path.
+pub fn is_send(msg: &ClientMessage) -> Option<&SendMessage> {
+    match &msg.data {
+        Some(Data::SendMessage(send)) => Some(send),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{JoinRequest, Ping};
+
+    fn send(targets: &[&str], room: &str, body: &[u8]) -> Vec<u8> {
+        ClientMessage {
+            data: Some(Data::SendMessage(SendMessage {
+                target_ids: targets.iter().map(|t| t.to_string()).collect(),
+                room_id: room.into(),
+                body: body.to_vec().into(),
+            })),
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn send_message_decodes_as_a_borrowed_view() {
+        let payload = send(&["bob", "eve"], "lobby", b"hi");
+        let Request::Send(view) = decode_request(&payload).unwrap() else {
+            panic!("expected the fast path");
+        };
+        assert_eq!(view.room_id, "lobby");
+        assert_eq!(view.body, b"hi");
+        assert_eq!(view.target_ids.as_slice(), &["bob", "eve"]);
+    }
+
+    #[test]
+    fn other_messages_go_through_prost() {
+        let msg = ClientMessage { data: Some(Data::Ping(Ping { nonce: 7 })) };
+        assert_eq!(decode_request(&msg.encode_to_vec()).unwrap(), Request::Message(msg));
+        let join = ClientMessage {
+            data: Some(Data::JoinRequest(JoinRequest { room_id: "r".into(), room_config: None })),
+        };
+        assert_eq!(decode_request(&join.encode_to_vec()).unwrap(), Request::Message(join));
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_send_is_an_error_not_a_view() {
+        let mut payload = send(&[], "ab", b"x");
+        let at = payload.windows(2).position(|w| w == b"ab").unwrap();
+        payload[at] = 0xff;
+        assert!(decode_request(&payload).is_err());
+    }
+
+    #[test]
+    fn truncated_payloads_are_errors() {
+        let payload = send(&["t"], "room", b"body");
+        for cut in 1..payload.len() {
+            assert!(decode_request(&payload[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn empty_payload_is_a_message_without_data() {
+        assert_eq!(decode_request(&[]).unwrap(), Request::Message(ClientMessage { data: None }));
+    }
+
+    #[test]
+    fn repeated_top_level_fields_follow_prost_merge_rules() {
+        let mut payload = send(&["a"], "r1", b"x");
+        payload.extend(send(&["b"], "r2", b""));
+        let Request::Message(msg) = decode_request(&payload).unwrap() else {
+            panic!("merging must go through prost");
+        };
+        let send = is_send(&msg).unwrap();
+        assert_eq!(send.target_ids, vec!["a", "b"]);
+        assert_eq!(send.room_id, "r2");
+    }
+}
