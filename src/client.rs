@@ -13,8 +13,8 @@ use prost::Message;
 use crate::frame::{self, FrameError, FrameReader};
 use crate::proto::{
     client_message, login_request::AuthConfig, server_message::Data, AuthConfigBearer,
-    ClientMessage, ErrorCode, JoinRequest, JoinResponse, LeaveRequest, LeaveResponse,
-    LoginRequest, LoginResponse, Ping, RoomConfig, SendMessage, ServerMessage,
+    ClientMessage, ErrorCode, JoinRequest, JoinResponse, LeaveRequest, LeaveResponse, LoginRequest,
+    LoginResponse, Ping, RoomConfig, SendMessage, ServerMessage,
 };
 
 /// The largest frame the client accepts from a server.
@@ -111,7 +111,11 @@ impl Client {
     }
 
     /// Joins a room (`max_players` None sends no config); returns the full response.
-    pub fn join(&mut self, room_id: &str, max_players: Option<u32>) -> Result<JoinResponse, ClientError> {
+    pub fn join(
+        &mut self,
+        room_id: &str,
+        max_players: Option<u32>,
+    ) -> Result<JoinResponse, ClientError> {
         self.send(client_message::Data::JoinRequest(JoinRequest {
             room_id: room_id.into(),
             room_config: max_players.map(|m| RoomConfig { max_players: m }),
@@ -126,7 +130,9 @@ impl Client {
 
     /// Leaves a room.
     pub fn leave(&mut self, room_id: &str) -> Result<LeaveResponse, ClientError> {
-        self.send(client_message::Data::LeaveRequest(LeaveRequest { room_id: room_id.into() }))?;
+        self.send(client_message::Data::LeaveRequest(LeaveRequest {
+            room_id: room_id.into(),
+        }))?;
         let resp: LeaveResponse = self.expect(|d| match d {
             Data::LeaveResponse(r) if r.room_id == room_id => Ok(r),
             other => Err(other),
@@ -136,7 +142,12 @@ impl Client {
     }
 
     /// Broadcasts (`targets` empty) or targets a message; the server sends no response.
-    pub fn send_message(&mut self, room_id: &str, targets: &[&str], body: impl Into<Bytes>) -> Result<(), ClientError> {
+    pub fn send_message(
+        &mut self,
+        room_id: &str,
+        targets: &[&str],
+        body: impl Into<Bytes>,
+    ) -> Result<(), ClientError> {
         self.send(client_message::Data::SendMessage(SendMessage {
             target_ids: targets.iter().map(|t| t.to_string()).collect(),
             room_id: room_id.into(),
@@ -165,7 +176,10 @@ impl Client {
 
     /// The next message whose data `pick` accepts; the ones it passes over stay queued
     /// for later `recv` calls, in order.
-    pub fn expect<T>(&mut self, mut pick: impl FnMut(Data) -> Result<T, Data>) -> Result<T, ClientError> {
+    pub fn expect<T>(
+        &mut self,
+        mut pick: impl FnMut(Data) -> Result<T, Data>,
+    ) -> Result<T, ClientError> {
         let mut skipped = VecDeque::new();
         let deadline = Instant::now() + self.timeout;
         let result = loop {
@@ -204,7 +218,9 @@ impl Client {
             match self.read_message(deadline) {
                 Ok(_) => continue,
                 Err(ClientError::Closed) => return Ok(()),
-                Err(ClientError::Io(e)) if e.kind() == io::ErrorKind::ConnectionReset => return Ok(()),
+                Err(ClientError::Io(e)) if e.kind() == io::ErrorKind::ConnectionReset => {
+                    return Ok(())
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -251,7 +267,10 @@ pub fn raw_frame(payload: &[u8]) -> Bytes {
 
 fn check(error: Option<crate::proto::Error>) -> Result<(), ClientError> {
     match error {
-        Some(e) if e.code() != ErrorCode::None => Err(ClientError::Rejected { code: e.code(), message: e.message }),
+        Some(e) if e.code() != ErrorCode::None => Err(ClientError::Rejected {
+            code: e.code(),
+            message: e.message,
+        }),
         _ => Ok(()),
     }
 }

@@ -28,7 +28,10 @@ pub enum FrameError {
 /// Returns `Ok(None)` when more bytes are needed, `Ok(Some(range))` with the payload's
 /// range when a whole frame is present (the frame ends at `range.end`), and an error
 /// as soon as the header announces a payload over `max_len`, before any of it arrives.
-pub fn next_frame(buf: &[u8], max_len: usize) -> Result<Option<std::ops::Range<usize>>, FrameError> {
+pub fn next_frame(
+    buf: &[u8],
+    max_len: usize,
+) -> Result<Option<std::ops::Range<usize>>, FrameError> {
     let Some(header) = buf.first_chunk::<HEADER_LEN>() else {
         return Ok(None);
     };
@@ -154,7 +157,10 @@ mod tests {
         let header = 65_537u32.to_be_bytes();
         assert_eq!(
             next_frame(&header, 65_536),
-            Err(FrameError::TooLarge { len: 65_537, max: 65_536 })
+            Err(FrameError::TooLarge {
+                len: 65_537,
+                max: 65_536
+            })
         );
         assert_eq!(next_frame(&65_536u32.to_be_bytes(), 65_536), Ok(None));
         assert!(next_frame(&u32::MAX.to_be_bytes(), 65_536).is_err());
@@ -162,7 +168,9 @@ mod tests {
 
     #[test]
     fn encode_writes_a_big_endian_length_then_the_payload() {
-        let msg = ServerMessage { data: Some(Data::Pong(Pong { nonce: 300 })) };
+        let msg = ServerMessage {
+            data: Some(Data::Pong(Pong { nonce: 300 })),
+        };
         let bytes = encode(&msg);
         let payload = msg.encode_to_vec();
         assert_eq!(&bytes[..4], &(payload.len() as u32).to_be_bytes());
@@ -181,7 +189,10 @@ mod tests {
                 got.push(p);
             }
         }
-        assert_eq!(got, vec![Bytes::from_static(b"first"), Bytes::from_static(b"second")]);
+        assert_eq!(
+            got,
+            vec![Bytes::from_static(b"first"), Bytes::from_static(b"second")]
+        );
         assert_eq!(reader.buffered(), 0);
     }
 
@@ -191,6 +202,9 @@ mod tests {
         let dst = reader.read_buf(16);
         dst[..6].copy_from_slice(&frame(b"xy"));
         reader.commit(16, 6);
-        assert_eq!(reader.next_payload(10).unwrap(), Some(Bytes::from_static(b"xy")));
+        assert_eq!(
+            reader.next_payload(10).unwrap(),
+            Some(Bytes::from_static(b"xy"))
+        );
     }
 }

@@ -1,14 +1,39 @@
 //! corecast: a thread-per-core broadcast chat server.
 //!
-//! Layout (one concept per file):
-//! - `proto`: the wire messages generated from `proto/corecast.proto`.
+//! Layout (one concept per file; ARCHITECTURE in the README follows one message):
+//! - `config`: the command line (`--listen`, `--shards`, limits), env fallbacks.
+//! - `server`: starts one pinned glommio executor per shard, the channel mesh, stop.
+//! - `executor`: one shard's tasks: accept loop, inbox, flusher, graceful shutdown.
+//! - `connection`: a client's reader and writer tasks.
+//! - `session`: what a connection's requests do (validation, login, dispatch).
+//! - `shard`: one shard's state: owned rooms and player ids, local connections and
+//!   the room -> local members fan-out index; routing with a local fast path.
+//! - `room`: a room's authoritative state and join rules, on its owner shard.
+//! - `router`: the cross-shard messages (`ToOwner` requests, `ToMembers` events).
+//! - `routing`: `owner_shard(key, nr_shards)`.
+//! - `outbound`: a connection's byte-bounded queue of shared frames, `sendmsg` batches.
+//! - `notify`: a single-waiter wake-up for tasks on one shard.
 //! - `frame`: u32 length-prefixed framing, pure code over buffers.
 //! - `request`: client payload decoding, with a zero-allocation `SendMessage` view.
 //! - `response`: server frames, encoded once into shared `Bytes`.
-//! - `client`: a small blocking client (tests, examples).
+//! - `proto`: the wire messages generated from `proto/corecast.proto`.
+//! - `client`: a small blocking client (tests, examples, tools).
+
+#![warn(missing_docs)]
 
 pub mod client;
+pub mod config;
+pub mod connection;
+pub mod executor;
 pub mod frame;
+pub mod notify;
+pub mod outbound;
 pub mod proto;
 pub mod request;
 pub mod response;
+pub mod room;
+pub mod router;
+pub mod routing;
+pub mod server;
+pub mod session;
+pub mod shard;

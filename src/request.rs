@@ -68,9 +68,9 @@ fn send_view(payload: &[u8]) -> Option<SendView<'_>> {
     while !buf.is_empty() {
         let (tag, wire) = decode_key(&mut buf).ok()?;
         match (tag, wire) {
-            (1, WireType::LengthDelimited) => {
-                view.target_ids.push(std::str::from_utf8(take_len_delimited(&mut buf)?).ok()?)
-            }
+            (1, WireType::LengthDelimited) => view
+                .target_ids
+                .push(std::str::from_utf8(take_len_delimited(&mut buf)?).ok()?),
             (2, WireType::LengthDelimited) => {
                 view.room_id = std::str::from_utf8(take_len_delimited(&mut buf)?).ok()?
             }
@@ -145,12 +145,23 @@ mod tests {
 
     #[test]
     fn other_messages_go_through_prost() {
-        let msg = ClientMessage { data: Some(Data::Ping(Ping { nonce: 7 })) };
-        assert_eq!(decode_request(&msg.encode_to_vec()).unwrap(), Request::Message(msg));
-        let join = ClientMessage {
-            data: Some(Data::JoinRequest(JoinRequest { room_id: "r".into(), room_config: None })),
+        let msg = ClientMessage {
+            data: Some(Data::Ping(Ping { nonce: 7 })),
         };
-        assert_eq!(decode_request(&join.encode_to_vec()).unwrap(), Request::Message(join));
+        assert_eq!(
+            decode_request(&msg.encode_to_vec()).unwrap(),
+            Request::Message(msg)
+        );
+        let join = ClientMessage {
+            data: Some(Data::JoinRequest(JoinRequest {
+                room_id: "r".into(),
+                room_config: None,
+            })),
+        };
+        assert_eq!(
+            decode_request(&join.encode_to_vec()).unwrap(),
+            Request::Message(join)
+        );
     }
 
     #[test]
@@ -171,7 +182,10 @@ mod tests {
 
     #[test]
     fn empty_payload_is_a_message_without_data() {
-        assert_eq!(decode_request(&[]).unwrap(), Request::Message(ClientMessage { data: None }));
+        assert_eq!(
+            decode_request(&[]).unwrap(),
+            Request::Message(ClientMessage { data: None })
+        );
     }
 
     #[test]

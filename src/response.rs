@@ -19,12 +19,18 @@ const MESSAGE_NOTIFICATION: u32 = 6;
 
 /// The `error` every successful response carries (code NONE).
 pub fn ok() -> Option<Error> {
-    Some(Error { code: ErrorCode::None as i32, message: String::new() })
+    Some(Error {
+        code: ErrorCode::None as i32,
+        message: String::new(),
+    })
 }
 
 /// An `Error` with a code and a human-readable message.
 pub fn err(code: ErrorCode, message: impl Into<String>) -> Option<Error> {
-    Some(Error { code: code as i32, message: message.into() })
+    Some(Error {
+        code: code as i32,
+        message: message.into(),
+    })
 }
 
 fn server(data: Data) -> Bytes {
@@ -33,7 +39,10 @@ fn server(data: Data) -> Bytes {
 
 /// `ServerMessage.error`: an error not tied to a response.
 pub fn error(code: ErrorCode, message: impl Into<String>) -> Bytes {
-    server(Data::Error(Error { code: code as i32, message: message.into() }))
+    server(Data::Error(Error {
+        code: code as i32,
+        message: message.into(),
+    }))
 }
 
 /// `LoginResponse`.
@@ -58,7 +67,10 @@ pub fn join(
 
 /// `LeaveResponse`.
 pub fn leave(room_id: &str, error: Option<Error>) -> Bytes {
-    server(Data::LeaveResponse(LeaveResponse { room_id: room_id.to_owned(), error }))
+    server(Data::LeaveResponse(LeaveResponse {
+        room_id: room_id.to_owned(),
+        error,
+    }))
 }
 
 /// `Pong`.
@@ -193,7 +205,9 @@ mod tests {
     fn ok_is_present_with_code_none() {
         let frame = login(ok());
         let msg = <ServerMessage as prost::Message>::decode(&frame[4..]).unwrap();
-        let Some(Data::LoginResponse(resp)) = msg.data else { panic!() };
+        let Some(Data::LoginResponse(resp)) = msg.data else {
+            panic!()
+        };
         assert_eq!(resp.error.unwrap().code, ErrorCode::None as i32);
     }
 }

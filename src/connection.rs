@@ -1,0 +1,315 @@
+//! One client connection: a reader task and a writer task on the accepting shard.
+//!
+//! The reader reads into the shard's scratch buffer (borrowed only while a read is
+//! polled, so an idle connection holds no read buffer), decodes every whole frame in
+//! place and keeps only a partial tail. The writer drains the [`Outbound`] queue with
+//! one `sendmsg` per batch and closes the socket when the queue is closed and drained.
+//!
+//! [`Outbound`]: crate::outbound::Outbound
+
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use futures_lite::{future, AsyncRead, AsyncWrite};
+use glommio::net::TcpStream;
+
+use crate::executor::ShardContext;
+use crate::frame::{self, FrameError};
+use crate::outbound::OutState;
+use crate::proto::ErrorCode;
+use crate::request::decode_request;
+use crate::response;
+use crate::session::{self, Outcome};
+use crate::shard::ConnShared;
+
+/// Frames handled per read before the reader lets other tasks run.
+const FRAMES_PER_TURN: usize = 256;
+
+/// Size of the per-shard read scratch buffer.
+pub const SCRATCH_BYTES: usize = 64 * 1024;
+
+/// Counts a live socket until both of its tasks are done.
+struct LiveGuard {
+    ctx: Rc<ShardContext>,
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.ctx.live.set(self.ctx.live.get() - 1);
+        self.ctx.connections.fetch_sub(1, Ordering::Relaxed);
+        self.ctx.live_changed.notify();
+    }
+}
+
+/// Takes over an accepted socket: checks the connection limit, then starts its tasks.
+pub fn spawn(ctx: &Rc<ShardContext>, stream: TcpStream) {
+    let count = ctx.connections.fetch_add(1, Ordering::Relaxed) + 1;
+    if count > ctx.max_connections {
+        ctx.connections.fetch_sub(1, Ordering::Relaxed);
+        reject(
+            &stream,
+            ErrorCode::ServerFull,
+            "server is at --max-connections",
+        );
+        return;
+    }
+    ctx.live.set(ctx.live.get() + 1);
+    let guard = Rc::new(LiveGuard { ctx: ctx.clone() });
+    if let Err(e) = configure(&stream, ctx) {
+        tracing::debug!(error = %e, "socket setup failed");
+        return;
+    }
+    let conn = ctx.state.borrow_mut().register();
+    let stream = Rc::new(RefCell::new(stream));
+    glommio::spawn_local(read_loop(
+        ctx.clone(),
+        conn.clone(),
+        stream.clone(),
+        guard.clone(),
+    ))
+    .detach();
+    glommio::spawn_local(write_loop(conn, stream, guard)).detach();
+}
+
+fn configure(stream: &TcpStream, ctx: &ShardContext) -> glommio::Result<(), ()> {
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(ctx.config.idle_timeout())?;
+    Ok(())
+}
+
+/// Sends one error frame without waiting and drops the socket (a fresh socket's send
+/// buffer is empty, so the frame fits).
+fn reject(stream: &TcpStream, code: ErrorCode, message: &str) {
+    let frame = response::error(code, message);
+    let fd = stream.as_raw_fd();
+    // SAFETY: valid fd and buffer; MSG_DONTWAIT because accepted sockets are blocking.
+    unsafe {
+        libc::send(
+            fd,
+            frame.as_ptr().cast(),
+            frame.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        );
+        libc::shutdown(fd, libc::SHUT_WR);
+    }
+}
+
+/// Why a reader stopped.
+#[derive(Debug)]
+enum ReadEnd {
+    Eof,
+    Idle,
+    Error(io::Error),
+    Closing,
+}
+
+async fn read_loop(
+    ctx: Rc<ShardContext>,
+    conn: Rc<ConnShared>,
+    stream: Rc<RefCell<TcpStream>>,
+    _live: Rc<LiveGuard>,
+) {
+    let end = read_frames(&ctx, &conn, &stream).await;
+    match &end {
+        ReadEnd::Error(e) => tracing::debug!(conn = conn.id, error = %e, "read failed"),
+        other => tracing::trace!(conn = conn.id, end = ?other, "reader done"),
+    }
+    ctx.state.borrow_mut().disconnect(conn.id);
+}
+
+async fn read_frames(
+    ctx: &ShardContext,
+    conn: &ConnShared,
+    stream: &RefCell<TcpStream>,
+) -> ReadEnd {
+    // Bytes read but not yet handled: a partial frame, or frames left by a pause.
+    let mut carry: Vec<u8> = Vec::new();
+    let mut carry_has_frames = false;
+    loop {
+        let outcome = if carry_has_frames {
+            let (used, outcome) = handle_frames(ctx, conn, &carry);
+            carry.drain(..used);
+            outcome
+        } else {
+            let read = future::poll_fn(|cx| {
+                let mut scratch = ctx.scratch.borrow_mut();
+                Pin::new(&mut *stream.borrow_mut()).poll_read(cx, &mut scratch[..])
+            })
+            .await;
+            let n = match read {
+                Ok(0) => return ReadEnd::Eof,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => return ReadEnd::Idle,
+                Err(e) => return ReadEnd::Error(e),
+            };
+            if conn.out.is_closing() {
+                return ReadEnd::Closing;
+            }
+            let scratch = ctx.scratch.borrow();
+            if carry.is_empty() {
+                let (used, outcome) = handle_frames(ctx, conn, &scratch[..n]);
+                carry.extend_from_slice(&scratch[used..n]);
+                outcome
+            } else {
+                carry.extend_from_slice(&scratch[..n]);
+                let (used, outcome) = handle_frames(ctx, conn, &carry);
+                carry.drain(..used);
+                outcome
+            }
+        };
+        match outcome {
+            Step::NeedMore => carry_has_frames = false,
+            Step::Paused => {
+                carry_has_frames = true;
+                glommio::yield_if_needed().await;
+            }
+            Step::Session(Outcome::AwaitClaim(player)) => {
+                carry_has_frames = true;
+                loop {
+                    if let Some(ok) = conn.claim.take() {
+                        session::finish_login(conn, player, ok);
+                        break;
+                    }
+                    if conn.out.is_closing() {
+                        return ReadEnd::Closing;
+                    }
+                    conn.wake.notified().await;
+                }
+            }
+            Step::Session(Outcome::Close) => return ReadEnd::Closing,
+            Step::Session(Outcome::Continue) => unreachable!("handle_frames continues by itself"),
+        }
+        if carry.is_empty() && carry.capacity() > SCRATCH_BYTES {
+            carry = Vec::new();
+        }
+    }
+}
+
+/// Where `handle_frames` stopped.
+enum Step {
+    /// Only a partial frame (or nothing) is left.
+    NeedMore,
+    /// Stopped after `FRAMES_PER_TURN` frames to let other tasks run.
+    Paused,
+    /// A request asked to wait or to close.
+    Session(Outcome),
+}
+
+/// Handles the whole frames at the start of `data`; returns the bytes used.
+fn handle_frames(ctx: &ShardContext, conn: &ConnShared, data: &[u8]) -> (usize, Step) {
+    let mut state = ctx.state.borrow_mut();
+    let max = ctx.config.max_frame_bytes;
+    let mut at = 0;
+    for _ in 0..FRAMES_PER_TURN {
+        let range = match frame::next_frame(&data[at..], max) {
+            Ok(Some(range)) => range,
+            Ok(None) => return (at, Step::NeedMore),
+            Err(e @ FrameError::TooLarge { .. }) => {
+                close_with(ctx, conn, ErrorCode::FrameTooLarge, e.to_string());
+                return (at, Step::Session(Outcome::Close));
+            }
+        };
+        let payload = &data[at + range.start..at + range.end];
+        at += range.end;
+        let outcome = match decode_request(payload) {
+            Ok(request) => session::handle(&mut state, conn, &ctx.session, request, payload),
+            Err(e) => {
+                close_with(
+                    ctx,
+                    conn,
+                    ErrorCode::BadRequest,
+                    format!("payload is not a valid ClientMessage: {e}"),
+                );
+                Outcome::Close
+            }
+        };
+        if outcome == Outcome::Close {
+            let grace = ctx.config.shutdown_grace();
+            conn.out.close_after(None, Instant::now() + grace);
+        }
+        if outcome != Outcome::Continue {
+            return (at, Step::Session(outcome));
+        }
+    }
+    (at, Step::Paused)
+}
+
+fn close_with(ctx: &ShardContext, conn: &ConnShared, code: ErrorCode, message: String) {
+    let deadline = Instant::now() + ctx.config.shutdown_grace();
+    conn.out
+        .close_after(Some(response::error(code, message)), deadline);
+}
+
+/// What ended a wait for socket room.
+enum Wait {
+    Wrote(io::Result<usize>),
+    Woken,
+    Deadline,
+}
+
+async fn write_loop(conn: Rc<ConnShared>, stream: Rc<RefCell<TcpStream>>, _live: Rc<LiveGuard>) {
+    let fd = stream.borrow().as_raw_fd();
+    if let Err(e) = write_frames(&conn, &stream, fd).await {
+        tracing::trace!(conn = conn.id, error = %e, "writer stopped");
+    }
+    // Wakes the reader too (its read returns 0), which then unregisters the connection.
+    // SAFETY: the fd stays open while `stream` lives.
+    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+}
+
+async fn write_frames(conn: &ConnShared, stream: &RefCell<TcpStream>, fd: RawFd) -> io::Result<()> {
+    loop {
+        if conn.out.is_empty() {
+            if conn.out.is_closing() {
+                return Ok(());
+            }
+            conn.out.writer.notified().await;
+            continue;
+        }
+        match conn.out.write_to(fd) {
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        // The socket is full.
+        let deadline = match conn.out.state() {
+            OutState::Open => None,
+            OutState::Draining { deadline } => Some(deadline),
+            // A slow consumer's last frame does not fit: give up now.
+            OutState::Cut => return Ok(()),
+        };
+        let Some(front) = conn.out.front() else {
+            continue;
+        };
+        let write = async {
+            let wrote =
+                future::poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_write(cx, &front))
+                    .await;
+            Wait::Wrote(wrote)
+        };
+        let woken = async {
+            conn.out.writer.notified().await;
+            Wait::Woken
+        };
+        let expire = async {
+            match deadline {
+                Some(at) => {
+                    glommio::timer::sleep(at.saturating_duration_since(Instant::now())).await;
+                    Wait::Deadline
+                }
+                None => future::pending().await,
+            }
+        };
+        match future::or(write, future::or(woken, expire)).await {
+            Wait::Wrote(Ok(n)) => conn.out.consume(n),
+            Wait::Wrote(Err(e)) => return Err(e),
+            Wait::Woken => {}
+            Wait::Deadline => return Ok(()),
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! The tasks of one shard's executor: accept loop, inbox, flusher, and the graceful
+//! shutdown that ends them.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_lite::future;
+use glommio::net::TcpListener;
+
+use crate::config::Config;
+use crate::connection::{self, SCRATCH_BYTES};
+use crate::notify::LocalNotify;
+use crate::router::Batch;
+use crate::routing::ShardId;
+use crate::session::SessionConfig;
+use crate::shard::{ShardLimits, ShardState};
+
+/// Channel messages drained per wake-up before the inbox lets other tasks run.
+const BATCHES_PER_TURN: usize = 64;
+
+/// Extra time after the shutdown grace for sockets to finish closing.
+const CLOSE_SLACK: Duration = Duration::from_secs(1);
+
+/// What a shard's tasks share. Lives on one thread (`Rc`), never behind a lock.
+pub struct ShardContext {
+    /// The shard's state.
+    pub state: RefCell<ShardState>,
+    /// Server configuration.
+    pub config: Arc<Config>,
+    /// Session settings derived from it.
+    pub session: SessionConfig,
+    /// The read buffer every connection of this shard reads into.
+    pub scratch: RefCell<Vec<u8>>,
+    /// Sockets whose tasks have not both finished.
+    pub live: Cell<usize>,
+    /// Notified when `live` changes.
+    pub live_changed: LocalNotify,
+    /// Connections of the whole process (for `--max-connections`; touched only on
+    /// accept and close, never on the message path).
+    pub connections: Arc<AtomicUsize>,
+    /// `--max-connections`, resolved.
+    pub max_connections: usize,
+    stop_accepting: LocalNotify,
+    shutdown_started: LocalNotify,
+    flush: Rc<LocalNotify>,
+}
+
+/// Everything a shard needs from the thread that starts it.
+pub struct ShardSetup {
+    /// This shard's index.
+    pub id: ShardId,
+    /// Number of shards.
+    pub nr_shards: usize,
+    /// Configuration.
+    pub config: Arc<Config>,
+    /// Where to listen (port already resolved when it was 0).
+    pub addr: SocketAddr,
+    /// This shard's inbox.
+    pub inbox: flume::Receiver<Batch>,
+    /// Every shard's inbox, indexed by shard id.
+    pub peers: Vec<flume::Sender<Batch>>,
+    /// Process-wide connection count.
+    pub connections: Arc<AtomicUsize>,
+    /// `--max-connections`, resolved.
+    pub max_connections: usize,
+    /// Told the bound address, or why binding failed.
+    pub bound: std::sync::mpsc::Sender<std::io::Result<SocketAddr>>,
+}
+
+/// Runs one shard until it has shut down.
+pub async fn run_shard(setup: ShardSetup) {
+    let listener = match TcpListener::bind(setup.addr) {
+        Ok(listener) => listener,
+        Err(e) => {
+            let _ = setup.bound.send(Err(std::io::Error::other(e.to_string())));
+            return;
+        }
+    };
+    let local = listener
+        .local_addr()
+        .map_err(|e| std::io::Error::other(e.to_string()));
+    if setup.bound.send(local).is_err() {
+        return;
+    }
+    let flush = Rc::new(LocalNotify::default());
+    let limits = ShardLimits {
+        max_room_members: setup.config.max_room_members,
+        max_outbound_bytes: setup.config.max_outbound_bytes,
+        close_grace: setup.config.shutdown_grace(),
+    };
+    let ctx = Rc::new(ShardContext {
+        state: RefCell::new(ShardState::new(
+            setup.id,
+            setup.nr_shards,
+            limits,
+            flush.clone(),
+        )),
+        session: SessionConfig {
+            auth_token: setup.config.auth_token.clone(),
+        },
+        config: setup.config,
+        scratch: RefCell::new(vec![0; SCRATCH_BYTES]),
+        live: Cell::new(0),
+        live_changed: LocalNotify::default(),
+        connections: setup.connections,
+        max_connections: setup.max_connections,
+        stop_accepting: LocalNotify::default(),
+        shutdown_started: LocalNotify::default(),
+        flush,
+    });
+    glommio::spawn_local(accept_loop(ctx.clone(), listener)).detach();
+    glommio::spawn_local(inbox_loop(ctx.clone(), setup.inbox)).detach();
+    glommio::spawn_local(flush_loop(ctx.clone(), setup.peers)).detach();
+
+    ctx.shutdown_started.notified().await;
+    ctx.stop_accepting.notify();
+    let grace = ctx.config.shutdown_grace();
+    let deadline = Instant::now() + grace;
+    ctx.state.borrow_mut().begin_shutdown(deadline);
+    let give_up = deadline + CLOSE_SLACK;
+    while ctx.live.get() > 0 && Instant::now() < give_up {
+        let left = give_up.saturating_duration_since(Instant::now());
+        future::or(ctx.live_changed.notified(), glommio::timer::sleep(left)).await;
+    }
+    tracing::debug!(
+        shard = ctx.state.borrow().id(),
+        left = ctx.live.get(),
+        "shard stopped"
+    );
+}
+
+async fn accept_loop(ctx: Rc<ShardContext>, listener: TcpListener) {
+    loop {
+        let accepted = future::or(async { Some(listener.accept().await) }, async {
+            ctx.stop_accepting.notified().await;
+            None
+        })
+        .await;
+        match accepted {
+            None => return,
+            Some(Ok(stream)) => connection::spawn(&ctx, stream),
+            Some(Err(e)) => {
+                // EMFILE and friends: back off instead of spinning on the error.
+                tracing::warn!(error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn inbox_loop(ctx: Rc<ShardContext>, inbox: flume::Receiver<Batch>) {
+    while let Ok(first) = inbox.recv_async().await {
+        let mut next = Some(first);
+        let mut handled = 0;
+        while let Some(batch) = next {
+            if ctx.state.borrow_mut().handle_batch(batch) {
+                ctx.shutdown_started.notify();
+            }
+            handled += 1;
+            next = if handled < BATCHES_PER_TURN {
+                inbox.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        glommio::yield_if_needed().await;
+    }
+}
+
+async fn flush_loop(ctx: Rc<ShardContext>, peers: Vec<flume::Sender<Batch>>) {
+    loop {
+        ctx.flush.notified().await;
+        let batches = ctx.state.borrow_mut().take_outbox();
+        for (dest, batch) in batches {
+            // A peer that already stopped (shutdown) no longer needs its messages.
+            let _ = peers[dest].send(batch);
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! `Outbound`: a connection's queue of frames to send, bounded in bytes. Frames are
+//! shared `Bytes` (a broadcast frame is one allocation however many queues hold it);
+//! the writer hands up to `MAX_IOV` of them to one `sendmsg`, so a burst costs one
+//! syscall and no copy.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Instant;
+
+use bytes::{Buf, Bytes};
+
+use crate::notify::LocalNotify;
+
+/// Frames handed to one `sendmsg`.
+const MAX_IOV: usize = 64;
+
+/// Where a connection's output stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutState {
+    /// Accepting frames.
+    Open,
+    /// No new frames; the writer sends what is queued until `deadline`, then closes.
+    Draining {
+        /// When the writer gives up on a client that does not read.
+        deadline: Instant,
+    },
+    /// Slow consumer: the writer makes one last non-blocking attempt, then closes.
+    Cut,
+}
+
+/// The result of [`Outbound::push`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    /// Queued for sending.
+    Queued,
+    /// The connection is closing; the frame was dropped.
+    Closed,
+    /// The frame would have passed the byte limit: the connection was cut.
+    SlowConsumer,
+}
+
+/// A connection's outbound queue; owned by its shard, drained by its writer task.
+#[derive(Debug)]
+pub struct Outbound {
+    queue: RefCell<VecDeque<Bytes>>,
+    queued_bytes: Cell<usize>,
+    max_bytes: usize,
+    state: Cell<OutState>,
+    /// Whether the front frame has been partly written (it must then be finished).
+    front_started: Cell<bool>,
+    /// Wakes the writer: new frames or a state change.
+    pub(crate) writer: LocalNotify,
+}
+
+impl Outbound {
+    /// An empty open queue holding at most `max_bytes`.
+    pub fn new(max_bytes: usize) -> Self {
+        Self {
+            queue: RefCell::new(VecDeque::new()),
+            queued_bytes: Cell::new(0),
+            max_bytes,
+            state: Cell::new(OutState::Open),
+            front_started: Cell::new(false),
+            writer: LocalNotify::default(),
+        }
+    }
+
+    /// Queues a frame; a frame that would pass the limit cuts the connection, and
+    /// `slow_consumer_frame` is queued after the partly written frame, if any.
+    pub fn push(&self, frame: Bytes, slow_consumer_frame: impl FnOnce() -> Bytes) -> Push {
+        if self.state.get() != OutState::Open {
+            return Push::Closed;
+        }
+        let queued = self.queued_bytes.get() + frame.len();
+        if queued > self.max_bytes {
+            self.cut(slow_consumer_frame());
+            return Push::SlowConsumer;
+        }
+        self.queued_bytes.set(queued);
+        let mut queue = self.queue.borrow_mut();
+        queue.push_back(frame);
+        if queue.len() == 1 {
+            // The writer sleeps only on an empty queue.
+            self.writer.notify();
+        }
+        Push::Queued
+    }
+
+    /// Queues a last frame (beyond the limit), then drains until `deadline`.
+    pub fn close_after(&self, last: Option<Bytes>, deadline: Instant) {
+        if self.state.get() != OutState::Open {
+            return;
+        }
+        if let Some(frame) = last {
+            self.queued_bytes.set(self.queued_bytes.get() + frame.len());
+            self.queue.borrow_mut().push_back(frame);
+        }
+        self.state.set(OutState::Draining { deadline });
+        self.writer.notify();
+    }
+
+    fn cut(&self, last: Bytes) {
+        let mut queue = self.queue.borrow_mut();
+        let keep = usize::from(self.front_started.get() && !queue.is_empty());
+        queue.truncate(keep);
+        queue.push_back(last);
+        self.queued_bytes.set(queue.iter().map(Bytes::len).sum());
+        self.state.set(OutState::Cut);
+        self.writer.notify();
+    }
+
+    /// The current state.
+    pub fn state(&self) -> OutState {
+        self.state.get()
+    }
+
+    /// Whether the connection stopped accepting frames.
+    pub fn is_closing(&self) -> bool {
+        self.state.get() != OutState::Open
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes.get()
+    }
+
+    /// Whether nothing is left to write.
+    pub fn is_empty(&self) -> bool {
+        self.queue.borrow().is_empty()
+    }
+
+    /// Writes as much of the queue as the socket takes now, with one non-blocking
+    /// `sendmsg`; returns the bytes written (`WouldBlock` when the socket is full).
+    pub fn write_to(&self, fd: RawFd) -> io::Result<usize> {
+        let written = {
+            let queue = self.queue.borrow();
+            let mut iov = [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; MAX_IOV];
+            let mut count = 0;
+            for (slot, frame) in iov.iter_mut().zip(queue.iter()) {
+                slot.iov_base = frame.as_ptr() as *mut libc::c_void;
+                slot.iov_len = frame.len();
+                count += 1;
+            }
+            if count == 0 {
+                return Ok(0);
+            }
+            // SAFETY: msghdr is plain data; zeroed is a valid "no address, no control".
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = iov.as_mut_ptr();
+            msg.msg_iovlen = count;
+            // SAFETY: the iovecs point into frames kept alive by the borrowed queue.
+            // MSG_DONTWAIT: accepted sockets are blocking fds (glommio polls them).
+            let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            n as usize
+        };
+        self.consume(written);
+        Ok(written)
+    }
+
+    /// The front frame's unwritten bytes, for a blocking write that waits for room.
+    pub fn front(&self) -> Option<Bytes> {
+        self.queue.borrow().front().cloned()
+    }
+
+    /// Marks `n` bytes from the front as written.
+    pub fn consume(&self, mut n: usize) {
+        self.queued_bytes.set(self.queued_bytes.get() - n);
+        let mut queue = self.queue.borrow_mut();
+        while n > 0 {
+            let Some(front) = queue.front_mut() else {
+                break;
+            };
+            if n >= front.len() {
+                n -= front.len();
+                queue.pop_front();
+                self.front_started.set(false);
+            } else {
+                front.advance(n);
+                self.front_started.set(true);
+                n = 0;
+            }
+        }
+        if queue.is_empty() && queue.capacity() > 4 * MAX_IOV {
+            // A burst grew the ring; an idle connection should not keep it.
+            queue.shrink_to(MAX_IOV);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(n: usize) -> Bytes {
+        Bytes::from(vec![b'x'; n])
+    }
+
+    fn slow() -> Bytes {
+        Bytes::from_static(b"SLOW")
+    }
+
+    #[test]
+    fn push_counts_bytes_and_consume_releases_them() {
+        let out = Outbound::new(100);
+        assert_eq!(out.push(frame(40), slow), Push::Queued);
+        assert_eq!(out.push(frame(60), slow), Push::Queued);
+        assert_eq!(out.queued_bytes(), 100);
+        out.consume(50);
+        assert_eq!(out.queued_bytes(), 50);
+        assert_eq!(out.front().unwrap().len(), 50, "second frame, 10 bytes in");
+        out.consume(50);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn passing_the_limit_cuts_and_keeps_a_partly_written_front() {
+        let out = Outbound::new(100);
+        out.push(frame(60), slow);
+        out.push(frame(30), slow);
+        out.consume(10);
+        assert_eq!(out.push(frame(20), slow), Push::SlowConsumer);
+        assert_eq!(out.state(), OutState::Cut);
+        let queue = out.queue.borrow();
+        assert_eq!(queue.len(), 2);
+        assert_eq!(
+            queue[0].len(),
+            50,
+            "the started frame is finished, not torn"
+        );
+        assert_eq!(&queue[1][..], b"SLOW");
+        drop(queue);
+        assert_eq!(out.push(frame(1), slow), Push::Closed);
+    }
+
+    #[test]
+    fn cut_with_an_unstarted_front_drops_the_backlog() {
+        let out = Outbound::new(10);
+        out.push(frame(10), slow);
+        assert_eq!(out.push(frame(1), slow), Push::SlowConsumer);
+        assert_eq!(out.queue.borrow().len(), 1);
+        assert_eq!(out.queued_bytes(), 4);
+    }
+
+    #[test]
+    fn close_after_queues_a_last_frame_beyond_the_limit() {
+        let out = Outbound::new(10);
+        out.push(frame(10), slow);
+        out.close_after(Some(frame(5)), Instant::now());
+        assert!(matches!(out.state(), OutState::Draining { .. }));
+        assert_eq!(out.queued_bytes(), 15);
+        assert_eq!(out.push(frame(1), slow), Push::Closed);
+    }
+
+    #[test]
+    fn write_to_sends_every_queued_frame_in_one_call() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let out = Outbound::new(1000);
+        out.push(Bytes::from_static(b"ab"), slow);
+        out.push(Bytes::from_static(b"cde"), slow);
+        use std::os::fd::AsRawFd;
+        assert_eq!(out.write_to(a.as_raw_fd()).unwrap(), 5);
+        assert!(out.is_empty());
+        let mut got = [0u8; 5];
+        use std::io::Read;
+        (&b).read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"abcde");
+    }
+}

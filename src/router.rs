@@ -1,0 +1,106 @@
+//! Messages between shards, named by direction: `ToOwner` requests go to the shard
+//! that owns a room or a player id; `ToMembers` events go from an owner back to the
+//! shards that host the connections concerned. One flume message carries a batch.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use smallvec::SmallVec;
+
+use crate::routing::ShardId;
+
+/// A connection id, unique within its shard for the process's life.
+pub type ConnId = u64;
+
+/// A room's key, unique in the process: the owner shard in the high bits.
+pub type RoomKey = u64;
+
+/// Where a connection lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnAddr {
+    /// The shard that accepted it.
+    pub shard: ShardId,
+    /// Its id on that shard.
+    pub conn: ConnId,
+}
+
+/// What flows through a shard's inbox: a batch of messages from one shard.
+pub type Batch = Vec<ShardMessage>;
+
+/// One cross-shard message.
+#[derive(Debug)]
+pub enum ShardMessage {
+    /// To the owner of a room or player id.
+    ToOwner(OwnerRequest),
+    /// From an owner to a shard hosting members.
+    ToMembers(MemberEvent),
+    /// Begin graceful shutdown.
+    Shutdown,
+}
+
+/// A request to the shard owning a room or a player id.
+// Fields are named for what they carry (`from`: the requesting connection).
+#[allow(missing_docs)]
+#[derive(Debug)]
+pub enum OwnerRequest {
+    /// Claim a player id for a login.
+    Claim { player: Arc<str>, from: ConnAddr },
+    /// Free a player id after its connection left every room.
+    Release { player: Arc<str>, from: ConnAddr },
+    /// Join a room (`max_players` None: no config sent).
+    Join {
+        room_id: String,
+        max_players: Option<u32>,
+        player: Arc<str>,
+        from: ConnAddr,
+    },
+    /// Leave a room.
+    Leave {
+        room_id: String,
+        player: Arc<str>,
+        from: ConnAddr,
+    },
+    /// A `SendMessage` payload, forwarded whole (one allocation) and re-read by the owner.
+    Send {
+        payload: Bytes,
+        player: Arc<str>,
+        from: ConnAddr,
+    },
+    /// The connection closed: leave every room of this owner.
+    Disconnect { player: Arc<str>, from: ConnAddr },
+}
+
+/// An owner's answer or broadcast to a shard hosting the connections concerned.
+#[allow(missing_docs)]
+#[derive(Debug)]
+pub enum MemberEvent {
+    /// The outcome of a `Claim`.
+    Claimed {
+        conn: ConnId,
+        player: Arc<str>,
+        ok: bool,
+    },
+    /// The connection joined: index it under `room`, then send it `frame`.
+    Joined {
+        conn: ConnId,
+        room: RoomKey,
+        frame: Bytes,
+    },
+    /// The connection left: drop it from `room`'s index, then send it `frame`.
+    Left {
+        conn: ConnId,
+        room: RoomKey,
+        frame: Bytes,
+    },
+    /// A frame for one connection (a response or an error).
+    Reply { conn: ConnId, frame: Bytes },
+    /// A frame for every local member of `room`.
+    Deliver { room: RoomKey, frame: Bytes },
+    /// A frame for some local members (targeted messages).
+    DeliverTo {
+        conns: SmallVec<[ConnId; 4]>,
+        frame: Bytes,
+    },
+    /// The owner processed a `Disconnect`.
+    DisconnectDone { conn: ConnId },
+}

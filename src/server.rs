@@ -1,0 +1,250 @@
+//! Starting and stopping the server: one pinned glommio executor per shard, a full
+//! mesh of flume channels between them, every shard accepting on the same port.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::AtomicUsize;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
+
+use crate::config::Config;
+use crate::executor::{run_shard, ShardSetup};
+use crate::router::{Batch, ShardMessage};
+
+/// Locked memory each executor reserves for io_uring buffers. Sockets do not use it
+/// and the machines allow 8 MiB of memlock in all.
+const IO_MEMORY: usize = 512 * 1024;
+
+/// Why the server could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// `--listen` is not an address.
+    #[error("cannot resolve listen address {addr:?}: {reason}")]
+    Resolve {
+        /// The address given.
+        addr: String,
+        /// What failed.
+        reason: String,
+    },
+    /// Another process listens on the port.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// `--shards 0` or a bad CPU set.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// glommio refused to start an executor.
+    #[error("cannot start shard {shard}: {reason}")]
+    Executor {
+        /// The shard.
+        shard: usize,
+        /// glommio's error.
+        reason: String,
+    },
+    /// A shard's thread panicked or failed.
+    #[error("shard {shard} failed: {reason}")]
+    Shard {
+        /// The shard.
+        shard: usize,
+        /// What happened.
+        reason: String,
+    },
+}
+
+/// A running server.
+pub struct Server {
+    addr: SocketAddr,
+    peers: Vec<flume::Sender<Batch>>,
+    executors: Vec<ExecutorJoinHandle<()>>,
+}
+
+impl Server {
+    /// Starts every shard and returns once all of them listen.
+    pub fn start(config: Config) -> Result<Self, ServerError> {
+        let requested = resolve(&config.listen)?;
+        let cpus = allowed_cpus();
+        let nr_shards = config.shards.unwrap_or(cpus.len());
+        if nr_shards == 0 {
+            return Err(ServerError::Config("--shards must be at least 1".into()));
+        }
+        if requested.port() != 0 {
+            // glommio always sets SO_REUSEPORT: without this check a second server on
+            // the same port would silently take half of the first one's connections.
+            std::net::TcpListener::bind(requested).map_err(|source| ServerError::Bind {
+                addr: requested,
+                source,
+            })?;
+        }
+        if config.auth_token.is_none() {
+            tracing::warn!("no --auth-token: every login is accepted (development default)");
+        }
+        let max_connections = config.max_connections();
+        let config = Arc::new(config);
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (peers, inboxes): (Vec<_>, Vec<_>) = (0..nr_shards).map(|_| flume::unbounded()).unzip();
+
+        let mut server = Server {
+            addr: requested,
+            peers: peers.clone(),
+            executors: Vec::new(),
+        };
+        for (id, inbox) in inboxes.into_iter().enumerate() {
+            let (bound_tx, bound_rx) = mpsc::channel();
+            let setup = ShardSetup {
+                id,
+                nr_shards,
+                config: config.clone(),
+                addr: server.addr,
+                inbox,
+                peers: peers.clone(),
+                connections: connections.clone(),
+                max_connections,
+                bound: bound_tx,
+            };
+            let started =
+                spawn_executor(&config, id, cpus[id % cpus.len()], setup).and_then(|handle| {
+                    server.executors.push(handle);
+                    let bound = bound_rx.recv().map_err(|_| ServerError::Shard {
+                        shard: id,
+                        reason: "exited before listening".into(),
+                    })?;
+                    bound.map_err(|source| ServerError::Bind {
+                        addr: server.addr,
+                        source,
+                    })
+                });
+            match started {
+                // Port 0: the first shard's port is the one every other shard binds.
+                Ok(addr) => server.addr = addr,
+                Err(e) => {
+                    server.shutdown();
+                    let _ = server.wait();
+                    return Err(e);
+                }
+            }
+        }
+        tracing::info!("listening on {} ({} shards)", server.addr, nr_shards);
+        Ok(server)
+    }
+
+    /// The bound address (the real port when `--listen` asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Number of shards.
+    pub fn nr_shards(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Starts a graceful shutdown; [`Server::wait`] returns when it is done.
+    pub fn shutdown(&self) {
+        for peer in &self.peers {
+            let _ = peer.send(vec![ShardMessage::Shutdown]);
+        }
+    }
+
+    /// Waits until every shard has stopped.
+    pub fn wait(self) -> Result<(), ServerError> {
+        let mut result = Ok(());
+        for (shard, handle) in self.executors.into_iter().enumerate() {
+            if let Err(e) = handle.join() {
+                result = Err(ServerError::Shard {
+                    shard,
+                    reason: e.to_string(),
+                });
+            }
+        }
+        result
+    }
+}
+
+/// Runs the server until `shutdown` receives (or all its senders are dropped), then
+/// shuts down gracefully.
+pub fn run(config: Config, shutdown: flume::Receiver<()>) -> Result<(), ServerError> {
+    let server = Server::start(config)?;
+    let _ = shutdown.recv();
+    tracing::info!("shutting down");
+    server.shutdown();
+    server.wait()
+}
+
+fn spawn_executor(
+    config: &Config,
+    id: usize,
+    cpu: usize,
+    setup: ShardSetup,
+) -> Result<ExecutorJoinHandle<()>, ServerError> {
+    let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+        .name(&format!("corecast-{id}"))
+        .io_memory(IO_MEMORY)
+        // glommio's default (100 ms) would let a busy shard answer another shard's
+        // message up to 100 ms late.
+        .preempt_timer(Duration::from_millis(config.preempt_ms.max(1)));
+    if config.spin_us > 0 {
+        builder = builder.spin_before_park(Duration::from_micros(config.spin_us));
+    }
+    builder
+        .spawn(move || run_shard(setup))
+        .map_err(|e| ServerError::Executor {
+            shard: id,
+            reason: e.to_string(),
+        })
+}
+
+fn resolve(listen: &str) -> Result<SocketAddr, ServerError> {
+    let err = |reason: String| ServerError::Resolve {
+        addr: listen.into(),
+        reason,
+    };
+    listen
+        .to_socket_addrs()
+        .map_err(|e| err(e.to_string()))?
+        .next()
+        .ok_or_else(|| err("no address".into()))
+}
+
+/// CPUs this process may run on (its affinity mask, so `taskset` is respected).
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let ok =
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) }
+            == 0;
+    let cpus: Vec<usize> = if ok {
+        // SAFETY: CPU_ISSET reads the set we own.
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if cpus.is_empty() {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        return (0..n).collect();
+    }
+    cpus
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowed_cpus_is_not_empty() {
+        assert!(!allowed_cpus().is_empty());
+    }
+
+    #[test]
+    fn unresolvable_listen_address_is_an_error_not_a_panic() {
+        assert!(matches!(
+            resolve("not an address"),
+            Err(ServerError::Resolve { .. })
+        ));
+    }
+}

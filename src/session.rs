@@ -1,0 +1,224 @@
+//! What one connection's requests do: validation, login rules, and dispatch to the
+//! shard. No sockets here; the connection feeds decoded requests in and acts on the
+//! returned [`Outcome`].
+
+use std::sync::Arc;
+
+use subtle::ConstantTimeEq;
+
+use crate::proto::{client_message::Data, login_request::AuthConfig, ErrorCode, LoginRequest};
+use crate::request::{Request, SendView};
+use crate::response;
+use crate::room::Rejection;
+use crate::shard::{ConnShared, ShardState};
+
+/// Longest player id or room id, in bytes.
+pub const MAX_ID_BYTES: usize = 128;
+
+/// What the connection does after a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Read the next request.
+    Continue,
+    /// Wait for the login claim's answer before reading further (keeps order).
+    AwaitClaim(Arc<str>),
+    /// An error frame is queued; close once it is flushed.
+    Close,
+}
+
+/// Settings a session needs.
+#[derive(Debug, Clone, Default)]
+pub struct SessionConfig {
+    /// The bearer token logins must carry, if any.
+    pub auth_token: Option<String>,
+}
+
+/// Checks a player or room id: 1 to 128 bytes (UTF-8 is checked by decoding).
+pub fn validate_id(what: &str, id: &str) -> Result<(), Rejection> {
+    if id.is_empty() || id.len() > MAX_ID_BYTES {
+        return Err((
+            ErrorCode::BadRequest,
+            format!(
+                "{what} must be 1 to {MAX_ID_BYTES} bytes of UTF-8, got {} bytes",
+                id.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `login` carries the configured token (constant-time in the token's bytes).
+pub fn authorized(login: &LoginRequest, expected: Option<&str>) -> bool {
+    let Some(expected) = expected else {
+        return true;
+    };
+    let given = match &login.auth_config {
+        Some(AuthConfig::Bearer(bearer)) => bearer.token.as_bytes(),
+        None => &[],
+    };
+    bool::from(given.ct_eq(expected.as_bytes()))
+}
+
+/// Handles one decoded request from `conn`; `payload` is its raw bytes.
+pub fn handle(
+    state: &mut ShardState,
+    conn: &ConnShared,
+    config: &SessionConfig,
+    request: Request<'_>,
+    payload: &[u8],
+) -> Outcome {
+    let data = match request {
+        Request::Send(view) => return send(state, conn, &view, payload),
+        Request::Message(msg) => msg.data,
+    };
+    let Some(data) = data else {
+        conn.push(response::error(
+            ErrorCode::BadRequest,
+            "ClientMessage has no data set",
+        ));
+        return Outcome::Continue;
+    };
+    match data {
+        Data::Ping(ping) => {
+            conn.push(response::pong(ping.nonce));
+            Outcome::Continue
+        }
+        Data::LoginRequest(login) => self::login(state, conn, config, login),
+        Data::SendMessage(send_msg) => send(state, conn, &SendView::of(&send_msg), payload),
+        Data::JoinRequest(join) => {
+            let Some(player) = logged_in(conn) else {
+                return Outcome::Continue;
+            };
+            if let Err((code, message)) = validate_id("room_id", &join.room_id) {
+                conn.push(response::join(
+                    &join.room_id,
+                    Vec::new(),
+                    None,
+                    response::err(code, message),
+                ));
+                return Outcome::Continue;
+            }
+            let max_players = join.room_config.map(|c| c.max_players);
+            state.join(conn, player, join.room_id, max_players);
+            Outcome::Continue
+        }
+        Data::LeaveRequest(leave) => {
+            let Some(player) = logged_in(conn) else {
+                return Outcome::Continue;
+            };
+            if let Err((code, message)) = validate_id("room_id", &leave.room_id) {
+                conn.push(response::leave(
+                    &leave.room_id,
+                    response::err(code, message),
+                ));
+                return Outcome::Continue;
+            }
+            state.leave(conn, player, leave.room_id);
+            Outcome::Continue
+        }
+    }
+}
+
+fn login(
+    state: &mut ShardState,
+    conn: &ConnShared,
+    config: &SessionConfig,
+    login: LoginRequest,
+) -> Outcome {
+    if conn.player.borrow().is_some() {
+        let err = response::err(
+            ErrorCode::AlreadyLoggedIn,
+            "this connection is already logged in",
+        );
+        conn.push(response::login(err));
+        return Outcome::Continue;
+    }
+    if let Err((code, message)) = validate_id("player_id", &login.player_id) {
+        conn.push(response::login(response::err(code, message)));
+        return Outcome::Continue;
+    }
+    if !authorized(&login, config.auth_token.as_deref()) {
+        conn.push(response::login(response::err(
+            ErrorCode::Unauthorized,
+            "missing or wrong bearer token",
+        )));
+        return Outcome::Close;
+    }
+    let player: Arc<str> = login.player_id.into();
+    state.claim(conn, player.clone());
+    Outcome::AwaitClaim(player)
+}
+
+/// Applies the owner's answer to a claim: the login response, and the session's player.
+pub fn finish_login(conn: &ConnShared, player: Arc<str>, ok: bool) {
+    if ok {
+        *conn.player.borrow_mut() = Some(player);
+        conn.push(response::login(response::ok()));
+    } else {
+        let message = format!("player_id {:?} is already logged in", &*player);
+        conn.push(response::login(response::err(
+            ErrorCode::AlreadyLoggedIn,
+            message,
+        )));
+    }
+}
+
+fn send(state: &mut ShardState, conn: &ConnShared, view: &SendView<'_>, payload: &[u8]) -> Outcome {
+    let Some(player) = logged_in(conn) else {
+        return Outcome::Continue;
+    };
+    if let Err((code, message)) = validate_id("room_id", view.room_id) {
+        conn.push(response::error(code, message));
+        return Outcome::Continue;
+    }
+    state.send(conn, &player, view, payload);
+    Outcome::Continue
+}
+
+/// The session's player, or a FAILED_PRECONDITION error queued for the client.
+fn logged_in(conn: &ConnShared) -> Option<Arc<str>> {
+    let player = conn.player.borrow().clone();
+    if player.is_none() {
+        conn.push(response::error(
+            ErrorCode::FailedPrecondition,
+            "log in first",
+        ));
+    }
+    player
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::AuthConfigBearer;
+
+    fn login_with(token: Option<&str>) -> LoginRequest {
+        LoginRequest {
+            player_id: "p".into(),
+            auth_config: token.map(|t| AuthConfig::Bearer(AuthConfigBearer { token: t.into() })),
+        }
+    }
+
+    #[test]
+    fn ids_are_one_to_128_bytes() {
+        assert!(validate_id("room_id", "").is_err());
+        assert!(validate_id("room_id", "a").is_ok());
+        assert!(validate_id("room_id", &"x".repeat(128)).is_ok());
+        assert_eq!(
+            validate_id("room_id", &"x".repeat(129)).unwrap_err().0,
+            ErrorCode::BadRequest
+        );
+        // 43 three-byte characters are 129 bytes: the limit is bytes, not characters.
+        assert!(validate_id("player_id", &"€".repeat(43)).is_err());
+    }
+
+    #[test]
+    fn token_must_match_when_configured() {
+        assert!(authorized(&login_with(None), None));
+        assert!(authorized(&login_with(Some("anything")), None));
+        assert!(authorized(&login_with(Some("s3cret")), Some("s3cret")));
+        assert!(!authorized(&login_with(Some("s3cre")), Some("s3cret")));
+        assert!(!authorized(&login_with(Some("s3cret!")), Some("s3cret")));
+        assert!(!authorized(&login_with(None), Some("s3cret")));
+    }
+}

@@ -1,0 +1,646 @@
+//! One shard's state, owned by its executor thread and touched by nothing else.
+//!
+//! Owner side: the rooms and player ids that hash to this shard. Local side: this
+//! shard's connections and, per room, which of them are members (the fan-out index).
+//! `route` is the only way a decision leaves a handler: a message for this shard is
+//! handled at once (the local fast path, no channel hop); one for another shard waits
+//! in that shard's outbox until the flusher sends the whole batch as one channel
+//! message.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use indexmap::IndexMap;
+use rustc_hash::{FxBuildHasher, FxHashMap};
+use smallvec::SmallVec;
+
+use crate::notify::LocalNotify;
+use crate::outbound::{Outbound, Push};
+use crate::proto::{ErrorCode, RoomConfig};
+use crate::request::{decode_request, Request, SendView};
+use crate::response;
+use crate::room::Room;
+use crate::router::{Batch, ConnAddr, ConnId, MemberEvent, OwnerRequest, RoomKey, ShardMessage};
+use crate::routing::{owner_shard, ShardId};
+
+/// Room keys carry their owner shard in the bits above this.
+const ROOM_KEY_SHARD_SHIFT: u32 = 48;
+
+/// A connection as its shard sees it; shared by its reader, its writer and the
+/// fan-out index.
+#[derive(Debug)]
+pub struct ConnShared {
+    /// Id on this shard.
+    pub id: ConnId,
+    /// Frames waiting to be written.
+    pub out: Outbound,
+    /// The logged-in player id.
+    pub player: RefCell<Option<Arc<str>>>,
+    /// The owner's answer to a pending login claim.
+    pub claim: Cell<Option<bool>>,
+    /// Wakes the reader while it waits for a claim.
+    pub wake: LocalNotify,
+    /// Rooms this connection is indexed under on this shard.
+    rooms: RefCell<SmallVec<[RoomKey; 4]>>,
+}
+
+impl ConnShared {
+    /// Queues a frame; a connection over its byte limit is cut as a slow consumer.
+    pub fn push(&self, frame: Bytes) -> Push {
+        let pushed = self.out.push(frame, || {
+            response::error(
+                ErrorCode::SlowConsumer,
+                "outbound buffer over --max-outbound-bytes: disconnected",
+            )
+        });
+        if pushed == Push::SlowConsumer {
+            tracing::debug!(conn = self.id, "slow consumer cut");
+        }
+        pushed
+    }
+}
+
+/// Local members of one room, in the order they joined (swap-removal aside).
+type LocalMembers = IndexMap<ConnId, Rc<ConnShared>, FxBuildHasher>;
+
+/// Limits the shard state enforces.
+#[derive(Debug, Clone)]
+pub struct ShardLimits {
+    /// `--max-room-members`.
+    pub max_room_members: u32,
+    /// `--max-outbound-bytes`.
+    pub max_outbound_bytes: usize,
+    /// How long a closing connection may take to flush.
+    pub close_grace: std::time::Duration,
+}
+
+/// Everything one shard owns.
+#[derive(Debug)]
+pub struct ShardState {
+    id: ShardId,
+    nr_shards: usize,
+    limits: ShardLimits,
+    // Owner side.
+    rooms: FxHashMap<RoomKey, Room>,
+    room_keys: FxHashMap<Rc<str>, RoomKey>,
+    member_rooms: FxHashMap<ConnAddr, SmallVec<[RoomKey; 4]>>,
+    players: FxHashMap<Arc<str>, ConnAddr>,
+    next_room: u64,
+    // Local side.
+    conns: FxHashMap<ConnId, Rc<ConnShared>>,
+    local_rooms: FxHashMap<RoomKey, LocalMembers>,
+    /// Connections gone but not yet out of every owner's rooms: player, owners left.
+    disconnecting: FxHashMap<ConnId, (Arc<str>, usize)>,
+    next_conn: ConnId,
+    // Routing.
+    outbox: Vec<Batch>,
+    flush: Rc<LocalNotify>,
+    shutting_down: Option<Instant>,
+}
+
+impl ShardState {
+    /// The state of shard `id` of `nr_shards`; `flush` wakes its flusher.
+    pub fn new(id: ShardId, nr_shards: usize, limits: ShardLimits, flush: Rc<LocalNotify>) -> Self {
+        Self {
+            id,
+            nr_shards,
+            limits,
+            rooms: FxHashMap::default(),
+            room_keys: FxHashMap::default(),
+            member_rooms: FxHashMap::default(),
+            players: FxHashMap::default(),
+            next_room: 0,
+            conns: FxHashMap::default(),
+            local_rooms: FxHashMap::default(),
+            disconnecting: FxHashMap::default(),
+            next_conn: 0,
+            outbox: (0..nr_shards).map(|_| Vec::new()).collect(),
+            flush,
+            shutting_down: None,
+        }
+    }
+
+    /// This shard's id.
+    pub fn id(&self) -> ShardId {
+        self.id
+    }
+
+    /// Connections currently registered on this shard.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Rooms this shard owns.
+    pub fn owned_rooms(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// Registers a new connection.
+    pub fn register(&mut self) -> Rc<ConnShared> {
+        self.next_conn += 1;
+        let conn = Rc::new(ConnShared {
+            id: self.next_conn,
+            out: Outbound::new(self.limits.max_outbound_bytes),
+            player: RefCell::new(None),
+            claim: Cell::new(None),
+            wake: LocalNotify::default(),
+            rooms: RefCell::new(SmallVec::new()),
+        });
+        if let Some(deadline) = self.shutting_down {
+            conn.out.close_after(Some(shutting_down_frame()), deadline);
+        }
+        self.conns.insert(conn.id, conn.clone());
+        conn
+    }
+
+    fn addr(&self, conn: ConnId) -> ConnAddr {
+        ConnAddr {
+            shard: self.id,
+            conn,
+        }
+    }
+
+    // ---- requests from this shard's connections ----
+
+    /// Asks the player id's owner for `player`; the answer lands in `conn.claim`.
+    pub fn claim(&mut self, conn: &ConnShared, player: Arc<str>) {
+        conn.claim.set(None);
+        let owner = owner_shard(&player, self.nr_shards);
+        let from = self.addr(conn.id);
+        self.route(
+            owner,
+            ShardMessage::ToOwner(OwnerRequest::Claim { player, from }),
+        );
+    }
+
+    /// Forwards a join to the room's owner.
+    pub fn join(
+        &mut self,
+        conn: &ConnShared,
+        player: Arc<str>,
+        room_id: String,
+        max_players: Option<u32>,
+    ) {
+        let owner = owner_shard(&room_id, self.nr_shards);
+        let from = self.addr(conn.id);
+        self.route(
+            owner,
+            ShardMessage::ToOwner(OwnerRequest::Join {
+                room_id,
+                max_players,
+                player,
+                from,
+            }),
+        );
+    }
+
+    /// Forwards a leave to the room's owner.
+    pub fn leave(&mut self, conn: &ConnShared, player: Arc<str>, room_id: String) {
+        let owner = owner_shard(&room_id, self.nr_shards);
+        let from = self.addr(conn.id);
+        self.route(
+            owner,
+            ShardMessage::ToOwner(OwnerRequest::Leave {
+                room_id,
+                player,
+                from,
+            }),
+        );
+    }
+
+    /// A `SendMessage`: handled in place when this shard owns the room (no copy),
+    /// else its payload is copied once and forwarded.
+    pub fn send(
+        &mut self,
+        conn: &ConnShared,
+        player: &Arc<str>,
+        view: &SendView<'_>,
+        payload: &[u8],
+    ) {
+        let owner = owner_shard(view.room_id, self.nr_shards);
+        let from = self.addr(conn.id);
+        if owner == self.id {
+            self.on_send(view, player, from);
+        } else {
+            let req = OwnerRequest::Send {
+                payload: Bytes::copy_from_slice(payload),
+                player: player.clone(),
+                from,
+            };
+            self.route(owner, ShardMessage::ToOwner(req));
+        }
+    }
+
+    /// A connection is gone: unindex it and have every owner drop it from its rooms;
+    /// the player id is released once all of them have.
+    pub fn disconnect(&mut self, conn_id: ConnId) {
+        let Some(conn) = self.conns.remove(&conn_id) else {
+            return;
+        };
+        let deadline = Instant::now() + self.limits.close_grace;
+        conn.out.close_after(None, deadline);
+        for key in conn.rooms.take() {
+            self.unindex(key, conn_id);
+        }
+        let Some(player) = conn.player.take() else {
+            return;
+        };
+        self.disconnecting
+            .insert(conn_id, (player.clone(), self.nr_shards));
+        let from = self.addr(conn_id);
+        for shard in 0..self.nr_shards {
+            let req = OwnerRequest::Disconnect {
+                player: player.clone(),
+                from,
+            };
+            self.route(shard, ShardMessage::ToOwner(req));
+        }
+    }
+
+    /// Graceful shutdown: every connection gets SERVER_SHUTTING_DOWN after what is
+    /// already queued, and closes once flushed or at `deadline`.
+    pub fn begin_shutdown(&mut self, deadline: Instant) {
+        self.shutting_down = Some(deadline);
+        for conn in self.conns.values() {
+            conn.out.close_after(Some(shutting_down_frame()), deadline);
+            conn.wake.notify();
+        }
+    }
+
+    // ---- routing ----
+
+    /// Handles a batch from another shard.
+    pub fn handle_batch(&mut self, batch: Batch) -> bool {
+        let mut shutdown = false;
+        for msg in batch {
+            match msg {
+                ShardMessage::Shutdown => shutdown = true,
+                other => self.handle(other),
+            }
+        }
+        shutdown
+    }
+
+    fn handle(&mut self, msg: ShardMessage) {
+        match msg {
+            ShardMessage::ToOwner(req) => self.on_owner_request(req),
+            ShardMessage::ToMembers(event) => self.on_member_event(event),
+            ShardMessage::Shutdown => {}
+        }
+    }
+
+    fn route(&mut self, dest: ShardId, msg: ShardMessage) {
+        if dest == self.id {
+            self.handle(msg);
+        } else {
+            self.outbox[dest].push(msg);
+            self.flush.notify();
+        }
+    }
+
+    fn to_conn(&mut self, to: ConnAddr, event: MemberEvent) {
+        self.route(to.shard, ShardMessage::ToMembers(event));
+    }
+
+    fn reply(&mut self, to: ConnAddr, frame: Bytes) {
+        self.to_conn(
+            to,
+            MemberEvent::Reply {
+                conn: to.conn,
+                frame,
+            },
+        );
+    }
+
+    /// Takes every non-empty outbox, for the flusher to send.
+    pub fn take_outbox(&mut self) -> SmallVec<[(ShardId, Batch); 4]> {
+        self.outbox
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, batch)| !batch.is_empty())
+            .map(|(dest, batch)| (dest, std::mem::take(batch)))
+            .collect()
+    }
+
+    // ---- owner side ----
+
+    fn on_owner_request(&mut self, req: OwnerRequest) {
+        match req {
+            OwnerRequest::Claim { player, from } => {
+                let ok = match self.players.entry(player.clone()) {
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(from);
+                        true
+                    }
+                    std::collections::hash_map::Entry::Occupied(_) => false,
+                };
+                self.to_conn(
+                    from,
+                    MemberEvent::Claimed {
+                        conn: from.conn,
+                        player,
+                        ok,
+                    },
+                );
+            }
+            OwnerRequest::Release { player, from } => {
+                if self.players.get(&player) == Some(&from) {
+                    self.players.remove(&player);
+                }
+            }
+            OwnerRequest::Join {
+                room_id,
+                max_players,
+                player,
+                from,
+            } => self.on_join(room_id, max_players, player, from),
+            OwnerRequest::Leave {
+                room_id,
+                player,
+                from,
+            } => self.on_leave(&room_id, &player, from),
+            OwnerRequest::Send {
+                payload,
+                player,
+                from,
+            } => match decode_request(&payload) {
+                Ok(Request::Send(view)) => self.on_send(&view, &player, from),
+                Ok(Request::Message(msg)) => {
+                    if let Some(send) = crate::request::is_send(&msg) {
+                        self.on_send(&SendView::of(send), &player, from);
+                    }
+                }
+                // The sender's shard decoded this payload already.
+                Err(_) => {}
+            },
+            OwnerRequest::Disconnect { player, from } => {
+                for key in self.member_rooms.remove(&from).unwrap_or_default() {
+                    self.remove_member(key, &player, from);
+                }
+                self.to_conn(from, MemberEvent::DisconnectDone { conn: from.conn });
+            }
+        }
+    }
+
+    fn on_join(
+        &mut self,
+        room_id: String,
+        max_players: Option<u32>,
+        player: Arc<str>,
+        from: ConnAddr,
+    ) {
+        let key = match self.room_keys.get(room_id.as_str()) {
+            Some(&key) => key,
+            None => {
+                self.next_room += 1;
+                let key = ((self.id as u64) << ROOM_KEY_SHARD_SHIFT) | self.next_room;
+                let id: Rc<str> = room_id.as_str().into();
+                self.rooms.insert(
+                    key,
+                    Room::new(key, id.clone(), max_players.unwrap_or(0), self.nr_shards),
+                );
+                self.room_keys.insert(id, key);
+                key
+            }
+        };
+        let cap = self.limits.max_room_members;
+        let Some(room) = self.rooms.get_mut(&key) else {
+            return;
+        };
+        let config = Some(RoomConfig {
+            max_players: room.max_players,
+        });
+        if let Err((code, message)) = room.check_join(&player, max_players, cap) {
+            let frame = response::join(&room_id, Vec::new(), config, response::err(code, message));
+            if room.is_empty() {
+                self.drop_room(key);
+            }
+            self.reply(from, frame);
+            return;
+        }
+        let notification = response::join_notification(&room.id, &player);
+        let others = room.member_shards();
+        room.add(player, from);
+        let frame = response::join(&room_id, room.player_ids(), config, response::ok());
+        self.member_rooms.entry(from).or_default().push(key);
+        for shard in others {
+            self.route(
+                shard,
+                ShardMessage::ToMembers(MemberEvent::Deliver {
+                    room: key,
+                    frame: notification.clone(),
+                }),
+            );
+        }
+        // After the notifications: the joiner is not yet indexed when they arrive.
+        self.to_conn(
+            from,
+            MemberEvent::Joined {
+                conn: from.conn,
+                room: key,
+                frame,
+            },
+        );
+    }
+
+    fn on_leave(&mut self, room_id: &str, player: &str, from: ConnAddr) {
+        let key = self.room_keys.get(room_id).copied();
+        let member = key
+            .and_then(|k| self.rooms.get(&k))
+            .and_then(|r| r.member(player));
+        let (Some(key), true) = (key, member == Some(from)) else {
+            let frame = response::leave(
+                room_id,
+                response::err(
+                    ErrorCode::NotInRoom,
+                    format!("not a member of room {room_id:?}"),
+                ),
+            );
+            self.reply(from, frame);
+            return;
+        };
+        if let Some(keys) = self.member_rooms.get_mut(&from) {
+            keys.retain(|k| *k != key);
+        }
+        // Before the notifications: the leaver is unindexed when they arrive.
+        let frame = response::leave(room_id, response::ok());
+        self.to_conn(
+            from,
+            MemberEvent::Left {
+                conn: from.conn,
+                room: key,
+                frame,
+            },
+        );
+        self.remove_member(key, player, from);
+    }
+
+    /// Removes a member, tells the others, and drops the room when it is empty.
+    fn remove_member(&mut self, key: RoomKey, player: &str, from: ConnAddr) {
+        let Some(room) = self.rooms.get_mut(&key) else {
+            return;
+        };
+        if !room.remove(player, from) {
+            return;
+        }
+        if room.is_empty() {
+            self.drop_room(key);
+            return;
+        }
+        let notification = response::leave_notification(&room.id, player);
+        for shard in room.member_shards() {
+            self.route(
+                shard,
+                ShardMessage::ToMembers(MemberEvent::Deliver {
+                    room: key,
+                    frame: notification.clone(),
+                }),
+            );
+        }
+    }
+
+    fn drop_room(&mut self, key: RoomKey) {
+        if let Some(room) = self.rooms.remove(&key) {
+            self.room_keys.remove(&room.id);
+        }
+    }
+
+    fn on_send(&mut self, view: &SendView<'_>, player: &str, from: ConnAddr) {
+        let key = self.room_keys.get(view.room_id).copied();
+        let room = key.and_then(|k| self.rooms.get_mut(&k));
+        let Some(room) = room.filter(|r| r.member(player) == Some(from)) else {
+            let message = format!("not a member of room {:?}", view.room_id);
+            self.reply(from, response::error(ErrorCode::NotInRoom, message));
+            return;
+        };
+        let key = room.key;
+        let seq = room.next_seq();
+        // Encoded once; every recipient on every shard shares this allocation.
+        let frame = response::message_notification(player, &room.id, view.body, seq);
+        if view.target_ids.is_empty() {
+            for shard in room.member_shards() {
+                self.route(
+                    shard,
+                    ShardMessage::ToMembers(MemberEvent::Deliver {
+                        room: key,
+                        frame: frame.clone(),
+                    }),
+                );
+            }
+            return;
+        }
+        let mut per_shard: SmallVec<[(ShardId, SmallVec<[ConnId; 4]>); 2]> = SmallVec::new();
+        for target in &view.target_ids {
+            let Some(addr) = room.member(target) else {
+                continue;
+            };
+            match per_shard.iter_mut().find(|(s, _)| *s == addr.shard) {
+                Some((_, conns)) if conns.contains(&addr.conn) => {}
+                Some((_, conns)) => conns.push(addr.conn),
+                None => per_shard.push((addr.shard, smallvec::smallvec![addr.conn])),
+            }
+        }
+        for (shard, conns) in per_shard {
+            self.route(
+                shard,
+                ShardMessage::ToMembers(MemberEvent::DeliverTo {
+                    conns,
+                    frame: frame.clone(),
+                }),
+            );
+        }
+    }
+
+    // ---- member side ----
+
+    fn on_member_event(&mut self, event: MemberEvent) {
+        match event {
+            MemberEvent::Claimed { conn, player, ok } => match self.conns.get(&conn) {
+                Some(c) => {
+                    c.claim.set(Some(ok));
+                    c.wake.notify();
+                }
+                None if ok => {
+                    // The connection went away while its claim was in flight.
+                    let owner = owner_shard(&player, self.nr_shards);
+                    let from = self.addr(conn);
+                    self.route(
+                        owner,
+                        ShardMessage::ToOwner(OwnerRequest::Release { player, from }),
+                    );
+                }
+                None => {}
+            },
+            MemberEvent::Joined { conn, room, frame } => {
+                // A connection already gone is dropped from the room by its Disconnect,
+                // which its owner handles after this join.
+                if let Some(c) = self.conns.get(&conn) {
+                    self.local_rooms
+                        .entry(room)
+                        .or_default()
+                        .insert(conn, c.clone());
+                    c.rooms.borrow_mut().push(room);
+                    c.push(frame);
+                }
+            }
+            MemberEvent::Left { conn, room, frame } => {
+                if let Some(c) = self.conns.get(&conn).cloned() {
+                    c.rooms.borrow_mut().retain(|k| *k != room);
+                    self.unindex(room, conn);
+                    c.push(frame);
+                }
+            }
+            MemberEvent::Reply { conn, frame } => {
+                if let Some(c) = self.conns.get(&conn) {
+                    c.push(frame);
+                }
+            }
+            MemberEvent::Deliver { room, frame } => {
+                if let Some(members) = self.local_rooms.get(&room) {
+                    for member in members.values() {
+                        member.push(frame.clone());
+                    }
+                }
+            }
+            MemberEvent::DeliverTo { conns, frame } => {
+                for conn in conns {
+                    if let Some(c) = self.conns.get(&conn) {
+                        c.push(frame.clone());
+                    }
+                }
+            }
+            MemberEvent::DisconnectDone { conn } => {
+                let Some((_, left)) = self.disconnecting.get_mut(&conn) else {
+                    return;
+                };
+                *left -= 1;
+                if *left == 0 {
+                    if let Some((player, _)) = self.disconnecting.remove(&conn) {
+                        let owner = owner_shard(&player, self.nr_shards);
+                        let from = self.addr(conn);
+                        self.route(
+                            owner,
+                            ShardMessage::ToOwner(OwnerRequest::Release { player, from }),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn unindex(&mut self, room: RoomKey, conn: ConnId) {
+        if let Some(members) = self.local_rooms.get_mut(&room) {
+            members.swap_remove(&conn);
+            if members.is_empty() {
+                self.local_rooms.remove(&room);
+            }
+        }
+    }
+}
+
+fn shutting_down_frame() -> Bytes {
+    response::error(ErrorCode::ServerShuttingDown, "server is shutting down")
+}
