@@ -301,12 +301,12 @@ impl ShardState {
         }
     }
 
-    fn to_conn(&mut self, to: ConnAddr, event: MemberEvent) {
+    fn tell_conn(&mut self, to: ConnAddr, event: MemberEvent) {
         self.route(to.shard, ShardMessage::ToMembers(event));
     }
 
     fn reply(&mut self, to: ConnAddr, frame: Bytes) {
-        self.to_conn(
+        self.tell_conn(
             to,
             MemberEvent::Reply {
                 conn: to.conn,
@@ -337,7 +337,7 @@ impl ShardState {
                     }
                     std::collections::hash_map::Entry::Occupied(_) => false,
                 };
-                self.to_conn(
+                self.tell_conn(
                     from,
                     MemberEvent::Claimed {
                         conn: from.conn,
@@ -380,7 +380,7 @@ impl ShardState {
                 for key in self.member_rooms.remove(&from).unwrap_or_default() {
                     self.remove_member(key, &player, from);
                 }
-                self.to_conn(from, MemberEvent::DisconnectDone { conn: from.conn });
+                self.tell_conn(from, MemberEvent::DisconnectDone { conn: from.conn });
             }
         }
     }
@@ -436,7 +436,7 @@ impl ShardState {
             );
         }
         // After the notifications: the joiner is not yet indexed when they arrive.
-        self.to_conn(
+        self.tell_conn(
             from,
             MemberEvent::Joined {
                 conn: from.conn,
@@ -467,7 +467,7 @@ impl ShardState {
         }
         // Before the notifications: the leaver is unindexed when they arrive.
         let frame = response::leave(room_id, response::ok());
-        self.to_conn(
+        self.tell_conn(
             from,
             MemberEvent::Left {
                 conn: from.conn,

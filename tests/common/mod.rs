@@ -1,0 +1,152 @@
+//! Shared test harness: a real server on port 0 with two shards, and helpers that wait
+//! for messages with timeouts (never sleeps).
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use corecast::client::{Client, ClientError};
+use corecast::config::Config;
+use corecast::proto::{server_message::Data, ErrorCode, MessageNotification};
+use corecast::server::Server;
+
+/// A server that shuts down gracefully when dropped.
+pub struct TestServer {
+    server: Option<Server>,
+    pub addr: SocketAddr,
+}
+
+/// Defaults for tests: port 0, two shards, a short grace period.
+pub fn config() -> Config {
+    Config {
+        listen: "127.0.0.1:0".into(),
+        shards: Some(2),
+        shutdown_grace: 2,
+        ..Config::default()
+    }
+}
+
+pub fn start() -> TestServer {
+    start_with(config())
+}
+
+pub fn start_with(config: Config) -> TestServer {
+    let server = Server::start(config).expect("server starts");
+    let addr = server.local_addr();
+    TestServer {
+        server: Some(server),
+        addr,
+    }
+}
+
+impl TestServer {
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr).expect("connect")
+    }
+
+    /// A connected, logged-in client.
+    pub fn login(&self, player: &str) -> Client {
+        let mut c = self.connect();
+        c.login(player, None).expect("login");
+        c
+    }
+
+    /// Starts a graceful shutdown and waits for it.
+    pub fn stop(mut self) -> Result<(), corecast::server::ServerError> {
+        let server = self.server.take().expect("running");
+        server.shutdown();
+        server.wait()
+    }
+
+    pub fn server(&self) -> &Server {
+        self.server.as_ref().expect("running")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown();
+            let _ = server.wait();
+        }
+    }
+}
+
+/// The next `MessageNotification`, skipping join/leave notifications.
+pub fn next_message(c: &mut Client) -> MessageNotification {
+    c.expect(|d| match d {
+        Data::MessageNotification(m) => Ok(m),
+        other => Err(other),
+    })
+    .expect("a message notification")
+}
+
+/// The next message of any kind.
+pub fn next_data(c: &mut Client) -> Data {
+    c.recv().expect("a message").data.expect("data set")
+}
+
+/// Asserts that `c` receives nothing (checked with a ping round trip: anything the
+/// server had queued for `c` before the pong arrives first).
+pub fn assert_nothing_pending(c: &mut Client) {
+    let nonce = 0xfeed;
+    c.send(corecast::proto::client_message::Data::Ping(
+        corecast::proto::Ping { nonce },
+    ))
+    .unwrap();
+    match next_data(c) {
+        Data::Pong(p) => assert_eq!(p.nonce, nonce),
+        other => panic!("expected nothing before the pong, got {other:?}"),
+    }
+}
+
+/// Asserts that no `MessageNotification` is queued for `c` (join and leave
+/// notifications may be), using a ping round trip as the barrier.
+pub fn assert_no_messages(c: &mut Client) {
+    let nonce = 0xbeef;
+    c.send(corecast::proto::client_message::Data::Ping(
+        corecast::proto::Ping { nonce },
+    ))
+    .unwrap();
+    loop {
+        match next_data(c) {
+            Data::Pong(p) if p.nonce == nonce => return,
+            Data::MessageNotification(m) => panic!("unexpected message {m:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// Retries `attempt` until it succeeds or `timeout` passes.
+pub fn eventually<T>(timeout: Duration, mut attempt: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = attempt() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {timeout:?}"
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// Asserts a response error code.
+pub fn assert_rejected<T: std::fmt::Debug>(result: Result<T, ClientError>, code: ErrorCode) {
+    match result {
+        Err(ClientError::Rejected { code: got, message }) => {
+            assert_eq!(got, code, "message: {message}");
+            assert!(!message.is_empty(), "errors carry a message");
+        }
+        other => panic!("expected {code:?}, got {other:?}"),
+    }
+}
+
+/// Asserts `ServerMessage.error` with `code` (and a message) is the next error.
+pub fn assert_error(c: &mut Client, code: ErrorCode) {
+    let (got, message) = c.expect_error().expect("an error message");
+    assert_eq!(got, code, "message: {message}");
+    assert!(!message.is_empty(), "errors carry a message");
+}
