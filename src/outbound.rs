@@ -224,8 +224,9 @@ mod tests {
     fn passing_the_limit_cuts_and_keeps_a_partly_written_front() {
         let out = Outbound::new(100);
         out.push(frame(60), slow);
-        out.push(frame(30), slow);
+        out.push(frame(35), slow);
         out.consume(10);
+        // 85 bytes queued; 20 more would make 105 > 100.
         assert_eq!(out.push(frame(20), slow), Push::SlowConsumer);
         assert_eq!(out.state(), OutState::Cut);
         let queue = out.queue.borrow();

@@ -200,9 +200,9 @@ pub struct Worker {
     /// Distinct deliveries to static members (to stop draining once all arrived).
     pub unique_static: u64,
     /// Handshakes in flight.
-    in_flight: usize,
-    /// Next connection to start during setup.
-    next_to_start: usize,
+    pub in_flight: usize,
+    /// Next connection to start when starting in index order.
+    pub next_to_start: usize,
     /// Connections ready.
     pub ready_count: usize,
     /// Progress since the last snapshot.
@@ -213,6 +213,12 @@ pub struct Worker {
     pub progress_connected: u64,
     /// Whether setup is over (events after it are run-time events).
     pub running: bool,
+    /// The measured window.
+    pub window: Window,
+    /// Deliveries static members should get, given what was sent so far.
+    pub expected_static: u64,
+    /// When the last connection became ready.
+    pub last_ready_ns: u64,
 }
 
 impl Worker {
@@ -241,6 +247,9 @@ impl Worker {
             progress_delivered: 0,
             progress_connected: 0,
             running: false,
+            window: Window { start_ns: 0, end_ns: 0 },
+            expected_static: 0,
+            last_ready_ns: 0,
             plan,
         };
         let target = w.plan.target;
@@ -374,7 +383,8 @@ impl Worker {
         }
     }
 
-    fn flush_dirty(&mut self) -> Result<()> {
+    /// Writes every connection touched this tick.
+    pub fn flush_dirty(&mut self) -> Result<()> {
         let mut dirty = std::mem::take(&mut self.dirty);
         for ci in dirty.drain(..) {
             self.conns[ci].dirty = false;
@@ -536,6 +546,7 @@ impl Worker {
 
     fn became_ready(&mut self, ci: usize) {
         self.conns[ci].state = ConnState::Ready;
+        self.last_ready_ns = mono_ns();
         self.ready_count += 1;
         self.progress_connected += 1;
         self.in_flight = self.in_flight.saturating_sub(1);
@@ -569,7 +580,7 @@ impl Worker {
 
     fn on_delivery(&mut self, ci: usize, seq: Option<u64>, body: &[u8], now: u64) {
         self.progress_delivered += 1;
-        if now >= self.latency_window().start_ns && now < self.latency_window().end_ns {
+        if now >= self.window.start_ns && now < self.window.end_ns {
             self.counters.delivered_in_window += 1;
         }
         let Role::Member(m) = self.conns[ci].role else {
@@ -599,10 +610,6 @@ impl Worker {
             }
             self.latency.record(stamp.scheduled_ns, now);
         }
-    }
-
-    fn latency_window(&self) -> Window {
-        self.window
     }
 
     fn on_closed(&mut self, ci: usize, why: String) -> Result<()> {
@@ -647,6 +654,7 @@ impl Worker {
         let room = &self.rooms[sender.room];
         let conn_idx = sender.conn;
         self.counters.sent_total += 1;
+        self.expected_static += room.static_members;
         self.progress_sent += 1;
         if self.window.contains(due) {
             self.counters.sent_in_window += 1;
@@ -665,8 +673,7 @@ impl Worker {
         }
     }
 
-    /// Makes churner `m` join or leave; returns false when its previous operation is
-    /// still pending (the operation is skipped).
+    /// Makes churner `m` join or leave (skipped while its previous one is pending).
     pub fn fire_churn(&mut self, m: usize, send_end: u64) {
         let member = &mut self.members[m];
         let ci = member.conn;
