@@ -27,14 +27,6 @@ pub fn set_fine_timer_slack() {
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0) };
 }
 
-/// Sleeps the calling thread until CLOCK_MONOTONIC reaches `deadline_ns`.
-pub fn sleep_until(deadline_ns: u64) {
-    let now = mono_ns();
-    if deadline_ns > now {
-        std::thread::sleep(std::time::Duration::from_nanos(deadline_ns - now));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -85,11 +85,6 @@ impl Conn {
         self.socket.as_ref().map(|s| s.as_raw_fd())
     }
 
-    /// Bytes waiting to be written.
-    pub fn pending_write(&self) -> usize {
-        self.wbuf.len() - self.wpos
-    }
-
     /// Writes as much of the buffer as the socket takes. `Ok(true)` when all is
     /// written, `Ok(false)` when the socket is full (wait for writability).
     pub fn flush(&mut self) -> io::Result<bool> {

@@ -199,7 +199,8 @@ mod tests {
         }
         let p = Percentiles::of(&r.total);
         assert!(p.p50_us < 100.0, "{p:?}");
-        assert!(p.p90_us > 10_000.0, "10% of samples waited out the stall: {p:?}");
+        let p95 = r.total.value_at_quantile(0.95) as f64 / 1000.0;
+        assert!(p95 > 40_000.0, "10% of samples waited out part of the stall: {p95} us");
         assert!(p.max_us > 99_000.0, "{p:?}");
     }
 

@@ -1,1 +1,99 @@
-fn main() {}
+//! corecast-load: the open-loop load-test harness for corecast (and Redis pub/sub and
+//! NATS core, for comparison).
+//!
+//! Layout (one concept per file):
+//! - `cli`: the command line. `scenario`: runs fanout/chat/churn (and --find-max) and
+//!   connect; `idle`: the idle scenario and its child processes.
+//! - `worker`: one thread's epoll loop, connections and timers; `broadcast` and
+//!   `connect`: the measured phases it runs.
+//! - `schedule`: open-loop send times; `body`: the stamp each message carries;
+//!   `latency`: histograms, percentiles, .hgrm; `check`: loss/dup/order checks.
+//! - `targets/{corecast,redis,nats}`: the three wire protocols.
+//! - `conn`, `poller`, `clock`, `procstat`: sockets, epoll, clocks, /proc.
+//! - `report`, `plot`, `progress`: the table, JSON, SVG and the live line.
+
+mod body;
+mod broadcast;
+mod check;
+mod cli;
+mod clock;
+mod conn;
+mod connect;
+mod idle;
+mod latency;
+mod plot;
+mod poller;
+mod procstat;
+mod progress;
+mod report;
+mod scenario;
+mod schedule;
+mod targets;
+mod worker;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::scenario::BroadcastSpec;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn run(cli: Cli) -> anyhow::Result<bool> {
+    match cli.command {
+        Command::Fanout(a) => {
+            let spec = BroadcastSpec {
+                scenario: "fanout",
+                rooms: a.rooms,
+                members: a.members,
+                senders: a.senders,
+                churners: 0,
+                churn_rate: 0.0,
+            };
+            scenario::run_broadcast(&spec, &a.target, &a.load, &a.out)
+        }
+        Command::Chat(a) => {
+            let spec = BroadcastSpec {
+                scenario: "chat",
+                rooms: a.rooms,
+                members: a.members,
+                senders: a.members,
+                churners: 0,
+                churn_rate: 0.0,
+            };
+            scenario::run_broadcast(&spec, &a.target, &a.load, &a.out)
+        }
+        Command::Churn(a) => {
+            let spec = BroadcastSpec {
+                scenario: "churn",
+                rooms: a.rooms,
+                members: a.members,
+                senders: a.senders,
+                churners: a.churners,
+                churn_rate: a.churn_rate,
+            };
+            scenario::run_broadcast(&spec, &a.target, &a.load, &a.out)
+        }
+        Command::Connect(a) => scenario::run_connect(&a),
+        Command::Idle(a) => idle::run_idle(&a),
+        Command::IdleChild(a) => idle::run_child(&a).map(|()| true),
+        Command::Plot(a) => report::plot_files(&a.title, &a.inputs, &a.out).map(|()| true),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("corecast-load: FAILED (loss, disorder or failed clients; see above)");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("corecast-load: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -55,6 +55,11 @@ impl CorecastCodec {
         push(out, client_message::Data::LeaveRequest(LeaveRequest { room_id: room.into() }));
     }
 
+    /// A Ping (answered by a Pong, ignored).
+    pub fn keepalive(&mut self, out: &mut Vec<u8>) {
+        push(out, client_message::Data::Ping(corecast::proto::Ping { nonce: 0 }));
+    }
+
     /// A broadcast SendMessage (no targets), encoded straight into `out`.
     pub fn publish(&mut self, out: &mut Vec<u8>, room: &str, body: &[u8]) {
         // SendMessage { room_id = 2, body = 3 } inside ClientMessage.send_message = 4.

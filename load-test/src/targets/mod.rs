@@ -114,6 +114,15 @@ impl Codec {
         }
     }
 
+    /// Something that keeps an idle connection open (corecast Ping, RESP PING, NATS PING).
+    pub fn keepalive(&mut self, out: &mut Vec<u8>) {
+        match self {
+            Codec::Corecast(c) => c.keepalive(out),
+            Codec::Redis(_) => redis::command(out, &[b"PING"]),
+            Codec::Nats(c) => c.keepalive(out),
+        }
+    }
+
     /// Broadcasts `body` to `room`.
     pub fn publish(&mut self, out: &mut Vec<u8>, room: &str, body: &[u8]) {
         match self {

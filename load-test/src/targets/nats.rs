@@ -15,6 +15,7 @@ enum Pending {
     Login,
     Join,
     Leave,
+    Keepalive,
 }
 
 /// A NATS connection's codec.
@@ -61,6 +62,12 @@ impl NatsCodec {
         self.pending.push_back(Pending::Leave);
     }
 
+    /// A PING whose PONG means nothing.
+    pub fn keepalive(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"PING\r\n");
+        self.pending.push_back(Pending::Keepalive);
+    }
+
     /// PUB.
     pub fn publish(&mut self, out: &mut Vec<u8>, room: &str, body: &[u8]) {
         out.extend_from_slice(format!("PUB {room} {}\r\n", body.len()).as_bytes());
@@ -103,7 +110,7 @@ impl NatsCodec {
                 Some(Pending::Login) => Event::LoggedIn,
                 Some(Pending::Join) => Event::Joined,
                 Some(Pending::Leave) => Event::Left,
-                None => Event::Other,
+                Some(Pending::Keepalive) | None => Event::Other,
             }
         } else if op.eq_ignore_ascii_case(b"-ERR") {
             Event::Rejected(String::from_utf8_lossy(line).into_owned())

@@ -180,8 +180,8 @@ mod tests {
         assert_eq!(got[0], Resp::Simple(1..3));
         assert_eq!(got[1], Resp::Error(6..12));
         assert_eq!(got[2], Resp::Int(42));
-        assert_eq!(got[3], Resp::Bulk(Some(22..25)), "binary-safe: the CRLF inside is data");
-        assert_eq!(&wire[22..25], b"a\r\n");
+        assert_eq!(got[3], Resp::Bulk(Some(23..26)), "binary-safe: the CRLF inside is data");
+        assert_eq!(&wire[23..26], b"a\r\n");
         assert_eq!(got[4], Resp::Bulk(None));
         assert!(matches!(&got[5], Resp::Array(Some(v)) if v.len() == 2 && v[1] == Resp::Int(-7)));
         assert_eq!(got[6], Resp::Array(None));

@@ -1,0 +1,370 @@
+//! The command line (clap derive). Every scenario is a subcommand with its own
+//! parameters plus the shared target, load and output options.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::targets::Target;
+
+const ABOUT: &str = "Open-loop load generator for corecast (and Redis pub/sub, NATS core for comparison).";
+
+const LONG_ABOUT: &str = "\
+Open-loop load generator for corecast (and Redis pub/sub, NATS core for comparison).
+
+Every sender follows its own schedule (constant rate, or Poisson arrivals with
+--poisson) that never waits for the server. Each body carries the *scheduled* send
+time (CLOCK_MONOTONIC ns), the sender id and a per-sender counter, padded to
+--body-size. A delivery's latency is its receive time minus its scheduled send time,
+so server stalls and harness stalls both show up as latency (no coordinated omission).
+
+Every delivery is checked: loss, duplicates, each sender's order, and on corecast the
+room seq (increasing, no gaps). A run with loss says so loudly and exits 1 unless
+--tolerate-loss.
+
+Phases: connect and join everything, then warm-up (--warmup, excluded), the measured
+window (--duration), then a drain (--drain) for late deliveries; what has not arrived
+by then is lost.
+
+Scenarios:
+  fanout   R rooms of M members, S senders per room
+  chat     every member of every room sends
+  churn    members join and leave at a rate while others broadcast
+  connect  N clients connect and log in: connect+login latency and logins/s
+  idle     hold N connections, report server RSS per connection
+  plot     overlay saved --json runs in one latency-by-percentile SVG
+
+Server cost: with --server-pid, reads /proc/PID/stat and /proc/PID/status around the
+window: server CPU us per 1000 deliveries and RSS per connection. The harness's own
+CPU is always reported; near 100% of a core means the generator is the bottleneck.
+
+Example:
+  corecast-load fanout --addr 127.0.0.1:7000 --rooms 10 --members 100 --senders 1 \\
+      --rate 200 --duration 10s --json run.json --plot run.svg";
+
+/// corecast-load: the load-test harness.
+#[derive(Debug, Parser)]
+#[command(name = "corecast-load", version, about = ABOUT, long_about = LONG_ABOUT)]
+pub struct Cli {
+    /// The scenario.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Scenarios and tools.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// R rooms of M members; S of each room's members broadcast at --rate each.
+    Fanout(FanoutArgs),
+    /// Every member of every room broadcasts at --rate.
+    Chat(ChatArgs),
+    /// Churners join and leave at --churn-rate while senders broadcast.
+    Churn(ChurnArgs),
+    /// N clients connect and log in (as fast as possible, or at --connect-rate).
+    Connect(ConnectArgs),
+    /// Hold N connections (over several processes if needed); report server RSS per connection.
+    Idle(IdleArgs),
+    /// Overlay saved --json reports in one latency-by-percentile SVG.
+    Plot(PlotArgs),
+    /// Internal: one child process of `idle`.
+    #[command(hide = true)]
+    IdleChild(IdleChildArgs),
+}
+
+/// Which server, where, and how the harness connects.
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// Server kind.
+    #[arg(long, value_enum, default_value_t = Target::Corecast)]
+    pub target: Target,
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    pub addr: SocketAddr,
+    /// Bearer token for corecast's login (auth_token in NATS CONNECT).
+    #[arg(long, env = "CORECAST_AUTH_TOKEN")]
+    pub token: Option<String>,
+    /// The server's pid: report its CPU and RSS over the window (from /proc).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Harness threads (rooms or clients are split over them).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Handshakes (connect, login, join) in flight at once while setting up.
+    #[arg(long, default_value_t = 256)]
+    pub setup_concurrency: usize,
+    /// Spread connections over this many loopback source addresses 127.0.0.2.. (0:
+    /// kernel's choice). Each source address has its own ~28k ephemeral ports.
+    #[arg(long, default_value_t = 0)]
+    pub source_addrs: u8,
+    /// Give up setting up after this long.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub setup_timeout: f64,
+}
+
+/// The open-loop load and how it is measured.
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    /// Messages per second per sender.
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Poisson arrivals (exponential gaps) instead of a constant rate.
+    #[arg(long)]
+    pub poisson: bool,
+    /// Body size in bytes (at least 20: the stamp).
+    #[arg(long, default_value_t = 64)]
+    pub body_size: usize,
+    /// Measured window (e.g. 10s, 500ms, 2m).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: f64,
+    /// Warm-up before the window, excluded from results.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub warmup: f64,
+    /// After sending stops, wait this long for late deliveries; later ones are lost.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub drain: f64,
+    /// Seed of the arrival and phase randomness.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Exit 0 even if messages were lost, duplicated or reordered.
+    #[arg(long)]
+    pub tolerate_loss: bool,
+    /// Step the rate up (x --step-factor) until achieved < --min-achieved of offered or
+    /// p99 > --p99-limit-ms; report the highest sustainable rate.
+    #[arg(long)]
+    pub find_max: bool,
+    /// --find-max: p99 latency limit, milliseconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub p99_limit_ms: f64,
+    /// --find-max: lowest acceptable achieved/offered deliveries.
+    #[arg(long, default_value_t = 0.99)]
+    pub min_achieved: f64,
+    /// --find-max: rate multiplier per step.
+    #[arg(long, default_value_t = 1.5)]
+    pub step_factor: f64,
+    /// --find-max: most steps.
+    #[arg(long, default_value_t = 12)]
+    pub max_steps: usize,
+    /// Poll instead of sleeping when the next send is this close, microseconds (burns
+    /// harness CPU for sharper schedules).
+    #[arg(long, default_value_t = 0)]
+    pub spin_us: u64,
+    /// Debug: sender 0 silently skips this counter value (checks must report 1 loss
+    /// per member of its room).
+    #[arg(long, hide = true)]
+    pub debug_skip_counter: Option<u64>,
+}
+
+/// Where results go.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// Write the report as JSON (input of `plot`).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the latency histogram as HdrHistogram percentile-distribution text.
+    #[arg(long)]
+    pub hgrm: Option<PathBuf>,
+    /// Write a latency-by-percentile SVG of this run.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Legend label (default: "<target> <scenario>").
+    #[arg(long)]
+    pub label: Option<String>,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `fanout`.
+#[derive(Debug, Clone, Args)]
+pub struct FanoutArgs {
+    /// Rooms.
+    #[arg(long, default_value_t = 1)]
+    pub rooms: usize,
+    /// Members per room (senders included).
+    #[arg(long, default_value_t = 100)]
+    pub members: usize,
+    /// Senders per room.
+    #[arg(long, default_value_t = 1)]
+    pub senders: usize,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub load: LoadArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub out: OutputArgs,
+}
+
+/// `chat`.
+#[derive(Debug, Clone, Args)]
+pub struct ChatArgs {
+    /// Rooms.
+    #[arg(long, default_value_t = 10)]
+    pub rooms: usize,
+    /// Members per room, every one a sender.
+    #[arg(long, default_value_t = 10)]
+    pub members: usize,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub load: LoadArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub out: OutputArgs,
+}
+
+/// `churn`.
+#[derive(Debug, Clone, Args)]
+pub struct ChurnArgs {
+    /// Rooms.
+    #[arg(long, default_value_t = 1)]
+    pub rooms: usize,
+    /// Members per room that stay for the whole run (senders included).
+    #[arg(long, default_value_t = 50)]
+    pub members: usize,
+    /// Senders per room.
+    #[arg(long, default_value_t = 1)]
+    pub senders: usize,
+    /// Extra members per room that join and leave.
+    #[arg(long, default_value_t = 10)]
+    pub churners: usize,
+    /// Joins plus leaves per second, over all churners.
+    #[arg(long, default_value_t = 100.0)]
+    pub churn_rate: f64,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub load: LoadArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub out: OutputArgs,
+}
+
+/// `connect`.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectArgs {
+    /// Clients (each connects and logs in once, then stays connected until the end).
+    #[arg(long, default_value_t = 1000)]
+    pub clients: usize,
+    /// Connects per second, open loop (default: as fast as --concurrency allows).
+    #[arg(long)]
+    pub connect_rate: Option<f64>,
+    /// Poisson arrivals for --connect-rate.
+    #[arg(long)]
+    pub poisson: bool,
+    /// Handshakes in flight at once when unpaced.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Give up after this long.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub timeout: f64,
+    /// Exit 0 even if some clients failed.
+    #[arg(long)]
+    pub tolerate_loss: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub out: OutputArgs,
+}
+
+/// `idle`.
+#[derive(Debug, Clone, Args)]
+pub struct IdleArgs {
+    /// Connections to hold.
+    #[arg(long, default_value_t = 10_000)]
+    pub connections: usize,
+    /// Also join them to this many rooms (0: logged in only).
+    #[arg(long, default_value_t = 0)]
+    pub rooms: usize,
+    /// How long to hold them before the final RSS sample.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub hold: f64,
+    /// Connections per process; above it, child processes hold the rest (the file
+    /// limit here is 20,000 per process).
+    #[arg(long, default_value_t = 19_000)]
+    pub per_process: usize,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub out: OutputArgs,
+}
+
+/// The hidden child of `idle`.
+#[derive(Debug, Clone, Args)]
+pub struct IdleChildArgs {
+    /// Connections in this child.
+    #[arg(long)]
+    pub connections: usize,
+    /// Rooms to spread them over (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub rooms: usize,
+    /// Name prefix.
+    #[arg(long)]
+    pub prefix: String,
+    /// Source address for this child's connections.
+    #[arg(long)]
+    pub source: Option<std::net::IpAddr>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub target: TargetArgs,
+}
+
+/// `plot`.
+#[derive(Debug, Clone, Args)]
+pub struct PlotArgs {
+    /// Output SVG.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Title.
+    #[arg(long, default_value = "latency by percentile")]
+    pub title: String,
+    /// Reports written with --json.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+}
+
+/// Parses "10", "10s", "250ms", "2m", "1.5s", "100us" into seconds.
+pub fn parse_duration(s: &str) -> Result<f64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    let scale = match unit {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "us" => 1e-6,
+        "m" | "min" => 60.0,
+        _ => return Err(format!("bad duration unit in {s:?} (use s, ms, us or m)")),
+    };
+    Ok(value * scale)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10"), Ok(10.0));
+        assert_eq!(parse_duration("250ms"), Ok(0.25));
+        assert_eq!(parse_duration("2m"), Ok(120.0));
+        assert!(parse_duration("3h").is_err());
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,199 @@
+//! The idle scenario: hold N logged-in (optionally joined) connections and report the
+//! server's RSS per connection. Above `--per-process` connections (the file limit is
+//! 20,000 per process here) child processes of this binary hold them, each from its
+//! own loopback source address so ephemeral ports never run out.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cli::{IdleArgs, IdleChildArgs, TargetArgs};
+use crate::clock::{mono_ns, process_cpu_us};
+use crate::latency::new_histogram;
+use crate::procstat;
+use crate::report::{write_outputs, Outputs, Report, ServerCost};
+use crate::scenario::run_prefix;
+use crate::worker::{RoomPlan, Worker, WorkerPlan};
+
+/// Keepalive period: corecast closes connections silent for 60 s by default.
+const KEEPALIVE_NS: u64 = 20_000_000_000;
+
+fn idle_plan(target: &TargetArgs, prefix: String, connections: usize, rooms: usize) -> WorkerPlan {
+    let mut plan = WorkerPlan {
+        index: 0,
+        target: target.target,
+        addr: target.addr,
+        token: target.token.clone(),
+        prefix,
+        rooms: Vec::new(),
+        clients: 0,
+        rate: 0.0,
+        arrivals: crate::schedule::Arrivals::Constant,
+        body_size: crate::body::STAMP_LEN,
+        churn_rate: 0.0,
+        setup_concurrency: target.setup_concurrency.max(1),
+        sources: (0..target.source_addrs).map(|i| std::net::IpAddr::from([127, 0, 0, 2 + i])).collect(),
+        seed: 0,
+        skip_counter: None,
+        spin_ns: 0,
+    };
+    if rooms == 0 {
+        plan.clients = connections;
+    } else {
+        for r in 0..rooms {
+            let members = connections / rooms + usize::from(r < connections % rooms);
+            plan.rooms.push(RoomPlan { members, senders: 0, churners: 0 });
+        }
+    }
+    plan
+}
+
+/// Keeps `worker`'s connections alive until `stop` returns true.
+fn hold(worker: &mut Worker, mut stop: impl FnMut(u64) -> bool) -> Result<()> {
+    worker.running = true;
+    let mut next_keepalive = mono_ns() + KEEPALIVE_NS;
+    loop {
+        let now = mono_ns();
+        if stop(now) {
+            return Ok(());
+        }
+        if now >= next_keepalive {
+            for ci in 0..worker.conns.len() {
+                let conn = &mut worker.conns[ci];
+                conn.codec.keepalive(&mut conn.wbuf);
+                worker.mark_dirty(ci);
+            }
+            next_keepalive = now + KEEPALIVE_NS;
+        }
+        worker.pump(now + 100_000_000)?;
+    }
+}
+
+/// The hidden child: set up, say READY, hold until stdin closes.
+pub fn run_child(args: &IdleChildArgs) -> Result<()> {
+    let mut target = args.target.clone();
+    target.source_addrs = 0;
+    let mut plan = idle_plan(&target, args.prefix.clone(), args.connections, args.rooms);
+    plan.sources = args.source.into_iter().collect();
+    let mut worker = Worker::new(plan)?;
+    worker.setup((target.setup_timeout * 1e9) as u64)?;
+    println!("READY {}", worker.ready_count);
+    std::io::stdout().flush()?;
+    let closed = Arc::new(AtomicBool::new(false));
+    let flag = closed.clone();
+    std::thread::spawn(move || {
+        let mut sink = Vec::new();
+        let _ = std::io::stdin().read_to_end(&mut sink);
+        flag.store(true, Ordering::Relaxed);
+    });
+    hold(&mut worker, |_| closed.load(Ordering::Relaxed))
+}
+
+/// The idle scenario.
+pub fn run_idle(args: &IdleArgs) -> Result<bool> {
+    let target = &args.target;
+    let before = target.server_pid.map(procstat::sample).transpose()?;
+    let cpu_before = process_cpu_us();
+    let prefix = run_prefix(0);
+    let start = mono_ns();
+    let hold_ns = (args.hold * 1e9) as u64;
+    let held;
+    let after;
+    if args.connections <= args.per_process {
+        let mut worker = Worker::new(idle_plan(target, prefix, args.connections, args.rooms))?;
+        worker.setup((target.setup_timeout * 1e9) as u64)?;
+        held = worker.ready_count as u64;
+        if !args.out.quiet {
+            eprintln!("holding {held} connections for {:.1} s", args.hold);
+        }
+        let until = mono_ns() + hold_ns;
+        hold(&mut worker, |now| now >= until)?;
+        after = target.server_pid.map(procstat::sample).transpose()?;
+    } else {
+        let children = args.connections.div_ceil(args.per_process);
+        if children > 250 {
+            bail!("too many child processes ({children})");
+        }
+        let exe = std::env::current_exe().context("locate own executable")?;
+        let mut procs = Vec::new();
+        for i in 0..children {
+            let n = args.connections / children + usize::from(i < args.connections % children);
+            let mut cmd = Command::new(&exe);
+            cmd.arg("idle-child")
+                .args(["--connections", &n.to_string()])
+                .args(["--rooms", &args.rooms.div_ceil(children).to_string()])
+                .args(["--prefix", &format!("{prefix}c{i}")])
+                .args(["--source", &format!("127.0.0.{}", 2 + i)])
+                .args(["--target", target.target.name()])
+                .args(["--addr", &target.addr.to_string()])
+                .args(["--setup-concurrency", &target.setup_concurrency.to_string()])
+                .args(["--setup-timeout", &format!("{}s", target.setup_timeout)]);
+            if let Some(t) = &target.token {
+                cmd.env("CORECAST_AUTH_TOKEN", t);
+            }
+            let child = cmd
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .context("spawn idle child")?;
+            procs.push(child);
+        }
+        let mut total = 0u64;
+        for (i, child) in procs.iter_mut().enumerate() {
+            let stdout = child.stdout.take().context("child stdout")?;
+            let mut line = String::new();
+            BufReader::new(stdout).read_line(&mut line)?;
+            let Some(n) = line.trim().strip_prefix("READY ").and_then(|n| n.parse::<u64>().ok()) else {
+                for c in procs.iter_mut() {
+                    let _ = c.kill();
+                }
+                bail!("idle child {i} failed to set up (see its error above)");
+            };
+            total += n;
+        }
+        held = total;
+        if !args.out.quiet {
+            eprintln!("holding {held} connections in {children} processes for {:.1} s", args.hold);
+        }
+        std::thread::sleep(std::time::Duration::from_nanos(hold_ns));
+        after = target.server_pid.map(procstat::sample).transpose()?;
+        for mut child in procs {
+            drop(child.stdin.take());
+            let _ = child.wait();
+        }
+    }
+    let elapsed_s = (mono_ns() - start) as f64 / 1e9;
+    let report = Report {
+        label: args.out.label.clone().unwrap_or_else(|| format!("{} idle", target.target.name())),
+        scenario: "idle".into(),
+        target: target.target.name().into(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        params: format!("connections={} rooms={} hold={}s", args.connections, args.rooms, args.hold),
+        unix_time: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        duration_s: args.hold,
+        connections: held,
+        harness_cpu_pct: (process_cpu_us() - cpu_before) as f64 / (elapsed_s * 1e6) * 100.0,
+        harness_threads: 1,
+        server: match (target.server_pid, before, after) {
+            (Some(pid), Some(b), Some(a)) => Some(ServerCost {
+                pid,
+                cpu_us: a.cpu_us - b.cpu_us,
+                cpu_pct: 0.0,
+                cpu_us_per_1000_deliveries: 0.0,
+                rss_before_kib: b.rss_kib,
+                rss_after_kib: a.rss_kib,
+                rss_per_connection_bytes: (a.rss_kib as f64 - b.rss_kib as f64) * 1024.0 / held.max(1) as f64,
+            }),
+            _ => None,
+        },
+        ..Report::default()
+    };
+    print!("{}", report.table());
+    let outputs = Outputs { json: args.out.json.as_deref(), hgrm: None, plot: None };
+    write_outputs(&report, &new_histogram(), &outputs)?;
+    Ok(held == args.connections as u64)
+}

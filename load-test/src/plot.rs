@@ -1,0 +1,188 @@
+//! Latency-by-percentile plots as standalone SVG, in the style of HdrHistogram's
+//! plotter: the x axis is log-scaled in 1/(1-percentile), so 0%, 90%, 99%, 99.9%,
+//! 99.99% ... are evenly spaced and the tail gets the room it deserves.
+
+use std::fmt::Write as _;
+
+use crate::latency::CurvePoint;
+
+/// One line of a plot.
+pub struct Series<'a> {
+    /// Legend text.
+    pub label: &'a str,
+    /// The curve.
+    pub points: &'a [CurvePoint],
+}
+
+const COLORS: [&str; 8] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
+const W: f64 = 960.0;
+const H: f64 = 560.0;
+const LEFT: f64 = 80.0;
+const RIGHT: f64 = 30.0;
+const TOP: f64 = 50.0;
+const BOTTOM: f64 = 60.0;
+
+/// The x coordinate of a percentile: log10(1 / (1 - p)), capped at `max_decades`.
+pub fn x_of_percentile(percentile: f64, max_decades: f64) -> f64 {
+    let remaining = 1.0 - percentile / 100.0;
+    if remaining <= 0.0 {
+        return max_decades;
+    }
+    (1.0 / remaining).log10().min(max_decades)
+}
+
+/// A "nice" upper bound for an axis (1, 2, 5 x 10^k).
+fn nice_ceiling(v: f64) -> f64 {
+    if v <= 0.0 {
+        return 1.0;
+    }
+    let magnitude = 10f64.powf(v.log10().floor());
+    for step in [1.0, 2.0, 5.0, 10.0] {
+        if v <= step * magnitude {
+            return step * magnitude;
+        }
+    }
+    10.0 * magnitude
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn percent_label(decade: u32) -> String {
+    match decade {
+        0 => "0%".into(),
+        d => {
+            let p = 100.0 - 100.0 / 10f64.powi(d as i32);
+            let digits = d.saturating_sub(2) as usize;
+            format!("{p:.digits$}%")
+        }
+    }
+}
+
+/// Renders the series as an SVG document (latency in milliseconds on y).
+pub fn render_svg(title: &str, series: &[Series<'_>]) -> String {
+    // Enough decades to show the finest percentile any curve resolves, 2 to 6.
+    let finest = series
+        .iter()
+        .flat_map(|s| s.points.iter())
+        .filter(|p| p.percentile < 100.0)
+        .map(|p| x_of_percentile(p.percentile, 9.0))
+        .fold(2.0f64, f64::max);
+    let decades = finest.ceil().clamp(2.0, 6.0);
+    let max_ms = series.iter().flat_map(|s| s.points.iter()).map(|p| p.latency_us / 1000.0).fold(0.0, f64::max);
+    let y_max = nice_ceiling(max_ms * 1.05);
+    let plot_w = W - LEFT - RIGHT;
+    let plot_h = H - TOP - BOTTOM;
+    let px = |x: f64| LEFT + x / decades * plot_w;
+    let py = |ms: f64| TOP + plot_h - (ms / y_max).min(1.0) * plot_h;
+    let mut svg = String::new();
+    // Writing to a String cannot fail.
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(svg, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
+    let _ = writeln!(
+        svg,
+        r#"<text x="{}" y="28" text-anchor="middle" font-size="16">{}</text>"#,
+        W / 2.0,
+        escape(title)
+    );
+    for d in 0..=decades as u32 {
+        let x = px(d as f64);
+        let _ = writeln!(svg, r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#ddd"/>"##, TOP + plot_h);
+        let _ = writeln!(
+            svg,
+            r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            TOP + plot_h + 18.0,
+            percent_label(d)
+        );
+    }
+    for i in 0..=5 {
+        let ms = y_max * i as f64 / 5.0;
+        let y = py(ms);
+        let _ = writeln!(svg, r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/>"##, LEFT + plot_w);
+        let _ = writeln!(svg, r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#, LEFT - 6.0, y + 4.0, fmt_ms(ms));
+    }
+    let _ = writeln!(
+        svg,
+        r#"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="black"/>"#
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">percentile</text>"#,
+        LEFT + plot_w / 2.0,
+        H - 15.0
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text transform="translate(20 {:.1}) rotate(-90)" text-anchor="middle">latency (ms)</text>"#,
+        TOP + plot_h / 2.0
+    );
+    for (i, s) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let path: Vec<String> = s
+            .points
+            .iter()
+            .map(|p| format!("{:.1},{:.1}", px(x_of_percentile(p.percentile, decades)), py(p.latency_us / 1000.0)))
+            .collect();
+        let _ = writeln!(
+            svg,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+            path.join(" ")
+        );
+        let ly = TOP + 20.0 + i as f64 * 18.0;
+        let _ = writeln!(
+            svg,
+            r#"<line x1="{:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{color}" stroke-width="3"/>"#,
+            LEFT + 12.0,
+            LEFT + 36.0
+        );
+        let _ = writeln!(svg, r#"<text x="{:.1}" y="{:.1}">{}</text>"#, LEFT + 42.0, ly + 4.0, escape(s.label));
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn fmt_ms(ms: f64) -> String {
+    if ms == 0.0 {
+        "0".into()
+    } else if ms < 0.1 {
+        format!("{ms:.3}")
+    } else if ms < 10.0 {
+        format!("{ms:.2}")
+    } else {
+        format!("{ms:.0}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_map_to_evenly_spaced_decades() {
+        assert_eq!(x_of_percentile(0.0, 5.0), 0.0);
+        assert!((x_of_percentile(90.0, 5.0) - 1.0).abs() < 1e-9);
+        assert!((x_of_percentile(99.0, 5.0) - 2.0).abs() < 1e-9);
+        assert!((x_of_percentile(99.9, 5.0) - 3.0).abs() < 1e-9);
+        assert_eq!(x_of_percentile(100.0, 5.0), 5.0, "the max sits at the right edge");
+        assert_eq!(percent_label(0), "0%");
+        assert_eq!(percent_label(1), "90%");
+        assert_eq!(percent_label(2), "99%");
+        assert_eq!(percent_label(4), "99.99%");
+    }
+
+    #[test]
+    fn svg_has_one_line_and_legend_entry_per_series() {
+        let a = [CurvePoint { percentile: 0.0, latency_us: 50.0 }, CurvePoint { percentile: 99.9, latency_us: 900.0 }];
+        let b = [CurvePoint { percentile: 0.0, latency_us: 70.0 }, CurvePoint { percentile: 100.0, latency_us: 2500.0 }];
+        let svg = render_svg("t <1>", &[Series { label: "corecast", points: &a }, Series { label: "redis", points: &b }]);
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        assert!(svg.contains(">corecast<") && svg.contains(">redis<"));
+        assert!(svg.contains("t &lt;1&gt;"));
+        assert!(svg.contains(">99.9%<"));
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    }
+}

@@ -1,0 +1,295 @@
+//! A run's results: the human table, `--json`, `--hgrm` and `--plot` outputs.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::check::CheckCounts;
+use crate::latency::{hgrm_text, percentile_curve, CurvePoint, Percentiles};
+use crate::plot::{render_svg, Series};
+
+/// The server's cost over the measured window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerCost {
+    /// The server's pid.
+    pub pid: u32,
+    /// CPU time used in the window, microseconds.
+    pub cpu_us: u64,
+    /// CPU used as a share of one core, percent.
+    pub cpu_pct: f64,
+    /// CPU microseconds per 1000 deliveries received in the window.
+    pub cpu_us_per_1000_deliveries: f64,
+    /// RSS before the harness connected, KiB.
+    pub rss_before_kib: u64,
+    /// RSS at the end of the window, KiB.
+    pub rss_after_kib: u64,
+    /// (after - before) / connections, bytes.
+    pub rss_per_connection_bytes: f64,
+}
+
+/// One step of `--find-max`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// Offered messages per second.
+    pub offered_msgs_per_s: f64,
+    /// Achieved deliveries over offered deliveries.
+    pub achieved_ratio: f64,
+    /// p99 latency.
+    pub p99_us: f64,
+    /// Whether it was sustainable.
+    pub ok: bool,
+    /// Why not, if not.
+    pub verdict: String,
+}
+
+/// Everything a run reports.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Legend label (`--label`, default "<target> <scenario>").
+    pub label: String,
+    /// fanout, chat, churn, connect or idle.
+    pub scenario: String,
+    /// corecast, redis or nats.
+    pub target: String,
+    /// The command line that produced it.
+    pub command: String,
+    /// Scenario parameters, human-readable.
+    pub params: String,
+    /// Unix time of the run.
+    pub unix_time: u64,
+    /// Measured window, seconds.
+    pub duration_s: f64,
+    /// Warm-up, seconds.
+    pub warmup_s: f64,
+    /// Connections the harness held.
+    pub connections: u64,
+    /// Senders times rate.
+    pub offered_msgs_per_s: f64,
+    /// Messages scheduled (and sent) in the window per second.
+    pub sent_msgs_per_s: f64,
+    /// Offered messages times static room members.
+    pub offered_deliveries_per_s: f64,
+    /// Deliveries received during the window per second.
+    pub achieved_deliveries_per_s: f64,
+    /// Delivery latency (connect scenario: connect+login latency).
+    pub latency: Percentiles,
+    /// Actual minus scheduled send time: high values mean the harness lagged.
+    pub send_lag: Percentiles,
+    /// Loss, duplicate and order checks.
+    pub checks: CheckCounts,
+    /// Connections the server closed during the run.
+    pub disconnects: u64,
+    /// Errors the server sent during the run.
+    pub server_errors: u64,
+    /// The first error or disconnect.
+    pub first_error: Option<String>,
+    /// Churn joins + leaves done.
+    pub churn_ops: u64,
+    /// Churn operations skipped (previous still pending).
+    pub churn_skipped: u64,
+    /// Connect scenario: clients that failed.
+    pub connect_failures: u64,
+    /// Connect scenario: logins per second.
+    pub connections_per_s: f64,
+    /// Harness CPU over the window as a share of one core, percent (all threads).
+    pub harness_cpu_pct: f64,
+    /// Harness threads.
+    pub harness_threads: usize,
+    /// Server cost, with `--server-pid`.
+    pub server: Option<ServerCost>,
+    /// `--find-max` steps.
+    pub find_max: Vec<Step>,
+    /// Latency by percentile (for plots).
+    pub curve: Vec<CurvePoint>,
+}
+
+impl Report {
+    /// Fills the latency fields from a histogram.
+    pub fn set_latency(&mut self, h: &Histogram<u64>) {
+        self.latency = Percentiles::of(h);
+        self.curve = percentile_curve(h);
+    }
+
+    /// Whether anything was lost (or duplicated, reordered, unexpected).
+    pub fn has_errors(&self) -> bool {
+        !self.checks.is_clean() || self.connect_failures > 0
+    }
+
+    /// Achieved over offered deliveries.
+    pub fn achieved_ratio(&self) -> f64 {
+        if self.offered_deliveries_per_s > 0.0 {
+            self.achieved_deliveries_per_s / self.offered_deliveries_per_s
+        } else {
+            1.0
+        }
+    }
+
+    /// The human-readable table.
+    pub fn table(&self) -> String {
+        let mut t = String::new();
+        let ms = |us: f64| format!("{:.3} ms", us / 1000.0);
+        let _ = writeln!(t, "== {} | {} | {}", self.label, self.scenario, self.params);
+        let _ = writeln!(t, "  connections            {}", self.connections);
+        if self.scenario == "connect" {
+            let _ = writeln!(t, "  logins/s               {:.0}", self.connections_per_s);
+            let _ = writeln!(t, "  failures               {}", self.connect_failures);
+        } else if self.scenario != "idle" {
+            let _ = writeln!(t, "  window                 {:.1} s (after {:.1} s warm-up)", self.duration_s, self.warmup_s);
+            let _ = writeln!(t, "  offered msgs/s         {:.0}", self.offered_msgs_per_s);
+            let _ = writeln!(t, "  sent msgs/s            {:.0}", self.sent_msgs_per_s);
+            let _ = writeln!(t, "  offered deliveries/s   {:.0}", self.offered_deliveries_per_s);
+            let _ = writeln!(
+                t,
+                "  achieved deliveries/s  {:.0} ({:.1}% of offered)",
+                self.achieved_deliveries_per_s,
+                self.achieved_ratio() * 100.0
+            );
+        }
+        if self.scenario != "idle" {
+            let l = &self.latency;
+            let what = if self.scenario == "connect" { "connect+login" } else { "latency" };
+            let _ = writeln!(t, "  {what:<22} samples {}", l.count);
+            let _ = writeln!(
+                t,
+                "    p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}",
+                ms(l.p50_us),
+                ms(l.p90_us),
+                ms(l.p99_us),
+                ms(l.p999_us),
+                ms(l.p9999_us),
+                ms(l.max_us)
+            );
+        }
+        if self.scenario != "connect" && self.scenario != "idle" {
+            let c = &self.checks;
+            let _ = writeln!(
+                t,
+                "  checks                 deliveries {}  lost {}  dup {}  sender-reorder {}  seq-reorder {}  seq-gap {}  unexpected {}",
+                c.deliveries, c.lost, c.duplicates, c.sender_reorders, c.seq_reorders, c.seq_gaps, c.unexpected
+            );
+            let _ = writeln!(
+                t,
+                "  send lag               p99 {}  max {} (actual minus scheduled send)",
+                ms(self.send_lag.p99_us),
+                ms(self.send_lag.max_us)
+            );
+        }
+        if self.churn_ops > 0 || self.churn_skipped > 0 {
+            let _ = writeln!(t, "  churn                  {} joins/leaves, {} skipped", self.churn_ops, self.churn_skipped);
+        }
+        if self.disconnects > 0 || self.server_errors > 0 {
+            let _ = writeln!(t, "  server                 {} disconnects, {} errors", self.disconnects, self.server_errors);
+        }
+        if let Some(e) = &self.first_error {
+            let _ = writeln!(t, "  first error            {e}");
+        }
+        let _ = writeln!(t, "  harness cpu            {:.0}% of one core ({} thread(s))", self.harness_cpu_pct, self.harness_threads);
+        if self.harness_cpu_pct > 90.0 * self.harness_threads as f64 {
+            let _ = writeln!(t, "  WARNING: the load generator is saturated; results are a floor on the server's capacity");
+        }
+        if let Some(s) = &self.server {
+            if self.scenario != "idle" {
+                let _ = writeln!(
+                    t,
+                    "  server cpu             {:.0}% of one core, {:.1} us per 1000 deliveries",
+                    s.cpu_pct, s.cpu_us_per_1000_deliveries
+                );
+            }
+            let _ = writeln!(
+                t,
+                "  server rss             {} KiB -> {} KiB, {:.0} bytes per connection",
+                s.rss_before_kib, s.rss_after_kib, s.rss_per_connection_bytes
+            );
+        }
+        if !self.find_max.is_empty() {
+            let _ = writeln!(t, "  find-max steps:");
+            for s in &self.find_max {
+                let _ = writeln!(
+                    t,
+                    "    {:>10.0} msgs/s offered  achieved {:5.1}%  p99 {:>10}  {}",
+                    s.offered_msgs_per_s,
+                    s.achieved_ratio * 100.0,
+                    ms(s.p99_us),
+                    s.verdict
+                );
+            }
+        }
+        if self.has_errors() {
+            let _ = writeln!(
+                t,
+                "  !!! LOSS OR DISORDER: lost {} dup {} reorders {}/{} gaps {} unexpected {} failures {} !!!",
+                self.checks.lost,
+                self.checks.duplicates,
+                self.checks.sender_reorders,
+                self.checks.seq_reorders,
+                self.checks.seq_gaps,
+                self.checks.unexpected,
+                self.connect_failures
+            );
+        }
+        t
+    }
+}
+
+/// Where to write results.
+#[derive(Debug, Clone, Default)]
+pub struct Outputs<'a> {
+    /// `--json`.
+    pub json: Option<&'a Path>,
+    /// `--hgrm`.
+    pub hgrm: Option<&'a Path>,
+    /// `--plot`.
+    pub plot: Option<&'a Path>,
+}
+
+/// Writes the requested files.
+pub fn write_outputs(report: &Report, histogram: &Histogram<u64>, out: &Outputs<'_>) -> Result<()> {
+    if let Some(path) = out.json {
+        let text = serde_json::to_string_pretty(report).context("serialize report")?;
+        std::fs::write(path, text + "\n").with_context(|| format!("write {}", path.display()))?;
+    }
+    if let Some(path) = out.hgrm {
+        std::fs::write(path, hgrm_text(histogram)).with_context(|| format!("write {}", path.display()))?;
+    }
+    if let Some(path) = out.plot {
+        let svg = render_svg(&report.label, &[Series { label: &report.label, points: &report.curve }]);
+        std::fs::write(path, svg).with_context(|| format!("write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Overlays saved `--json` reports in one SVG.
+pub fn plot_files(title: &str, inputs: &[std::path::PathBuf], out: &Path) -> Result<()> {
+    let mut reports = Vec::new();
+    for path in inputs {
+        let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+        let report: Report = serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))?;
+        reports.push(report);
+    }
+    let series: Vec<Series<'_>> = reports.iter().map(|r| Series { label: &r.label, points: &r.curve }).collect();
+    std::fs::write(out, render_svg(title, &series)).with_context(|| format!("write {}", out.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_round_trips_and_losses_are_loud() {
+        let mut r = Report { label: "x".into(), scenario: "fanout".into(), ..Report::default() };
+        let mut h = crate::latency::new_histogram();
+        h.record(1000).unwrap();
+        r.set_latency(&h);
+        let text = serde_json::to_string(&r).unwrap();
+        let back: Report = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, r);
+        assert!(!r.table().contains("LOSS"));
+        r.checks.lost = 3;
+        assert!(r.has_errors());
+        assert!(r.table().contains("LOSS OR DISORDER: lost 3"));
+    }
+}

@@ -1,0 +1,465 @@
+//! Runs a scenario: builds one plan per harness thread, sets everything up, starts all
+//! workers on one shared clock, samples server and harness cost around the measured
+//! window, merges the workers' results into a [`Report`]. Also `--find-max`.
+
+use std::net::IpAddr;
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use hdrhistogram::Histogram;
+
+use crate::broadcast::{Timing, WorkerResult};
+use crate::check::CheckCounts;
+use crate::cli::{LoadArgs, OutputArgs, TargetArgs};
+use crate::clock::{mono_ns, process_cpu_us, set_fine_timer_slack};
+use crate::connect::ConnectPacing;
+use crate::latency::{new_histogram, Percentiles, Window};
+use crate::procstat::{self, ProcSample};
+use crate::progress::LiveView;
+use crate::report::{write_outputs, Outputs, Report, ServerCost, Step};
+use crate::schedule::Arrivals;
+use crate::worker::{RoomPlan, Worker, WorkerPlan};
+
+/// The shape of a broadcast scenario (fanout, chat, churn).
+#[derive(Debug, Clone)]
+pub struct BroadcastSpec {
+    /// Scenario name.
+    pub scenario: &'static str,
+    /// Rooms.
+    pub rooms: usize,
+    /// Members per room for the whole run.
+    pub members: usize,
+    /// Senders per room.
+    pub senders: usize,
+    /// Churners per room.
+    pub churners: usize,
+    /// Joins plus leaves per second, all churners together.
+    pub churn_rate: f64,
+}
+
+impl BroadcastSpec {
+    fn params(&self, load: &LoadArgs, rate: f64) -> String {
+        let mut p = format!(
+            "rooms={} members={} senders={} rate={}/s{} body={}B",
+            self.rooms,
+            self.members,
+            self.senders,
+            rate,
+            if load.poisson { " poisson" } else { "" },
+            load.body_size
+        );
+        if self.churners > 0 {
+            p += &format!(" churners={} churn-rate={}/s", self.churners, self.churn_rate);
+        }
+        p
+    }
+}
+
+/// A unique-per-run name prefix: player ids must be unique server-wide, and rooms of
+/// earlier runs may still be draining.
+pub fn run_prefix(run: usize) -> String {
+    let nanos = mono_ns() % 1_000_000;
+    format!("L{}x{}x{}", std::process::id(), run, nanos)
+}
+
+fn sources(target: &TargetArgs) -> Vec<IpAddr> {
+    (0..target.source_addrs).map(|i| IpAddr::from([127, 0, 0, 2 + i])).collect()
+}
+
+fn base_plan(target: &TargetArgs, prefix: &str, index: usize) -> WorkerPlan {
+    WorkerPlan {
+        index,
+        target: target.target,
+        addr: target.addr,
+        token: target.token.clone(),
+        prefix: format!("{prefix}w{index}"),
+        rooms: Vec::new(),
+        clients: 0,
+        rate: 0.0,
+        arrivals: Arrivals::Constant,
+        body_size: crate::body::STAMP_LEN,
+        churn_rate: 0.0,
+        setup_concurrency: target.setup_concurrency.max(1),
+        sources: sources(target),
+        seed: index as u64,
+        skip_counter: None,
+        spin_ns: 0,
+    }
+}
+
+fn sample_server(pid: Option<u32>) -> Result<Option<ProcSample>> {
+    pid.map(procstat::sample).transpose()
+}
+
+fn merge(results: &[WorkerResult]) -> (Histogram<u64>, Histogram<u64>, CheckCounts) {
+    let mut latency = new_histogram();
+    let mut lag = new_histogram();
+    let mut checks = CheckCounts::default();
+    for r in results {
+        // Same bounds everywhere: cannot fail.
+        let _ = latency.add(&r.latency);
+        let _ = lag.add(&r.send_lag);
+        checks.add(&r.checks);
+    }
+    (latency, lag, checks)
+}
+
+fn server_cost(
+    pid: Option<u32>,
+    before: Option<ProcSample>,
+    start: Option<ProcSample>,
+    end: Option<ProcSample>,
+    window_s: f64,
+    deliveries: u64,
+    connections: u64,
+) -> Option<ServerCost> {
+    let (pid, before, start, end) = (pid?, before?, start?, end?);
+    let cpu_us = end.cpu_us.saturating_sub(start.cpu_us);
+    Some(ServerCost {
+        pid,
+        cpu_us,
+        cpu_pct: cpu_us as f64 / (window_s * 1e6) * 100.0,
+        cpu_us_per_1000_deliveries: if deliveries > 0 { cpu_us as f64 * 1000.0 / deliveries as f64 } else { 0.0 },
+        rss_before_kib: before.rss_kib,
+        rss_after_kib: end.rss_kib,
+        rss_per_connection_bytes: (end.rss_kib as f64 - before.rss_kib as f64) * 1024.0 / connections.max(1) as f64,
+    })
+}
+
+fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
+}
+
+/// Runs a broadcast scenario once at `rate` msgs/s per sender.
+pub fn run_broadcast_once(
+    spec: &BroadcastSpec,
+    target: &TargetArgs,
+    load: &LoadArgs,
+    out: &OutputArgs,
+    rate: f64,
+    run: usize,
+) -> Result<(Report, Histogram<u64>)> {
+    if load.body_size < crate::body::STAMP_LEN {
+        bail!("--body-size must be at least {} (the stamp)", crate::body::STAMP_LEN);
+    }
+    if spec.senders > spec.members {
+        bail!("--senders ({}) cannot exceed --members ({})", spec.senders, spec.members);
+    }
+    let threads = target.threads.clamp(1, spec.rooms.max(1));
+    let prefix = run_prefix(run);
+    let mut plans: Vec<WorkerPlan> = (0..threads).map(|t| base_plan(target, &prefix, t)).collect();
+    for r in 0..spec.rooms {
+        plans[r % threads].rooms.push(RoomPlan { members: spec.members, senders: spec.senders, churners: spec.churners });
+    }
+    let total_churners = (spec.rooms * spec.churners).max(1) as f64;
+    for (t, plan) in plans.iter_mut().enumerate() {
+        let churners: usize = plan.rooms.iter().map(|r| r.churners).sum();
+        plan.rate = rate;
+        plan.arrivals = if load.poisson { Arrivals::Poisson } else { Arrivals::Constant };
+        plan.body_size = load.body_size;
+        plan.churn_rate = spec.churn_rate * churners as f64 / total_churners;
+        plan.seed = load.seed.wrapping_mul(1_000_003).wrapping_add(t as u64);
+        plan.skip_counter = if t == 0 { load.debug_skip_counter } else { None };
+        plan.spin_ns = load.spin_us * 1000;
+    }
+
+    let before = sample_server(target.server_pid)?;
+    let view = LiveView::new(out.quiet, ((load.warmup + load.duration) * 1000.0) as u64);
+    view.message(format!("setting up {} connections", spec.rooms * (spec.members + spec.churners)));
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+    let (progress_tx, progress_rx) = mpsc::channel();
+    let mut starts = Vec::new();
+    let mut handles = Vec::new();
+    let setup_timeout = (target.setup_timeout * 1e9) as u64;
+    for plan in plans {
+        let (start_tx, start_rx) = mpsc::channel::<Option<Timing>>();
+        starts.push(start_tx);
+        let ready_tx = ready_tx.clone();
+        let progress_tx = progress_tx.clone();
+        let handle = thread::Builder::new()
+            .name(format!("load-{}", plan.index))
+            .spawn(move || -> Result<WorkerResult> {
+                set_fine_timer_slack();
+                let setup = Worker::new(plan).and_then(|mut w| w.setup(setup_timeout).map(|()| w));
+                let mut worker = match setup {
+                    Ok(w) => {
+                        let _ = ready_tx.send(Ok(()));
+                        w
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(format!("{e:#}")));
+                        return Err(e);
+                    }
+                };
+                let Ok(Some(timing)) = start_rx.recv() else { bail!("run aborted") };
+                worker.run_broadcast(timing, &progress_tx)?;
+                Ok(worker.finish())
+            })
+            .context("spawn worker thread")?;
+        handles.push(handle);
+    }
+    drop(progress_tx);
+    let mut setup_error = None;
+    for _ in 0..handles.len() {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => setup_error = setup_error.or(Some(e)),
+            Err(_) => setup_error = setup_error.or(Some("worker thread died".into())),
+        }
+    }
+    if let Some(e) = setup_error {
+        for s in &starts {
+            let _ = s.send(None);
+        }
+        for h in handles {
+            let _ = h.join();
+        }
+        view.finish();
+        bail!("setup failed: {e}");
+    }
+    let start_ns = mono_ns() + 20_000_000;
+    let warm_end = start_ns + (load.warmup * 1e9) as u64;
+    let send_end = warm_end + (load.duration * 1e9) as u64;
+    let timing = Timing {
+        start_ns,
+        window: Window { start_ns: warm_end, end_ns: send_end },
+        drain_ns: (load.drain * 1e9) as u64,
+    };
+    for s in &starts {
+        let _ = s.send(Some(timing));
+    }
+    let mut view = view;
+    let (mut server_start, mut server_end, mut cpu_start, mut cpu_end) = (None, None, None, None);
+    while handles.iter().any(|h| !h.is_finished()) {
+        match progress_rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(p) => view.add(p),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => thread::sleep(Duration::from_millis(5)),
+        }
+        let now = mono_ns();
+        if now >= warm_end && cpu_start.is_none() {
+            server_start = Some(sample_server(target.server_pid)?);
+            cpu_start = Some(process_cpu_us());
+        }
+        if now >= send_end && cpu_end.is_none() {
+            server_end = Some(sample_server(target.server_pid)?);
+            cpu_end = Some(process_cpu_us());
+        }
+        let phase = if now < warm_end {
+            "warm-up"
+        } else if now < send_end {
+            "measuring"
+        } else {
+            "draining"
+        };
+        view.tick(now, phase, now.saturating_sub(start_ns) / 1_000_000);
+    }
+    view.finish();
+    let mut results = Vec::new();
+    for h in handles {
+        results.push(h.join().map_err(|_| anyhow!("worker thread panicked"))??);
+    }
+    let (latency, lag, checks) = merge(&results);
+    let sum = |f: fn(&WorkerResult) -> u64| results.iter().map(f).sum::<u64>();
+    let connections = sum(|r| r.connections);
+    let delivered = sum(|r| r.counters.delivered_in_window);
+    let window_s = load.duration;
+    let mut report = Report {
+        label: out.label.clone().unwrap_or_else(|| format!("{} {}", target.target.name(), spec.scenario)),
+        scenario: spec.scenario.into(),
+        target: target.target.name().into(),
+        command: command_line(),
+        params: spec.params(load, rate),
+        unix_time: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        duration_s: window_s,
+        warmup_s: load.warmup,
+        connections,
+        offered_msgs_per_s: (spec.rooms * spec.senders) as f64 * rate,
+        sent_msgs_per_s: sum(|r| r.counters.sent_in_window) as f64 / window_s,
+        offered_deliveries_per_s: sum(|r| r.counters.offered_deliveries) as f64 / window_s,
+        achieved_deliveries_per_s: delivered as f64 / window_s,
+        send_lag: Percentiles::of(&lag),
+        checks,
+        disconnects: sum(|r| r.counters.disconnects),
+        server_errors: sum(|r| r.counters.server_errors),
+        first_error: results.iter().find_map(|r| r.counters.first_error.clone()),
+        churn_ops: sum(|r| r.counters.churn_ops),
+        churn_skipped: sum(|r| r.counters.churn_skipped),
+        harness_cpu_pct: match (cpu_start, cpu_end) {
+            (Some(a), Some(b)) => (b - a) as f64 / (window_s * 1e6) * 100.0,
+            _ => 0.0,
+        },
+        harness_threads: threads,
+        server: server_cost(target.server_pid, before, server_start.flatten(), server_end.flatten(), window_s, delivered, connections),
+        ..Report::default()
+    };
+    report.set_latency(&latency);
+    Ok((report, latency))
+}
+
+/// Runs a broadcast scenario (or `--find-max` over it), prints and writes the report.
+/// Returns whether the run counts as a success for the exit code.
+pub fn run_broadcast(spec: &BroadcastSpec, target: &TargetArgs, load: &LoadArgs, out: &OutputArgs) -> Result<bool> {
+    let outputs = Outputs { json: out.json.as_deref(), hgrm: out.hgrm.as_deref(), plot: out.plot.as_deref() };
+    if !load.find_max {
+        let (report, hist) = run_broadcast_once(spec, target, load, out, load.rate, 0)?;
+        print!("{}", report.table());
+        write_outputs(&report, &hist, &outputs)?;
+        return Ok(!report.has_errors() || load.tolerate_loss);
+    }
+    let mut rate = load.rate;
+    let mut steps = Vec::new();
+    let mut best: Option<(Report, Histogram<u64>)> = None;
+    let mut last = None;
+    for run in 0..load.max_steps.max(1) {
+        let (report, hist) = run_broadcast_once(spec, target, load, out, rate, run)?;
+        let ratio = report.achieved_ratio();
+        let p99_ms = report.latency.p99_us / 1000.0;
+        let verdict = if report.has_errors() {
+            format!("loss/disorder (lost {})", report.checks.lost)
+        } else if ratio < load.min_achieved {
+            format!("achieved {:.1}% < {:.1}%", ratio * 100.0, load.min_achieved * 100.0)
+        } else if p99_ms > load.p99_limit_ms {
+            format!("p99 {p99_ms:.3} ms > {} ms", load.p99_limit_ms)
+        } else {
+            "ok".to_string()
+        };
+        let ok = verdict == "ok";
+        println!(
+            "find-max step {}: {:.0} msgs/s offered, {:.0} deliveries/s achieved ({:.1}%), p99 {:.3} ms: {}",
+            run + 1,
+            report.offered_msgs_per_s,
+            report.achieved_deliveries_per_s,
+            ratio * 100.0,
+            p99_ms,
+            verdict
+        );
+        steps.push(Step { offered_msgs_per_s: report.offered_msgs_per_s, achieved_ratio: ratio, p99_us: report.latency.p99_us, ok, verdict });
+        if !ok {
+            last = Some((report, hist));
+            break;
+        }
+        best = Some((report, hist));
+        rate *= load.step_factor;
+    }
+    let found = best.is_some();
+    let Some((mut report, hist)) = best.or(last) else { bail!("find-max ran no step") };
+    report.find_max = steps;
+    if found {
+        println!("highest sustainable rate: {:.0} msgs/s offered ({} per sender)", report.offered_msgs_per_s, report.params);
+    } else {
+        println!("no sustainable rate found: even the first step failed");
+    }
+    print!("{}", report.table());
+    write_outputs(&report, &hist, &outputs)?;
+    Ok(found || load.tolerate_loss)
+}
+
+/// The connect scenario.
+pub fn run_connect(args: &crate::cli::ConnectArgs) -> Result<bool> {
+    let target = &args.target;
+    if args.clients > 19_900 {
+        bail!("--clients {} exceeds what one process can hold (file limit); use `idle` for more", args.clients);
+    }
+    let threads = target.threads.clamp(1, args.clients.max(1));
+    let prefix = run_prefix(0);
+    let before = sample_server(target.server_pid)?;
+    let cpu_before = process_cpu_us();
+    let view_total = (args.timeout * 1000.0) as u64;
+    let mut view = LiveView::new(args.out.quiet, view_total);
+    let (progress_tx, progress_rx) = mpsc::channel();
+    let mut handles = Vec::new();
+    for t in 0..threads {
+        let mut plan = base_plan(target, &prefix, t);
+        plan.clients = args.clients / threads + usize::from(t < args.clients % threads);
+        plan.arrivals = if args.poisson { Arrivals::Poisson } else { Arrivals::Constant };
+        plan.seed = t as u64 + 1;
+        let pacing = ConnectPacing {
+            rate: args.connect_rate.map(|r| r / threads as f64),
+            concurrency: (args.concurrency / threads).max(1),
+            timeout_ns: (args.timeout * 1e9) as u64,
+        };
+        let progress_tx = progress_tx.clone();
+        handles.push(
+            thread::Builder::new()
+                .name(format!("connect-{t}"))
+                .spawn(move || -> Result<(WorkerResult, u64)> {
+                    set_fine_timer_slack();
+                    let mut w = Worker::new(plan)?;
+                    let start = w.run_connect(pacing, &progress_tx)?;
+                    Ok((w.finish(), start))
+                })
+                .context("spawn worker thread")?,
+        );
+    }
+    drop(progress_tx);
+    let wall_start = mono_ns();
+    while handles.iter().any(|h| !h.is_finished()) {
+        if let Ok(p) = progress_rx.recv_timeout(Duration::from_millis(20)) {
+            view.add(p);
+        }
+        let now = mono_ns();
+        view.tick(now, "connecting", (now - wall_start) / 1_000_000);
+    }
+    view.finish();
+    let after = sample_server(target.server_pid)?;
+    let cpu_after = process_cpu_us();
+    let mut results = Vec::new();
+    for h in handles {
+        results.push(h.join().map_err(|_| anyhow!("worker thread panicked"))??);
+    }
+    let first_start = results.iter().map(|(_, s)| *s).min().unwrap_or(0);
+    let last_ready = results.iter().map(|(r, _)| r.last_ready_ns).max().unwrap_or(0);
+    let elapsed_s = last_ready.saturating_sub(first_start) as f64 / 1e9;
+    let mut connect_latency = new_histogram();
+    let mut failures = 0;
+    let mut first_error = None;
+    for (r, _) in &results {
+        let _ = connect_latency.add(&r.send_lag);
+        failures += r.counters.connect_failures;
+        first_error = first_error.or(r.counters.first_error.clone());
+    }
+    let logged_in = connect_latency.len();
+    let mut report = Report {
+        label: args.out.label.clone().unwrap_or_else(|| format!("{} connect", target.target.name())),
+        scenario: "connect".into(),
+        target: target.target.name().into(),
+        command: command_line(),
+        params: format!(
+            "clients={} {}",
+            args.clients,
+            match args.connect_rate {
+                Some(r) => format!("rate={r}/s{}", if args.poisson { " poisson" } else { "" }),
+                None => format!("concurrency={}", args.concurrency),
+            }
+        ),
+        unix_time: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        duration_s: elapsed_s,
+        connections: logged_in,
+        connect_failures: failures,
+        connections_per_s: if elapsed_s > 0.0 { logged_in as f64 / elapsed_s } else { 0.0 },
+        first_error,
+        harness_cpu_pct: (cpu_after - cpu_before) as f64 / (elapsed_s.max(1e-9) * 1e6) * 100.0,
+        harness_threads: threads,
+        server: match (target.server_pid, before, after) {
+            (Some(pid), Some(b), Some(a)) => Some(ServerCost {
+                pid,
+                cpu_us: a.cpu_us - b.cpu_us,
+                cpu_pct: (a.cpu_us - b.cpu_us) as f64 / (elapsed_s.max(1e-9) * 1e6) * 100.0,
+                cpu_us_per_1000_deliveries: 0.0,
+                rss_before_kib: b.rss_kib,
+                rss_after_kib: a.rss_kib,
+                rss_per_connection_bytes: (a.rss_kib as f64 - b.rss_kib as f64) * 1024.0 / logged_in.max(1) as f64,
+            }),
+            _ => None,
+        },
+        ..Report::default()
+    };
+    report.set_latency(&connect_latency);
+    print!("{}", report.table());
+    let outputs = Outputs { json: args.out.json.as_deref(), hgrm: args.out.hgrm.as_deref(), plot: args.out.plot.as_deref() };
+    write_outputs(&report, &connect_latency, &outputs)?;
+    Ok(failures == 0 || args.tolerate_loss)
+}
