@@ -168,7 +168,7 @@ async fn read_frames(
                 carry_has_frames = true;
                 glommio::yield_if_needed().await;
             }
-            Step::Session(Outcome::AwaitClaim(player)) => {
+            Step::AwaitClaim(player) => {
                 carry_has_frames = true;
                 loop {
                     if let Some(ok) = conn.claim.take() {
@@ -181,8 +181,7 @@ async fn read_frames(
                     conn.wake.notified().await;
                 }
             }
-            Step::Session(Outcome::Close) => return ReadEnd::Closing,
-            Step::Session(Outcome::Continue) => unreachable!("handle_frames continues by itself"),
+            Step::Close => return ReadEnd::Closing,
         }
         if carry.is_empty() && carry.capacity() > SCRATCH_BYTES {
             carry = Vec::new();
@@ -196,8 +195,10 @@ enum Step {
     NeedMore,
     /// Stopped after `FRAMES_PER_TURN` frames to let other tasks run.
     Paused,
-    /// A request asked to wait or to close.
-    Session(Outcome),
+    /// A login waits for its claim before later frames are handled (keeps order).
+    AwaitClaim(std::sync::Arc<str>),
+    /// An error frame is queued; the connection closes once it is flushed.
+    Close,
 }
 
 /// Handles the whole frames at the start of `data`; returns the bytes used.
@@ -211,7 +212,7 @@ fn handle_frames(ctx: &ShardContext, conn: &ConnShared, data: &[u8]) -> (usize, 
             Ok(None) => return (at, Step::NeedMore),
             Err(e @ FrameError::TooLarge { .. }) => {
                 close_with(ctx, conn, ErrorCode::FrameTooLarge, e.to_string());
-                return (at, Step::Session(Outcome::Close));
+                return (at, Step::Close);
             }
         };
         let payload = &data[at + range.start..at + range.end];
@@ -228,12 +229,14 @@ fn handle_frames(ctx: &ShardContext, conn: &ConnShared, data: &[u8]) -> (usize, 
                 Outcome::Close
             }
         };
-        if outcome == Outcome::Close {
-            let grace = ctx.config.shutdown_grace();
-            conn.out.close_after(None, Instant::now() + grace);
-        }
-        if outcome != Outcome::Continue {
-            return (at, Step::Session(outcome));
+        match outcome {
+            Outcome::Continue => {}
+            Outcome::AwaitClaim(player) => return (at, Step::AwaitClaim(player)),
+            Outcome::Close => {
+                conn.out
+                    .close_after(None, Instant::now() + ctx.config.shutdown_grace());
+                return (at, Step::Close);
+            }
         }
     }
     (at, Step::Paused)

@@ -31,7 +31,11 @@ pub fn read_stamp(body: &[u8]) -> Option<Stamp> {
     let scheduled_ns = u64::from_le_bytes(body.get(0..8)?.try_into().ok()?);
     let sender = u32::from_le_bytes(body.get(8..12)?.try_into().ok()?);
     let counter = u64::from_le_bytes(body.get(12..20)?.try_into().ok()?);
-    Some(Stamp { scheduled_ns, sender, counter })
+    Some(Stamp {
+        scheduled_ns,
+        sender,
+        counter,
+    })
 }
 
 #[cfg(test)]
@@ -40,7 +44,11 @@ mod tests {
 
     #[test]
     fn round_trips_and_pads() {
-        let stamp = Stamp { scheduled_ns: 123_456_789_012, sender: 7, counter: 99 };
+        let stamp = Stamp {
+            scheduled_ns: 123_456_789_012,
+            sender: 7,
+            counter: 99,
+        };
         let mut body = Vec::new();
         write_body(&mut body, stamp, 64);
         assert_eq!(body.len(), 64);

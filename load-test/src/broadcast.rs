@@ -45,7 +45,11 @@ pub struct WorkerResult {
 
 impl Worker {
     /// Runs the senders and churners on `timing`, then drains.
-    pub fn run_broadcast(&mut self, timing: Timing, progress: &mpsc::Sender<Progress>) -> Result<()> {
+    pub fn run_broadcast(
+        &mut self,
+        timing: Timing,
+        progress: &mpsc::Sender<Progress>,
+    ) -> Result<()> {
         self.running = true;
         self.window = timing.window;
         self.latency = LatencyRecorder::new(timing.window);
@@ -55,17 +59,33 @@ impl Worker {
         let n_senders = self.senders.len().max(1) as f64;
         for s in 0..self.senders.len() {
             let phase = s as f64 / n_senders;
-            let schedule = Schedule::new(self.plan.rate, self.plan.arrivals, timing.start_ns, phase, rng.next_u64());
-            self.timers.push(Reverse((schedule.next_due(), Timer::Send(s))));
+            let schedule = Schedule::new(
+                self.plan.rate,
+                self.plan.arrivals,
+                timing.start_ns,
+                phase,
+                rng.next_u64(),
+            );
+            self.timers
+                .push(Reverse((schedule.next_due(), Timer::Send(s))));
             self.senders[s].schedule = Some(schedule);
         }
-        let churners: Vec<usize> = (0..self.members.len()).filter(|&m| self.members[m].churn.is_some()).collect();
+        let churners: Vec<usize> = (0..self.members.len())
+            .filter(|&m| self.members[m].churn.is_some())
+            .collect();
         if !churners.is_empty() && self.plan.churn_rate > 0.0 {
             let per_churner = self.plan.churn_rate / churners.len() as f64;
             for (i, &m) in churners.iter().enumerate() {
                 let phase = i as f64 / churners.len() as f64;
-                let schedule = Schedule::new(per_churner, self.plan.arrivals, timing.start_ns, phase, rng.next_u64());
-                self.timers.push(Reverse((schedule.next_due(), Timer::Churn(m))));
+                let schedule = Schedule::new(
+                    per_churner,
+                    self.plan.arrivals,
+                    timing.start_ns,
+                    phase,
+                    rng.next_u64(),
+                );
+                self.timers
+                    .push(Reverse((schedule.next_due(), Timer::Churn(m))));
                 self.members[m].churn_schedule = Some(schedule);
             }
         }
@@ -84,10 +104,16 @@ impl Worker {
                 self.send_progress(progress);
                 next_progress = now + PROGRESS_EVERY_NS;
             }
-            if now >= send_end && (self.unique_static >= self.expected_static || now >= drain_deadline) {
+            if now >= send_end
+                && (self.unique_static >= self.expected_static || now >= drain_deadline)
+            {
                 break;
             }
-            let wake = next_progress.min(if now < send_end { send_end } else { drain_deadline });
+            let wake = next_progress.min(if now < send_end {
+                send_end
+            } else {
+                drain_deadline
+            });
             self.pump(wake)?;
         }
         self.flush_dirty()?;
@@ -114,7 +140,8 @@ impl Worker {
             let lost = match member.churn {
                 None => {
                     let room = &self.rooms[member.room];
-                    let sent: Vec<u64> = room.senders.iter().map(|&s| self.senders[s].sent).collect();
+                    let sent: Vec<u64> =
+                        room.senders.iter().map(|&s| self.senders[s].sent).collect();
                     member.check.lost_from_start(&sent)
                 }
                 Some(crate::worker::ChurnState::Out) => 0,

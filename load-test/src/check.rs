@@ -66,7 +66,10 @@ struct SenderTrack {
 
 impl SenderTrack {
     fn anchored_at_zero() -> Self {
-        Self { first: Some(0), ..Self::default() }
+        Self {
+            first: Some(0),
+            ..Self::default()
+        }
     }
 
     /// Returns whether this delivery is new (not a duplicate).
@@ -124,18 +127,30 @@ impl ReceiverCheck {
     /// A receiver that is a member from before the first message: it must see every
     /// message of each of the room's `n_senders` senders from counter 0.
     pub fn from_start(n_senders: usize) -> Self {
-        Self { senders: vec![SenderTrack::anchored_at_zero(); n_senders], last_seq: None }
+        Self {
+            senders: vec![SenderTrack::anchored_at_zero(); n_senders],
+            last_seq: None,
+        }
     }
 
     /// A receiver that joins mid-stream: each sender's first delivery anchors it.
     pub fn mid_stream(n_senders: usize) -> Self {
-        Self { senders: vec![SenderTrack::default(); n_senders], last_seq: None }
+        Self {
+            senders: vec![SenderTrack::default(); n_senders],
+            last_seq: None,
+        }
     }
 
     /// Checks one delivery from the room's sender number `sender` (its index within
     /// the room) with body counter `counter` and, on corecast, the room `seq`.
     /// Returns whether the delivery was new (not a duplicate).
-    pub fn on_delivery(&mut self, sender: usize, counter: u64, seq: Option<u64>, counts: &mut CheckCounts) -> bool {
+    pub fn on_delivery(
+        &mut self,
+        sender: usize,
+        counter: u64,
+        seq: Option<u64>,
+        counts: &mut CheckCounts,
+    ) -> bool {
         counts.deliveries += 1;
         if let Some(seq) = seq {
             match self.last_seq {
@@ -193,7 +208,10 @@ mod tests {
     #[test]
     fn clean_stream_is_clean() {
         let mut c = ReceiverCheck::from_start(2);
-        let counts = feed(&mut c, &[(0, 0, 1), (1, 0, 2), (0, 1, 3), (1, 1, 4), (0, 2, 5)]);
+        let counts = feed(
+            &mut c,
+            &[(0, 0, 1), (1, 0, 2), (0, 1, 3), (1, 1, 4), (0, 2, 5)],
+        );
         assert!(counts.is_clean(), "{counts:?}");
         assert_eq!(c.lost_from_start(&[3, 2]), 0);
         assert_eq!(c.unique_received(), 5);

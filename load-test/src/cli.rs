@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::targets::Target;
 
-const ABOUT: &str = "Open-loop load generator for corecast (and Redis pub/sub, NATS core for comparison).";
+const ABOUT: &str =
+    "Open-loop load generator for corecast (and Redis pub/sub, NATS core for comparison).";
 
 const LONG_ABOUT: &str = "\
 Open-loop load generator for corecast (and Redis pub/sub, NATS core for comparison).
@@ -337,7 +338,9 @@ pub struct PlotArgs {
 /// Parses "10", "10s", "250ms", "2m", "1.5s", "100us" into seconds.
 pub fn parse_duration(s: &str) -> Result<f64, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let value: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
     let scale = match unit {

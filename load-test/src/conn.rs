@@ -114,7 +114,9 @@ impl Conn {
 
     /// Reads into `buf`; `Ok(None)` when nothing is available now, `Ok(Some(0))` on EOF.
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        let Some(mut socket) = self.socket.as_ref() else { return Ok(Some(0)) };
+        let Some(mut socket) = self.socket.as_ref() else {
+            return Ok(Some(0));
+        };
         loop {
             return match socket.read(buf) {
                 Ok(n) => Ok(Some(n)),
@@ -129,7 +131,11 @@ impl Conn {
 /// Starts a non-blocking connect to `addr`, optionally from a chosen loopback source
 /// address (each source address has its own ~28k ephemeral ports).
 pub fn start_connect(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<Socket> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking(), Some(Protocol::TCP))?;
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking(),
+        Some(Protocol::TCP),
+    )?;
     socket.set_tcp_nodelay(true)?;
     if let Some(ip) = source {
         // Let connect() pick the port per destination instead of bind() reserving one.

@@ -27,16 +27,24 @@ pub struct ConnectPacing {
 impl Worker {
     /// Connects and logs in every client; connect latency lands in `send_lag`.
     /// Returns the time the first connect started.
-    pub fn run_connect(&mut self, pacing: ConnectPacing, progress: &mpsc::Sender<Progress>) -> Result<u64> {
+    pub fn run_connect(
+        &mut self,
+        pacing: ConnectPacing,
+        progress: &mpsc::Sender<Progress>,
+    ) -> Result<u64> {
         self.running = true;
         self.send_lag = new_histogram();
-        self.latency = LatencyRecorder::new(Window { start_ns: 0, end_ns: 0 });
+        self.latency = LatencyRecorder::new(Window {
+            start_ns: 0,
+            end_ns: 0,
+        });
         let start = mono_ns() + 1_000_000;
         let n = self.conns.len();
         if let Some(rate) = pacing.rate {
             let mut schedule = Schedule::new(rate, self.plan.arrivals, start, 0.0, self.plan.seed);
             for ci in 0..n {
-                self.timers.push(Reverse((schedule.advance(), Timer::Connect(ci))));
+                self.timers
+                    .push(Reverse((schedule.advance(), Timer::Connect(ci))));
             }
         }
         let deadline = start + pacing.timeout_ns;
@@ -66,7 +74,9 @@ impl Worker {
             if now > deadline {
                 let unfinished = n.saturating_sub(finished);
                 self.counters.connect_failures += unfinished as u64;
-                self.note_error(format!("{unfinished} clients not logged in after the timeout"));
+                self.note_error(format!(
+                    "{unfinished} clients not logged in after the timeout"
+                ));
                 break;
             }
             self.pump(next_progress.min(deadline))?;

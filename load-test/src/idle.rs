@@ -35,7 +35,9 @@ fn idle_plan(target: &TargetArgs, prefix: String, connections: usize, rooms: usi
         body_size: crate::body::STAMP_LEN,
         churn_rate: 0.0,
         setup_concurrency: target.setup_concurrency.max(1),
-        sources: (0..target.source_addrs).map(|i| std::net::IpAddr::from([127, 0, 0, 2 + i])).collect(),
+        sources: (0..target.source_addrs)
+            .map(|i| std::net::IpAddr::from([127, 0, 0, 2 + i]))
+            .collect(),
         seed: 0,
         skip_counter: None,
         spin_ns: 0,
@@ -45,7 +47,11 @@ fn idle_plan(target: &TargetArgs, prefix: String, connections: usize, rooms: usi
     } else {
         for r in 0..rooms {
             let members = connections / rooms + usize::from(r < connections % rooms);
-            plan.rooms.push(RoomPlan { members, senders: 0, churners: 0 });
+            plan.rooms.push(RoomPlan {
+                members,
+                senders: 0,
+                churners: 0,
+            });
         }
     }
     plan
@@ -147,7 +153,11 @@ pub fn run_idle(args: &IdleArgs) -> Result<bool> {
             let stdout = child.stdout.take().context("child stdout")?;
             let mut line = String::new();
             BufReader::new(stdout).read_line(&mut line)?;
-            let Some(n) = line.trim().strip_prefix("READY ").and_then(|n| n.parse::<u64>().ok()) else {
+            let Some(n) = line
+                .trim()
+                .strip_prefix("READY ")
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
                 for c in procs.iter_mut() {
                     let _ = c.kill();
                 }
@@ -157,7 +167,10 @@ pub fn run_idle(args: &IdleArgs) -> Result<bool> {
         }
         held = total;
         if !args.out.quiet {
-            eprintln!("holding {held} connections in {children} processes for {:.1} s", args.hold);
+            eprintln!(
+                "holding {held} connections in {children} processes for {:.1} s",
+                args.hold
+            );
         }
         std::thread::sleep(std::time::Duration::from_nanos(hold_ns));
         after = target.server_pid.map(procstat::sample).transpose()?;
@@ -168,12 +181,21 @@ pub fn run_idle(args: &IdleArgs) -> Result<bool> {
     }
     let elapsed_s = (mono_ns() - start) as f64 / 1e9;
     let report = Report {
-        label: args.out.label.clone().unwrap_or_else(|| format!("{} idle", target.target.name())),
+        label: args
+            .out
+            .label
+            .clone()
+            .unwrap_or_else(|| format!("{} idle", target.target.name())),
         scenario: "idle".into(),
         target: target.target.name().into(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
-        params: format!("connections={} rooms={} hold={}s", args.connections, args.rooms, args.hold),
-        unix_time: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        params: format!(
+            "connections={} rooms={} hold={}s",
+            args.connections, args.rooms, args.hold
+        ),
+        unix_time: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
         duration_s: args.hold,
         connections: held,
         harness_cpu_pct: (process_cpu_us() - cpu_before) as f64 / (elapsed_s * 1e6) * 100.0,
@@ -186,14 +208,19 @@ pub fn run_idle(args: &IdleArgs) -> Result<bool> {
                 cpu_us_per_1000_deliveries: 0.0,
                 rss_before_kib: b.rss_kib,
                 rss_after_kib: a.rss_kib,
-                rss_per_connection_bytes: (a.rss_kib as f64 - b.rss_kib as f64) * 1024.0 / held.max(1) as f64,
+                rss_per_connection_bytes: (a.rss_kib as f64 - b.rss_kib as f64) * 1024.0
+                    / held.max(1) as f64,
             }),
             _ => None,
         },
         ..Report::default()
     };
     print!("{}", report.table());
-    let outputs = Outputs { json: args.out.json.as_deref(), hgrm: None, plot: None };
+    let outputs = Outputs {
+        json: args.out.json.as_deref(),
+        hgrm: None,
+        plot: None,
+    };
     write_outputs(&report, &new_histogram(), &outputs)?;
     Ok(held == args.connections as u64)
 }

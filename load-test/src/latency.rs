@@ -47,7 +47,11 @@ pub struct LatencyRecorder {
 impl LatencyRecorder {
     /// A recorder for `window`.
     pub fn new(window: Window) -> Self {
-        Self { window, total: new_histogram(), interval: new_histogram() }
+        Self {
+            window,
+            total: new_histogram(),
+            interval: new_histogram(),
+        }
     }
 
     /// Records one delivery; returns whether it fell in the measured window.
@@ -137,21 +141,47 @@ pub fn hgrm_text(h: &Histogram<u64>) -> String {
     const SCALE: f64 = 1e6; // ns -> ms
     let mut out = String::new();
     // Writing to a String cannot fail.
-    let _ = writeln!(out, "{:>12} {:>14} {:>10} {:>14}\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)");
+    let _ = writeln!(
+        out,
+        "{:>12} {:>14} {:>10} {:>14}\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    );
     let mut total_count = 0u64;
     for v in h.iter_quantiles(5) {
         let value = v.value_iterated_to() as f64 / SCALE;
         let q = v.quantile_iterated_to();
         total_count += v.count_since_last_iteration();
         if q < 1.0 {
-            let _ = writeln!(out, "{:12.3} {:2.12} {:10} {:14.2}", value, q, total_count, 1.0 / (1.0 - q));
+            let _ = writeln!(
+                out,
+                "{:12.3} {:2.12} {:10} {:14.2}",
+                value,
+                q,
+                total_count,
+                1.0 / (1.0 - q)
+            );
         } else {
             let _ = writeln!(out, "{:12.3} {:2.12} {:10}", value, q, total_count);
         }
     }
-    let _ = writeln!(out, "#[Mean    = {:12.3}, StdDeviation   = {:12.3}]", h.mean() / SCALE, h.stdev() / SCALE);
-    let _ = writeln!(out, "#[Max     = {:12.3}, Total count    = {:12}]", h.max() as f64 / SCALE, h.len());
-    let _ = writeln!(out, "#[Buckets = {:12}, SubBuckets     = {:12}]", h.buckets(), SUB_BUCKETS);
+    let _ = writeln!(
+        out,
+        "#[Mean    = {:12.3}, StdDeviation   = {:12.3}]",
+        h.mean() / SCALE,
+        h.stdev() / SCALE
+    );
+    let _ = writeln!(
+        out,
+        "#[Max     = {:12.3}, Total count    = {:12}]",
+        h.max() as f64 / SCALE,
+        h.len()
+    );
+    let _ = writeln!(
+        out,
+        "#[Buckets = {:12}, SubBuckets     = {:12}]",
+        h.buckets(),
+        SUB_BUCKETS
+    );
     out
 }
 
@@ -166,21 +196,33 @@ mod tests {
 
     #[test]
     fn latency_is_measured_from_the_scheduled_time() {
-        let mut r = LatencyRecorder::new(Window { start_ns: 0, end_ns: u64::MAX });
+        let mut r = LatencyRecorder::new(Window {
+            start_ns: 0,
+            end_ns: u64::MAX,
+        });
         // Scheduled at 10 ms, actually sent late at 15 ms, received at 16 ms: the
         // 5 ms the sender stalled is counted, not hidden.
         r.record(10 * MS, 16 * MS);
         assert_eq!(r.total.len(), 1);
         let v = r.total.max();
-        assert!((6 * MS - 6 * MS / 1000..=6 * MS + 6 * MS / 1000).contains(&v), "{v}");
+        assert!(
+            (6 * MS - 6 * MS / 1000..=6 * MS + 6 * MS / 1000).contains(&v),
+            "{v}"
+        );
     }
 
     #[test]
     fn warm_up_and_after_end_are_excluded() {
-        let mut r = LatencyRecorder::new(Window { start_ns: 100 * MS, end_ns: 200 * MS });
+        let mut r = LatencyRecorder::new(Window {
+            start_ns: 100 * MS,
+            end_ns: 200 * MS,
+        });
         assert!(!r.record(99 * MS, 101 * MS), "scheduled during warm-up");
         assert!(r.record(100 * MS, 101 * MS));
-        assert!(r.record(199 * MS, 250 * MS), "scheduled in the window, arrived in the drain");
+        assert!(
+            r.record(199 * MS, 250 * MS),
+            "scheduled in the window, arrived in the drain"
+        );
         assert!(!r.record(200 * MS, 201 * MS), "scheduled after the end");
         assert_eq!(r.total.len(), 2);
         assert_eq!(r.take_interval().len(), 4, "the live view sees everything");
@@ -191,16 +233,26 @@ mod tests {
     fn stall_shows_in_the_tail() {
         // 1000 sends 1 ms apart; the server stalls 100 ms around the 500th: every
         // message scheduled during the stall gets the remaining stall as latency.
-        let mut r = LatencyRecorder::new(Window { start_ns: 0, end_ns: u64::MAX });
+        let mut r = LatencyRecorder::new(Window {
+            start_ns: 0,
+            end_ns: u64::MAX,
+        });
         for i in 0..1000u64 {
             let scheduled = i * MS;
-            let received = if (500..600).contains(&i) { 600 * MS } else { scheduled + 50_000 };
+            let received = if (500..600).contains(&i) {
+                600 * MS
+            } else {
+                scheduled + 50_000
+            };
             r.record(scheduled, received);
         }
         let p = Percentiles::of(&r.total);
         assert!(p.p50_us < 100.0, "{p:?}");
         let p95 = r.total.value_at_quantile(0.95) as f64 / 1000.0;
-        assert!(p95 > 40_000.0, "10% of samples waited out part of the stall: {p95} us");
+        assert!(
+            p95 > 40_000.0,
+            "10% of samples waited out part of the stall: {p95} us"
+        );
         assert!(p.max_us > 99_000.0, "{p:?}");
     }
 
@@ -218,8 +270,15 @@ mod tests {
         let first: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
         assert_eq!(first.len(), 4);
         assert_eq!(first[1], "0.000000000000");
-        assert!(text.contains("#[Max     =        1.000, Total count    =         1000]"), "{text}");
-        let last_row = text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).last().unwrap();
+        assert!(
+            text.contains("#[Max     =        1.000, Total count    =         1000]"),
+            "{text}"
+        );
+        let last_row = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .last()
+            .unwrap();
         assert!(last_row.contains("1.000000000000"), "{last_row}");
         assert!(last_row.trim_end().ends_with("1000"));
     }
@@ -231,7 +290,9 @@ mod tests {
             h.record(i * 100).unwrap();
         }
         let curve = percentile_curve(&h);
-        assert!(curve.windows(2).all(|w| w[0].percentile <= w[1].percentile && w[0].latency_us <= w[1].latency_us));
+        assert!(curve
+            .windows(2)
+            .all(|w| w[0].percentile <= w[1].percentile && w[0].latency_us <= w[1].latency_us));
         assert_eq!(curve.last().map(|p| p.percentile), Some(100.0));
     }
 }

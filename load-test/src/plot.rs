@@ -14,7 +14,9 @@ pub struct Series<'a> {
     pub points: &'a [CurvePoint],
 }
 
-const COLORS: [&str; 8] = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
+const COLORS: [&str; 8] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+];
 const W: f64 = 960.0;
 const H: f64 = 560.0;
 const LEFT: f64 = 80.0;
@@ -46,7 +48,10 @@ fn nice_ceiling(v: f64) -> f64 {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn percent_label(decade: u32) -> String {
@@ -70,7 +75,11 @@ pub fn render_svg(title: &str, series: &[Series<'_>]) -> String {
         .map(|p| x_of_percentile(p.percentile, 9.0))
         .fold(2.0f64, f64::max);
     let decades = finest.ceil().clamp(2.0, 6.0);
-    let max_ms = series.iter().flat_map(|s| s.points.iter()).map(|p| p.latency_us / 1000.0).fold(0.0, f64::max);
+    let max_ms = series
+        .iter()
+        .flat_map(|s| s.points.iter())
+        .map(|p| p.latency_us / 1000.0)
+        .fold(0.0, f64::max);
     let y_max = nice_ceiling(max_ms * 1.05);
     let plot_w = W - LEFT - RIGHT;
     let plot_h = H - TOP - BOTTOM;
@@ -91,7 +100,11 @@ pub fn render_svg(title: &str, series: &[Series<'_>]) -> String {
     );
     for d in 0..=decades as u32 {
         let x = px(d as f64);
-        let _ = writeln!(svg, r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#ddd"/>"##, TOP + plot_h);
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#ddd"/>"##,
+            TOP + plot_h
+        );
         let _ = writeln!(
             svg,
             r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
@@ -102,8 +115,18 @@ pub fn render_svg(title: &str, series: &[Series<'_>]) -> String {
     for i in 0..=5 {
         let ms = y_max * i as f64 / 5.0;
         let y = py(ms);
-        let _ = writeln!(svg, r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/>"##, LEFT + plot_w);
-        let _ = writeln!(svg, r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#, LEFT - 6.0, y + 4.0, fmt_ms(ms));
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/>"##,
+            LEFT + plot_w
+        );
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+            LEFT - 6.0,
+            y + 4.0,
+            fmt_ms(ms)
+        );
     }
     let _ = writeln!(
         svg,
@@ -125,7 +148,13 @@ pub fn render_svg(title: &str, series: &[Series<'_>]) -> String {
         let path: Vec<String> = s
             .points
             .iter()
-            .map(|p| format!("{:.1},{:.1}", px(x_of_percentile(p.percentile, decades)), py(p.latency_us / 1000.0)))
+            .map(|p| {
+                format!(
+                    "{:.1},{:.1}",
+                    px(x_of_percentile(p.percentile, decades)),
+                    py(p.latency_us / 1000.0)
+                )
+            })
             .collect();
         let _ = writeln!(
             svg,
@@ -139,7 +168,13 @@ pub fn render_svg(title: &str, series: &[Series<'_>]) -> String {
             LEFT + 12.0,
             LEFT + 36.0
         );
-        let _ = writeln!(svg, r#"<text x="{:.1}" y="{:.1}">{}</text>"#, LEFT + 42.0, ly + 4.0, escape(s.label));
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}">{}</text>"#,
+            LEFT + 42.0,
+            ly + 4.0,
+            escape(s.label)
+        );
     }
     svg.push_str("</svg>\n");
     svg
@@ -167,7 +202,11 @@ mod tests {
         assert!((x_of_percentile(90.0, 5.0) - 1.0).abs() < 1e-9);
         assert!((x_of_percentile(99.0, 5.0) - 2.0).abs() < 1e-9);
         assert!((x_of_percentile(99.9, 5.0) - 3.0).abs() < 1e-9);
-        assert_eq!(x_of_percentile(100.0, 5.0), 5.0, "the max sits at the right edge");
+        assert_eq!(
+            x_of_percentile(100.0, 5.0),
+            5.0,
+            "the max sits at the right edge"
+        );
         assert_eq!(percent_label(0), "0%");
         assert_eq!(percent_label(1), "90%");
         assert_eq!(percent_label(2), "99%");
@@ -176,9 +215,39 @@ mod tests {
 
     #[test]
     fn svg_has_one_line_and_legend_entry_per_series() {
-        let a = [CurvePoint { percentile: 0.0, latency_us: 50.0 }, CurvePoint { percentile: 99.9, latency_us: 900.0 }];
-        let b = [CurvePoint { percentile: 0.0, latency_us: 70.0 }, CurvePoint { percentile: 100.0, latency_us: 2500.0 }];
-        let svg = render_svg("t <1>", &[Series { label: "corecast", points: &a }, Series { label: "redis", points: &b }]);
+        let a = [
+            CurvePoint {
+                percentile: 0.0,
+                latency_us: 50.0,
+            },
+            CurvePoint {
+                percentile: 99.9,
+                latency_us: 900.0,
+            },
+        ];
+        let b = [
+            CurvePoint {
+                percentile: 0.0,
+                latency_us: 70.0,
+            },
+            CurvePoint {
+                percentile: 100.0,
+                latency_us: 2500.0,
+            },
+        ];
+        let svg = render_svg(
+            "t <1>",
+            &[
+                Series {
+                    label: "corecast",
+                    points: &a,
+                },
+                Series {
+                    label: "redis",
+                    points: &b,
+                },
+            ],
+        );
         assert_eq!(svg.matches("<polyline").count(), 2);
         assert!(svg.contains(">corecast<") && svg.contains(">redis<"));
         assert!(svg.contains("t &lt;1&gt;"));

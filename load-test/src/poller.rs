@@ -37,11 +37,17 @@ impl Poller {
         }
         // SAFETY: `fd` is a fresh descriptor that nothing else owns.
         let epfd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(Self { epfd, events: vec![libc::epoll_event { events: 0, u64: 0 }; 1024] })
+        Ok(Self {
+            epfd,
+            events: vec![libc::epoll_event { events: 0, u64: 0 }; 1024],
+        })
     }
 
     fn ctl(&self, op: libc::c_int, fd: RawFd, token: u64, interest: u32) -> io::Result<()> {
-        let mut ev = libc::epoll_event { events: interest, u64: token };
+        let mut ev = libc::epoll_event {
+            events: interest,
+            u64: token,
+        };
         // SAFETY: `ev` outlives the call; the kernel validates `fd`.
         let rc = unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), op, fd, &mut ev) };
         if rc < 0 {
@@ -71,7 +77,9 @@ impl Poller {
             tv_sec: (ns / 1_000_000_000) as libc::time_t,
             tv_nsec: (ns % 1_000_000_000) as libc::c_long,
         });
-        let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        let ts_ptr = ts
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
         // SAFETY: the event buffer is valid for `len` entries; the timespec outlives
         // the call; a null sigmask means "leave it alone".
         let n = unsafe {
@@ -123,7 +131,11 @@ mod tests {
         slept.sort_unstable();
         assert!(slept[0] >= 200_000, "woke early: {} ns", slept[0]);
         // A millisecond-granular wait would sleep at least 1 ms every time.
-        assert!(slept[10] < 900_000, "median 200 us sleep took {} ns", slept[10]);
+        assert!(
+            slept[10] < 900_000,
+            "median 200 us sleep took {} ns",
+            slept[10]
+        );
     }
 
     #[test]

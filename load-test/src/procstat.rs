@@ -14,14 +14,18 @@ pub struct ProcSample {
 
 /// Samples process `pid`.
 pub fn sample(pid: u32) -> Result<ProcSample> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("read /proc/{pid}/stat"))?;
-    let status =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("read /proc/{pid}/status"))?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("read /proc/{pid}/stat"))?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("read /proc/{pid}/status"))?;
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     let cpu_ticks = parse_stat_cpu_ticks(&stat).context("parse /proc/PID/stat")?;
     let rss_kib = parse_status_rss_kib(&status).context("parse VmRSS in /proc/PID/status")?;
-    Ok(ProcSample { cpu_us: cpu_ticks * 1_000_000 / ticks, rss_kib })
+    Ok(ProcSample {
+        cpu_us: cpu_ticks * 1_000_000 / ticks,
+        rss_kib,
+    })
 }
 
 /// utime + stime in clock ticks. The command name (field 2) may hold spaces and

@@ -22,13 +22,24 @@ pub struct LiveView {
 impl LiveView {
     /// A view whose bar spans `total_ms` (warm-up plus window); hidden if `quiet`.
     pub fn new(quiet: bool, total_ms: u64) -> Self {
-        let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(total_ms.max(1)) };
+        let bar = if quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(total_ms.max(1))
+        };
         let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] [{bar:30}] {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
         bar.set_style(style);
         bar.enable_steady_tick(Duration::from_millis(200));
-        Self { bar, sent: 0, delivered: 0, connected: 0, interval: new_histogram(), since_ns: 0 }
+        Self {
+            bar,
+            sent: 0,
+            delivered: 0,
+            connected: 0,
+            interval: new_histogram(),
+            since_ns: 0,
+        }
     }
 
     /// Adds a worker snapshot.
@@ -51,9 +62,16 @@ impl LiveView {
         if dt < 0.5 {
             return;
         }
-        let p99 = if self.interval.is_empty() { 0.0 } else { self.interval.value_at_quantile(0.99) as f64 / 1e6 };
+        let p99 = if self.interval.is_empty() {
+            0.0
+        } else {
+            self.interval.value_at_quantile(0.99) as f64 / 1e6
+        };
         let msg = if self.connected > 0 && self.sent == 0 {
-            format!("{phase}: {:.0} logins/s, p99 {p99:.3} ms", self.connected as f64 / dt)
+            format!(
+                "{phase}: {:.0} logins/s, p99 {p99:.3} ms",
+                self.connected as f64 / dt
+            )
         } else {
             format!(
                 "{phase}: sent {:.0}/s, deliveries {:.0}/s, p99 {p99:.3} ms",

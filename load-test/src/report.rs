@@ -137,10 +137,18 @@ impl Report {
             let _ = writeln!(t, "  logins/s               {:.0}", self.connections_per_s);
             let _ = writeln!(t, "  failures               {}", self.connect_failures);
         } else if self.scenario != "idle" {
-            let _ = writeln!(t, "  window                 {:.1} s (after {:.1} s warm-up)", self.duration_s, self.warmup_s);
+            let _ = writeln!(
+                t,
+                "  window                 {:.1} s (after {:.1} s warm-up)",
+                self.duration_s, self.warmup_s
+            );
             let _ = writeln!(t, "  offered msgs/s         {:.0}", self.offered_msgs_per_s);
             let _ = writeln!(t, "  sent msgs/s            {:.0}", self.sent_msgs_per_s);
-            let _ = writeln!(t, "  offered deliveries/s   {:.0}", self.offered_deliveries_per_s);
+            let _ = writeln!(
+                t,
+                "  offered deliveries/s   {:.0}",
+                self.offered_deliveries_per_s
+            );
             let _ = writeln!(
                 t,
                 "  achieved deliveries/s  {:.0} ({:.1}% of offered)",
@@ -150,7 +158,11 @@ impl Report {
         }
         if self.scenario != "idle" {
             let l = &self.latency;
-            let what = if self.scenario == "connect" { "connect+login" } else { "latency" };
+            let what = if self.scenario == "connect" {
+                "connect+login"
+            } else {
+                "latency"
+            };
             let _ = writeln!(t, "  {what:<22} samples {}", l.count);
             let _ = writeln!(
                 t,
@@ -178,15 +190,27 @@ impl Report {
             );
         }
         if self.churn_ops > 0 || self.churn_skipped > 0 {
-            let _ = writeln!(t, "  churn                  {} joins/leaves, {} skipped", self.churn_ops, self.churn_skipped);
+            let _ = writeln!(
+                t,
+                "  churn                  {} joins/leaves, {} skipped",
+                self.churn_ops, self.churn_skipped
+            );
         }
         if self.disconnects > 0 || self.server_errors > 0 {
-            let _ = writeln!(t, "  server                 {} disconnects, {} errors", self.disconnects, self.server_errors);
+            let _ = writeln!(
+                t,
+                "  server                 {} disconnects, {} errors",
+                self.disconnects, self.server_errors
+            );
         }
         if let Some(e) = &self.first_error {
             let _ = writeln!(t, "  first error            {e}");
         }
-        let _ = writeln!(t, "  harness cpu            {:.0}% of one core ({} thread(s))", self.harness_cpu_pct, self.harness_threads);
+        let _ = writeln!(
+            t,
+            "  harness cpu            {:.0}% of one core ({} thread(s))",
+            self.harness_cpu_pct, self.harness_threads
+        );
         if self.harness_cpu_pct > 90.0 * self.harness_threads as f64 {
             let _ = writeln!(t, "  WARNING: the load generator is saturated; results are a floor on the server's capacity");
         }
@@ -252,10 +276,17 @@ pub fn write_outputs(report: &Report, histogram: &Histogram<u64>, out: &Outputs<
         std::fs::write(path, text + "\n").with_context(|| format!("write {}", path.display()))?;
     }
     if let Some(path) = out.hgrm {
-        std::fs::write(path, hgrm_text(histogram)).with_context(|| format!("write {}", path.display()))?;
+        std::fs::write(path, hgrm_text(histogram))
+            .with_context(|| format!("write {}", path.display()))?;
     }
     if let Some(path) = out.plot {
-        let svg = render_svg(&report.label, &[Series { label: &report.label, points: &report.curve }]);
+        let svg = render_svg(
+            &report.label,
+            &[Series {
+                label: &report.label,
+                points: &report.curve,
+            }],
+        );
         std::fs::write(path, svg).with_context(|| format!("write {}", path.display()))?;
     }
     Ok(())
@@ -265,12 +296,21 @@ pub fn write_outputs(report: &Report, histogram: &Histogram<u64>, out: &Outputs<
 pub fn plot_files(title: &str, inputs: &[std::path::PathBuf], out: &Path) -> Result<()> {
     let mut reports = Vec::new();
     for path in inputs {
-        let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-        let report: Report = serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+        let report: Report =
+            serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))?;
         reports.push(report);
     }
-    let series: Vec<Series<'_>> = reports.iter().map(|r| Series { label: &r.label, points: &r.curve }).collect();
-    std::fs::write(out, render_svg(title, &series)).with_context(|| format!("write {}", out.display()))?;
+    let series: Vec<Series<'_>> = reports
+        .iter()
+        .map(|r| Series {
+            label: &r.label,
+            points: &r.curve,
+        })
+        .collect();
+    std::fs::write(out, render_svg(title, &series))
+        .with_context(|| format!("write {}", out.display()))?;
     Ok(())
 }
 
@@ -280,7 +320,11 @@ mod tests {
 
     #[test]
     fn json_round_trips_and_losses_are_loud() {
-        let mut r = Report { label: "x".into(), scenario: "fanout".into(), ..Report::default() };
+        let mut r = Report {
+            label: "x".into(),
+            scenario: "fanout".into(),
+            ..Report::default()
+        };
         let mut h = crate::latency::new_histogram();
         h.record(1000).unwrap();
         r.set_latency(&h);

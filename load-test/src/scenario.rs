@@ -51,7 +51,10 @@ impl BroadcastSpec {
             load.body_size
         );
         if self.churners > 0 {
-            p += &format!(" churners={} churn-rate={}/s", self.churners, self.churn_rate);
+            p += &format!(
+                " churners={} churn-rate={}/s",
+                self.churners, self.churn_rate
+            );
         }
         p
     }
@@ -65,7 +68,9 @@ pub fn run_prefix(run: usize) -> String {
 }
 
 fn sources(target: &TargetArgs) -> Vec<IpAddr> {
-    (0..target.source_addrs).map(|i| IpAddr::from([127, 0, 0, 2 + i])).collect()
+    (0..target.source_addrs)
+        .map(|i| IpAddr::from([127, 0, 0, 2 + i]))
+        .collect()
 }
 
 fn base_plan(target: &TargetArgs, prefix: &str, index: usize) -> WorkerPlan {
@@ -121,10 +126,15 @@ fn server_cost(
         pid,
         cpu_us,
         cpu_pct: cpu_us as f64 / (window_s * 1e6) * 100.0,
-        cpu_us_per_1000_deliveries: if deliveries > 0 { cpu_us as f64 * 1000.0 / deliveries as f64 } else { 0.0 },
+        cpu_us_per_1000_deliveries: if deliveries > 0 {
+            cpu_us as f64 * 1000.0 / deliveries as f64
+        } else {
+            0.0
+        },
         rss_before_kib: before.rss_kib,
         rss_after_kib: end.rss_kib,
-        rss_per_connection_bytes: (end.rss_kib as f64 - before.rss_kib as f64) * 1024.0 / connections.max(1) as f64,
+        rss_per_connection_bytes: (end.rss_kib as f64 - before.rss_kib as f64) * 1024.0
+            / connections.max(1) as f64,
     })
 }
 
@@ -142,32 +152,56 @@ pub fn run_broadcast_once(
     run: usize,
 ) -> Result<(Report, Histogram<u64>)> {
     if load.body_size < crate::body::STAMP_LEN {
-        bail!("--body-size must be at least {} (the stamp)", crate::body::STAMP_LEN);
+        bail!(
+            "--body-size must be at least {} (the stamp)",
+            crate::body::STAMP_LEN
+        );
     }
     if spec.senders > spec.members {
-        bail!("--senders ({}) cannot exceed --members ({})", spec.senders, spec.members);
+        bail!(
+            "--senders ({}) cannot exceed --members ({})",
+            spec.senders,
+            spec.members
+        );
     }
     let threads = target.threads.clamp(1, spec.rooms.max(1));
     let prefix = run_prefix(run);
-    let mut plans: Vec<WorkerPlan> = (0..threads).map(|t| base_plan(target, &prefix, t)).collect();
+    let mut plans: Vec<WorkerPlan> = (0..threads)
+        .map(|t| base_plan(target, &prefix, t))
+        .collect();
     for r in 0..spec.rooms {
-        plans[r % threads].rooms.push(RoomPlan { members: spec.members, senders: spec.senders, churners: spec.churners });
+        plans[r % threads].rooms.push(RoomPlan {
+            members: spec.members,
+            senders: spec.senders,
+            churners: spec.churners,
+        });
     }
     let total_churners = (spec.rooms * spec.churners).max(1) as f64;
     for (t, plan) in plans.iter_mut().enumerate() {
         let churners: usize = plan.rooms.iter().map(|r| r.churners).sum();
         plan.rate = rate;
-        plan.arrivals = if load.poisson { Arrivals::Poisson } else { Arrivals::Constant };
+        plan.arrivals = if load.poisson {
+            Arrivals::Poisson
+        } else {
+            Arrivals::Constant
+        };
         plan.body_size = load.body_size;
         plan.churn_rate = spec.churn_rate * churners as f64 / total_churners;
         plan.seed = load.seed.wrapping_mul(1_000_003).wrapping_add(t as u64);
-        plan.skip_counter = if t == 0 { load.debug_skip_counter } else { None };
+        plan.skip_counter = if t == 0 {
+            load.debug_skip_counter
+        } else {
+            None
+        };
         plan.spin_ns = load.spin_us * 1000;
     }
 
     let before = sample_server(target.server_pid)?;
     let view = LiveView::new(out.quiet, ((load.warmup + load.duration) * 1000.0) as u64);
-    view.message(format!("setting up {} connections", spec.rooms * (spec.members + spec.churners)));
+    view.message(format!(
+        "setting up {} connections",
+        spec.rooms * (spec.members + spec.churners)
+    ));
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
     let (progress_tx, progress_rx) = mpsc::channel();
     let mut starts = Vec::new();
@@ -193,7 +227,9 @@ pub fn run_broadcast_once(
                         return Err(e);
                     }
                 };
-                let Ok(Some(timing)) = start_rx.recv() else { bail!("run aborted") };
+                let Ok(Some(timing)) = start_rx.recv() else {
+                    bail!("run aborted")
+                };
                 worker.run_broadcast(timing, &progress_tx)?;
                 Ok(worker.finish())
             })
@@ -224,7 +260,10 @@ pub fn run_broadcast_once(
     let send_end = warm_end + (load.duration * 1e9) as u64;
     let timing = Timing {
         start_ns,
-        window: Window { start_ns: warm_end, end_ns: send_end },
+        window: Window {
+            start_ns: warm_end,
+            end_ns: send_end,
+        },
         drain_ns: (load.drain * 1e9) as u64,
     };
     for s in &starts {
@@ -267,12 +306,17 @@ pub fn run_broadcast_once(
     let delivered = sum(|r| r.counters.delivered_in_window);
     let window_s = load.duration;
     let mut report = Report {
-        label: out.label.clone().unwrap_or_else(|| format!("{} {}", target.target.name(), spec.scenario)),
+        label: out
+            .label
+            .clone()
+            .unwrap_or_else(|| format!("{} {}", target.target.name(), spec.scenario)),
         scenario: spec.scenario.into(),
         target: target.target.name().into(),
         command: command_line(),
         params: spec.params(load, rate),
-        unix_time: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        unix_time: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
         duration_s: window_s,
         warmup_s: load.warmup,
         connections,
@@ -292,7 +336,15 @@ pub fn run_broadcast_once(
             _ => 0.0,
         },
         harness_threads: threads,
-        server: server_cost(target.server_pid, before, server_start.flatten(), server_end.flatten(), window_s, delivered, connections),
+        server: server_cost(
+            target.server_pid,
+            before,
+            server_start.flatten(),
+            server_end.flatten(),
+            window_s,
+            delivered,
+            connections,
+        ),
         ..Report::default()
     };
     report.set_latency(&latency);
@@ -301,8 +353,17 @@ pub fn run_broadcast_once(
 
 /// Runs a broadcast scenario (or `--find-max` over it), prints and writes the report.
 /// Returns whether the run counts as a success for the exit code.
-pub fn run_broadcast(spec: &BroadcastSpec, target: &TargetArgs, load: &LoadArgs, out: &OutputArgs) -> Result<bool> {
-    let outputs = Outputs { json: out.json.as_deref(), hgrm: out.hgrm.as_deref(), plot: out.plot.as_deref() };
+pub fn run_broadcast(
+    spec: &BroadcastSpec,
+    target: &TargetArgs,
+    load: &LoadArgs,
+    out: &OutputArgs,
+) -> Result<bool> {
+    let outputs = Outputs {
+        json: out.json.as_deref(),
+        hgrm: out.hgrm.as_deref(),
+        plot: out.plot.as_deref(),
+    };
     if !load.find_max {
         let (report, hist) = run_broadcast_once(spec, target, load, out, load.rate, 0)?;
         print!("{}", report.table());
@@ -320,7 +381,11 @@ pub fn run_broadcast(spec: &BroadcastSpec, target: &TargetArgs, load: &LoadArgs,
         let verdict = if report.has_errors() {
             format!("loss/disorder (lost {})", report.checks.lost)
         } else if ratio < load.min_achieved {
-            format!("achieved {:.1}% < {:.1}%", ratio * 100.0, load.min_achieved * 100.0)
+            format!(
+                "achieved {:.1}% < {:.1}%",
+                ratio * 100.0,
+                load.min_achieved * 100.0
+            )
         } else if p99_ms > load.p99_limit_ms {
             format!("p99 {p99_ms:.3} ms > {} ms", load.p99_limit_ms)
         } else {
@@ -336,7 +401,13 @@ pub fn run_broadcast(spec: &BroadcastSpec, target: &TargetArgs, load: &LoadArgs,
             p99_ms,
             verdict
         );
-        steps.push(Step { offered_msgs_per_s: report.offered_msgs_per_s, achieved_ratio: ratio, p99_us: report.latency.p99_us, ok, verdict });
+        steps.push(Step {
+            offered_msgs_per_s: report.offered_msgs_per_s,
+            achieved_ratio: ratio,
+            p99_us: report.latency.p99_us,
+            ok,
+            verdict,
+        });
         if !ok {
             last = Some((report, hist));
             break;
@@ -345,10 +416,15 @@ pub fn run_broadcast(spec: &BroadcastSpec, target: &TargetArgs, load: &LoadArgs,
         rate *= load.step_factor;
     }
     let found = best.is_some();
-    let Some((mut report, hist)) = best.or(last) else { bail!("find-max ran no step") };
+    let Some((mut report, hist)) = best.or(last) else {
+        bail!("find-max ran no step")
+    };
     report.find_max = steps;
     if found {
-        println!("highest sustainable rate: {:.0} msgs/s offered ({} per sender)", report.offered_msgs_per_s, report.params);
+        println!(
+            "highest sustainable rate: {:.0} msgs/s offered ({} per sender)",
+            report.offered_msgs_per_s, report.params
+        );
     } else {
         println!("no sustainable rate found: even the first step failed");
     }
@@ -361,7 +437,10 @@ pub fn run_broadcast(spec: &BroadcastSpec, target: &TargetArgs, load: &LoadArgs,
 pub fn run_connect(args: &crate::cli::ConnectArgs) -> Result<bool> {
     let target = &args.target;
     if args.clients > 19_900 {
-        bail!("--clients {} exceeds what one process can hold (file limit); use `idle` for more", args.clients);
+        bail!(
+            "--clients {} exceeds what one process can hold (file limit); use `idle` for more",
+            args.clients
+        );
     }
     let threads = target.threads.clamp(1, args.clients.max(1));
     let prefix = run_prefix(0);
@@ -374,7 +453,11 @@ pub fn run_connect(args: &crate::cli::ConnectArgs) -> Result<bool> {
     for t in 0..threads {
         let mut plan = base_plan(target, &prefix, t);
         plan.clients = args.clients / threads + usize::from(t < args.clients % threads);
-        plan.arrivals = if args.poisson { Arrivals::Poisson } else { Arrivals::Constant };
+        plan.arrivals = if args.poisson {
+            Arrivals::Poisson
+        } else {
+            Arrivals::Constant
+        };
         plan.seed = t as u64 + 1;
         let pacing = ConnectPacing {
             rate: args.connect_rate.map(|r| r / threads as f64),
@@ -411,7 +494,11 @@ pub fn run_connect(args: &crate::cli::ConnectArgs) -> Result<bool> {
         results.push(h.join().map_err(|_| anyhow!("worker thread panicked"))??);
     }
     let first_start = results.iter().map(|(_, s)| *s).min().unwrap_or(0);
-    let last_ready = results.iter().map(|(r, _)| r.last_ready_ns).max().unwrap_or(0);
+    let last_ready = results
+        .iter()
+        .map(|(r, _)| r.last_ready_ns)
+        .max()
+        .unwrap_or(0);
     let elapsed_s = last_ready.saturating_sub(first_start) as f64 / 1e9;
     let mut connect_latency = new_histogram();
     let mut failures = 0;
@@ -423,7 +510,11 @@ pub fn run_connect(args: &crate::cli::ConnectArgs) -> Result<bool> {
     }
     let logged_in = connect_latency.len();
     let mut report = Report {
-        label: args.out.label.clone().unwrap_or_else(|| format!("{} connect", target.target.name())),
+        label: args
+            .out
+            .label
+            .clone()
+            .unwrap_or_else(|| format!("{} connect", target.target.name())),
         scenario: "connect".into(),
         target: target.target.name().into(),
         command: command_line(),
@@ -435,11 +526,17 @@ pub fn run_connect(args: &crate::cli::ConnectArgs) -> Result<bool> {
                 None => format!("concurrency={}", args.concurrency),
             }
         ),
-        unix_time: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        unix_time: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
         duration_s: elapsed_s,
         connections: logged_in,
         connect_failures: failures,
-        connections_per_s: if elapsed_s > 0.0 { logged_in as f64 / elapsed_s } else { 0.0 },
+        connections_per_s: if elapsed_s > 0.0 {
+            logged_in as f64 / elapsed_s
+        } else {
+            0.0
+        },
         first_error,
         harness_cpu_pct: (cpu_after - cpu_before) as f64 / (elapsed_s.max(1e-9) * 1e6) * 100.0,
         harness_threads: threads,
@@ -451,7 +548,8 @@ pub fn run_connect(args: &crate::cli::ConnectArgs) -> Result<bool> {
                 cpu_us_per_1000_deliveries: 0.0,
                 rss_before_kib: b.rss_kib,
                 rss_after_kib: a.rss_kib,
-                rss_per_connection_bytes: (a.rss_kib as f64 - b.rss_kib as f64) * 1024.0 / logged_in.max(1) as f64,
+                rss_per_connection_bytes: (a.rss_kib as f64 - b.rss_kib as f64) * 1024.0
+                    / logged_in.max(1) as f64,
             }),
             _ => None,
         },
@@ -459,7 +557,11 @@ pub fn run_connect(args: &crate::cli::ConnectArgs) -> Result<bool> {
     };
     report.set_latency(&connect_latency);
     print!("{}", report.table());
-    let outputs = Outputs { json: args.out.json.as_deref(), hgrm: args.out.hgrm.as_deref(), plot: args.out.plot.as_deref() };
+    let outputs = Outputs {
+        json: args.out.json.as_deref(),
+        hgrm: args.out.hgrm.as_deref(),
+        plot: args.out.plot.as_deref(),
+    };
     write_outputs(&report, &connect_latency, &outputs)?;
     Ok(failures == 0 || args.tolerate_loss)
 }

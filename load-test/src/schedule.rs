@@ -105,10 +105,17 @@ mod tests {
         let due: Vec<u64> = (0..4).map(|_| s.advance()).collect();
         assert_eq!(due[0], 1_000);
         assert_eq!(due[1], 1_000 + 333_333_333);
-        assert_eq!(due[3], 1_000 + 1_000_000_000, "three gaps of 1/3 s add up to 1 s exactly");
+        assert_eq!(
+            due[3],
+            1_000 + 1_000_000_000,
+            "three gaps of 1/3 s add up to 1 s exactly"
+        );
         let mut s = Schedule::new(1000.0, Arrivals::Constant, 0, 0.0, 1);
         let last = (0..1_000_001).map(|_| s.advance()).last().unwrap_or(0);
-        assert_eq!(last, 1_000_000_000_000, "a million intervals of 1 ms are 1000 s");
+        assert_eq!(
+            last, 1_000_000_000_000,
+            "a million intervals of 1 ms are 1000 s"
+        );
     }
 
     #[test]
@@ -145,6 +152,9 @@ mod tests {
         }
         let mean = (prev - first) as f64 / n as f64;
         assert!((mean - 1e6).abs() < 1e6 * 0.02, "mean gap {mean} ns");
-        assert!(min_gap < 50_000 && max_gap > 5_000_000, "gaps {min_gap}..{max_gap}");
+        assert!(
+            min_gap < 50_000 && max_gap > 5_000_000,
+            "gaps {min_gap}..{max_gap}"
+        );
     }
 }

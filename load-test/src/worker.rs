@@ -235,7 +235,10 @@ impl Worker {
             timers: BinaryHeap::new(),
             scratch: vec![0; READ_CHUNK],
             body: Vec::new(),
-            latency: LatencyRecorder::new(Window { start_ns: 0, end_ns: 0 }),
+            latency: LatencyRecorder::new(Window {
+                start_ns: 0,
+                end_ns: 0,
+            }),
             send_lag: new_histogram(),
             checks: CheckCounts::default(),
             counters: RunCounters::default(),
@@ -247,7 +250,10 @@ impl Worker {
             progress_delivered: 0,
             progress_connected: 0,
             running: false,
-            window: Window { start_ns: 0, end_ns: 0 },
+            window: Window {
+                start_ns: 0,
+                end_ns: 0,
+            },
             expected_static: 0,
             last_ready_ns: 0,
             plan,
@@ -260,7 +266,11 @@ impl Worker {
                 let conn = w.conns.len();
                 let member = w.members.len();
                 let player = format!("{}-r{}m{}", w.plan.prefix, ri, mi);
-                w.conns.push(Conn::new(Codec::new(target), Role::Member(member), player.clone()));
+                w.conns.push(Conn::new(
+                    Codec::new(target),
+                    Role::Member(member),
+                    player.clone(),
+                ));
                 let churner = mi >= room.members;
                 w.members.push(Member {
                     room: ri,
@@ -273,20 +283,35 @@ impl Worker {
                     let sender = w.senders.len();
                     let send_conn = if target.separate_publisher() {
                         let pc = w.conns.len();
-                        w.conns.push(Conn::new(Codec::new(target), Role::Publisher(sender), format!("{player}-pub")));
+                        w.conns.push(Conn::new(
+                            Codec::new(target),
+                            Role::Publisher(sender),
+                            format!("{player}-pub"),
+                        ));
                         pc
                     } else {
                         conn
                     };
-                    w.senders.push(Sender { room: ri, local: mi, conn: send_conn, schedule: None, sent: 0 });
+                    w.senders.push(Sender {
+                        room: ri,
+                        local: mi,
+                        conn: send_conn,
+                        schedule: None,
+                        sent: 0,
+                    });
                     senders.push(sender);
                 }
             }
-            w.rooms.push(Room { name, senders, static_members: room.members as u64 });
+            w.rooms.push(Room {
+                name,
+                senders,
+                static_members: room.members as u64,
+            });
         }
         for ci in 0..w.plan.clients {
             let player = format!("{}-c{}", w.plan.prefix, ci);
-            w.conns.push(Conn::new(Codec::new(target), Role::Client, player));
+            w.conns
+                .push(Conn::new(Codec::new(target), Role::Client, player));
         }
         Ok(w)
     }
@@ -295,7 +320,9 @@ impl Worker {
     pub fn setup(&mut self, timeout_ns: u64) -> Result<()> {
         let deadline = mono_ns() + timeout_ns;
         while self.ready_count < self.conns.len() {
-            while self.in_flight < self.plan.setup_concurrency && self.next_to_start < self.conns.len() {
+            while self.in_flight < self.plan.setup_concurrency
+                && self.next_to_start < self.conns.len()
+            {
                 let ci = self.next_to_start;
                 self.next_to_start += 1;
                 self.start(ci, mono_ns())?;
@@ -316,7 +343,8 @@ impl Worker {
 
     /// Starts connecting connection `ci`; its connect latency counts from `started_ns`.
     pub fn start(&mut self, ci: usize, started_ns: u64) -> Result<()> {
-        let source = (!self.plan.sources.is_empty()).then(|| self.plan.sources[ci % self.plan.sources.len()]);
+        let source = (!self.plan.sources.is_empty())
+            .then(|| self.plan.sources[ci % self.plan.sources.len()]);
         let socket = match start_connect(self.plan.addr, source) {
             Ok(s) => s,
             Err(e) if self.running => {
@@ -328,7 +356,11 @@ impl Worker {
             Err(e) => return Err(e).with_context(|| format!("connect to {}", self.plan.addr)),
         };
         let conn = &mut self.conns[ci];
-        self.poller.add(std::os::fd::AsRawFd::as_raw_fd(&socket), ci as u64, READ | WRITE)?;
+        self.poller.add(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            ci as u64,
+            READ | WRITE,
+        )?;
         conn.socket = Some(socket);
         conn.write_interest = true;
         conn.state = ConnState::Connecting;
@@ -356,10 +388,17 @@ impl Worker {
     /// until `wake_at` or the next timer, and handles what became ready.
     pub fn pump(&mut self, wake_at: u64) -> Result<()> {
         self.flush_dirty()?;
-        let next = self.timers.peek().map_or(wake_at, |Reverse((due, _))| (*due).min(wake_at));
+        let next = self
+            .timers
+            .peek()
+            .map_or(wake_at, |Reverse((due, _))| (*due).min(wake_at));
         let now = mono_ns();
         let timeout = next.saturating_sub(now);
-        let timeout = if timeout <= self.plan.spin_ns { 0 } else { timeout };
+        let timeout = if timeout <= self.plan.spin_ns {
+            0
+        } else {
+            timeout
+        };
         let mut ready = std::mem::take(&mut self.ready);
         self.poller.wait(Some(timeout), &mut ready)?;
         for r in ready.drain(..) {
@@ -421,12 +460,15 @@ impl Worker {
                 let error = conn.socket.as_ref().map(|s| s.take_error());
                 match error {
                     Some(Ok(None)) => {}
-                    Some(Ok(Some(e))) | Some(Err(e)) => return self.on_closed(ci, format!("connect: {e}")),
+                    Some(Ok(Some(e))) | Some(Err(e)) => {
+                        return self.on_closed(ci, format!("connect: {e}"))
+                    }
                     None => return Ok(()),
                 }
                 conn.state = ConnState::LoggingIn;
                 let token = self.plan.token.clone();
-                conn.codec.login(&mut conn.wbuf, &conn.player, token.as_deref());
+                conn.codec
+                    .login(&mut conn.wbuf, &conn.player, token.as_deref());
                 self.flush(ci)
             }
             ConnState::Closed | ConnState::Idle => Ok(()),
@@ -435,7 +477,10 @@ impl Worker {
     }
 
     fn on_readable(&mut self, ci: usize) -> Result<()> {
-        if matches!(self.conns[ci].state, ConnState::Connecting | ConnState::Closed | ConnState::Idle) {
+        if matches!(
+            self.conns[ci].state,
+            ConnState::Connecting | ConnState::Closed | ConnState::Idle
+        ) {
             if self.conns[ci].state == ConnState::Connecting {
                 // A refused connect reports readable with an error; the write side checks it.
                 return self.on_writable(ci);
@@ -492,7 +537,9 @@ impl Worker {
             if conn.wbuf.len() != before {
                 self.mark_dirty(ci);
             }
-            let Some((event, used)) = next else { return Ok(pos) };
+            let Some((event, used)) = next else {
+                return Ok(pos);
+            };
             pos += used;
             self.on_event(ci, event, now)?;
         }
@@ -536,7 +583,8 @@ impl Worker {
                 self.mark_dirty(ci);
             }
             Role::Client => {
-                self.send_lag.saturating_record(now.saturating_sub(conn.started_ns).max(1));
+                self.send_lag
+                    .saturating_record(now.saturating_sub(conn.started_ns).max(1));
                 self.became_ready(ci);
             }
             _ => self.became_ready(ci),
@@ -553,7 +601,9 @@ impl Worker {
     }
 
     fn on_joined(&mut self, ci: usize) -> Result<()> {
-        let Role::Member(m) = self.conns[ci].role else { return Ok(()) };
+        let Role::Member(m) = self.conns[ci].role else {
+            return Ok(());
+        };
         if self.conns[ci].state == ConnState::Joining {
             self.became_ready(ci);
             return Ok(());
@@ -565,7 +615,9 @@ impl Worker {
     }
 
     fn on_left(&mut self, ci: usize) {
-        let Role::Member(m) = self.conns[ci].role else { return };
+        let Role::Member(m) = self.conns[ci].role else {
+            return;
+        };
         if self.members[m].churn == Some(ChurnState::Leaving) {
             self.end_stint(m);
         }
@@ -603,7 +655,9 @@ impl Worker {
             self.checks.unexpected += 1;
             return;
         }
-        let new = member.check.on_delivery(sender.local, stamp.counter, seq, &mut self.checks);
+        let new = member
+            .check
+            .on_delivery(sender.local, stamp.counter, seq, &mut self.checks);
         if new {
             if member.churn.is_none() {
                 self.unique_static += 1;
@@ -643,7 +697,9 @@ impl Worker {
     /// Queues sender `s`'s next message if it is due before `send_end`.
     pub fn fire_send(&mut self, s: usize, now: u64, send_end: u64) {
         let sender = &mut self.senders[s];
-        let Some(schedule) = sender.schedule.as_mut() else { return };
+        let Some(schedule) = sender.schedule.as_mut() else {
+            return;
+        };
         let due = schedule.advance();
         let next = schedule.next_due();
         if due >= send_end {
@@ -660,11 +716,20 @@ impl Worker {
             self.counters.sent_in_window += 1;
             self.counters.offered_deliveries += room.static_members;
         }
-        self.send_lag.saturating_record(now.saturating_sub(due).max(1));
+        self.send_lag
+            .saturating_record(now.saturating_sub(due).max(1));
         let injected_loss = s == 0 && self.plan.skip_counter == Some(counter);
         let conn = &mut self.conns[conn_idx];
         if !injected_loss && conn.state != ConnState::Closed {
-            write_body(&mut self.body, Stamp { scheduled_ns: due, sender: s as u32, counter }, self.plan.body_size);
+            write_body(
+                &mut self.body,
+                Stamp {
+                    scheduled_ns: due,
+                    sender: s as u32,
+                    counter,
+                },
+                self.plan.body_size,
+            );
             conn.codec.publish(&mut conn.wbuf, &room.name, &self.body);
             self.mark_dirty(conn_idx);
         }

@@ -7,8 +7,8 @@ use prost::Message;
 
 use corecast::frame::{self, next_frame};
 use corecast::proto::{
-    client_message, login_request::AuthConfig, server_message::Data, AuthConfigBearer, ClientMessage,
-    ErrorCode, JoinRequest, LeaveRequest, LoginRequest, ServerMessage,
+    client_message, login_request::AuthConfig, server_message::Data, AuthConfigBearer,
+    ClientMessage, ErrorCode, JoinRequest, LeaveRequest, LoginRequest, ServerMessage,
 };
 
 use super::Event;
@@ -40,30 +40,50 @@ impl CorecastCodec {
             out,
             client_message::Data::LoginRequest(LoginRequest {
                 player_id: player.into(),
-                auth_config: token.map(|t| AuthConfig::Bearer(AuthConfigBearer { token: t.into() })),
+                auth_config: token
+                    .map(|t| AuthConfig::Bearer(AuthConfigBearer { token: t.into() })),
             }),
         );
     }
 
     /// JoinRequest without a room config (the room's own is accepted).
     pub fn join(&mut self, out: &mut Vec<u8>, room: &str) {
-        push(out, client_message::Data::JoinRequest(JoinRequest { room_id: room.into(), room_config: None }));
+        push(
+            out,
+            client_message::Data::JoinRequest(JoinRequest {
+                room_id: room.into(),
+                room_config: None,
+            }),
+        );
     }
 
     /// LeaveRequest.
     pub fn leave(&mut self, out: &mut Vec<u8>, room: &str) {
-        push(out, client_message::Data::LeaveRequest(LeaveRequest { room_id: room.into() }));
+        push(
+            out,
+            client_message::Data::LeaveRequest(LeaveRequest {
+                room_id: room.into(),
+            }),
+        );
     }
 
     /// A Ping (answered by a Pong, ignored).
     pub fn keepalive(&mut self, out: &mut Vec<u8>) {
-        push(out, client_message::Data::Ping(corecast::proto::Ping { nonce: 0 }));
+        push(
+            out,
+            client_message::Data::Ping(corecast::proto::Ping { nonce: 0 }),
+        );
     }
 
     /// A broadcast SendMessage (no targets), encoded straight into `out`.
     pub fn publish(&mut self, out: &mut Vec<u8>, room: &str, body: &[u8]) {
         // SendMessage { room_id = 2, body = 3 } inside ClientMessage.send_message = 4.
-        let inner = 1 + varint_len(room.len() as u64) + room.len() + 1 + varint_len(body.len() as u64) + body.len();
+        let inner = 1
+            + varint_len(room.len() as u64)
+            + room.len()
+            + 1
+            + varint_len(body.len() as u64)
+            + body.len();
         let payload = 1 + varint_len(inner as u64) + inner;
         out.reserve(4 + payload);
         out.extend_from_slice(&(payload as u32).to_be_bytes());
@@ -85,18 +105,27 @@ impl CorecastCodec {
         let used = range.end;
         let payload = &buf[range];
         if let Some((body, seq)) = parse_notification(payload) {
-            return Ok(Some((Event::Delivery { seq: Some(seq), body }, used)));
+            return Ok(Some((
+                Event::Delivery {
+                    seq: Some(seq),
+                    body,
+                },
+                used,
+            )));
         }
         let msg = ServerMessage::decode(payload).context("undecodable ServerMessage")?;
         let rejected = |e: Option<corecast::proto::Error>| {
-            e.filter(|e| e.code() != ErrorCode::None).map(|e| Event::Rejected(format!("{:?}: {}", e.code(), e.message)))
+            e.filter(|e| e.code() != ErrorCode::None)
+                .map(|e| Event::Rejected(format!("{:?}: {}", e.code(), e.message)))
         };
         let event = match msg.data {
             Some(Data::LoginResponse(r)) => rejected(r.error).unwrap_or(Event::LoggedIn),
             Some(Data::JoinResponse(r)) => rejected(r.error).unwrap_or(Event::Joined),
             Some(Data::LeaveResponse(r)) => rejected(r.error).unwrap_or(Event::Left),
             Some(Data::Error(e)) => rejected(Some(e)).unwrap_or(Event::Other),
-            Some(Data::MessageNotification(_)) => bail!("MessageNotification the fast path could not read"),
+            Some(Data::MessageNotification(_)) => {
+                bail!("MessageNotification the fast path could not read")
+            }
             _ => Event::Other,
         };
         Ok(Some((event, used)))
@@ -160,7 +189,11 @@ mod tests {
 
     #[test]
     fn publish_matches_prost() {
-        for (room, body_len) in [("r", 20), ("room-with-a-long-name-0123456789", 300), ("x", 20_000)] {
+        for (room, body_len) in [
+            ("r", 20),
+            ("room-with-a-long-name-0123456789", 300),
+            ("x", 20_000),
+        ] {
             let body = vec![7u8; body_len];
             let mut ours = Vec::new();
             CorecastCodec.publish(&mut ours, room, &body);
@@ -188,17 +221,29 @@ mod tests {
         let mut wire = frame::encode(&note).to_vec();
         let login = ServerMessage {
             data: Some(Data::LoginResponse(LoginResponse {
-                error: Some(corecast::proto::Error { code: ErrorCode::None as i32, message: String::new() }),
+                error: Some(corecast::proto::Error {
+                    code: ErrorCode::None as i32,
+                    message: String::new(),
+                }),
             })),
         };
         wire.extend_from_slice(&frame::encode(&login));
         let mut codec = CorecastCodec;
         let (ev, used) = codec.next_event(&wire).unwrap().unwrap();
-        assert_eq!(ev, Event::Delivery { seq: Some(300), body: &[1, 2, 3] });
+        assert_eq!(
+            ev,
+            Event::Delivery {
+                seq: Some(300),
+                body: &[1, 2, 3]
+            }
+        );
         let (ev, used2) = codec.next_event(&wire[used..]).unwrap().unwrap();
         assert_eq!(ev, Event::LoggedIn);
         assert_eq!(used + used2, wire.len());
-        assert!(codec.next_event(&wire[..used - 1]).unwrap().is_none(), "partial frame");
+        assert!(
+            codec.next_event(&wire[..used - 1]).unwrap().is_none(),
+            "partial frame"
+        );
     }
 
     #[test]

@@ -134,7 +134,11 @@ impl Codec {
 
     /// The next event at the start of `buf` and the bytes it used, or `None` if `buf`
     /// holds no whole message yet. Replies the protocol requires (NATS PONG) go to `out`.
-    pub fn next_event<'a>(&mut self, buf: &'a [u8], out: &mut Vec<u8>) -> Result<Option<(Event<'a>, usize)>> {
+    pub fn next_event<'a>(
+        &mut self,
+        buf: &'a [u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Option<(Event<'a>, usize)>> {
         match self {
             Codec::Corecast(c) => c.next_event(buf),
             Codec::Redis(c) => c.next_event(buf),

@@ -34,7 +34,9 @@ fn find_crlf(buf: &[u8]) -> Option<usize> {
 impl NatsCodec {
     /// CONNECT (verbose off: no +OK per message) then PING.
     pub fn login(&mut self, out: &mut Vec<u8>, player: &str, token: Option<&str>) {
-        let token = token.map(|t| format!(",\"auth_token\":{}", json_string(t))).unwrap_or_default();
+        let token = token
+            .map(|t| format!(",\"auth_token\":{}", json_string(t)))
+            .unwrap_or_default();
         let connect = format!(
             "CONNECT {{\"verbose\":false,\"pedantic\":false,\"name\":{}{}}}\r\nPING\r\n",
             json_string(player),
@@ -76,7 +78,11 @@ impl NatsCodec {
     }
 
     /// The next protocol message as an event; answers the server's PINGs.
-    pub fn next_event<'a>(&mut self, buf: &'a [u8], out: &mut Vec<u8>) -> Result<Option<(Event<'a>, usize)>> {
+    pub fn next_event<'a>(
+        &mut self,
+        buf: &'a [u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Option<(Event<'a>, usize)>> {
         let Some(end) = find_crlf(buf) else {
             if buf.len() > 64 * 1024 {
                 bail!("NATS control line longer than 64 KiB");
@@ -85,11 +91,15 @@ impl NatsCodec {
         };
         let line = &buf[..end];
         let after = end + 2;
-        let op_end = line.iter().position(|&b| b == b' ' || b == b'\t').unwrap_or(line.len());
+        let op_end = line
+            .iter()
+            .position(|&b| b == b' ' || b == b'\t')
+            .unwrap_or(line.len());
         let op = &line[..op_end];
         let event = if op.eq_ignore_ascii_case(b"MSG") {
             // MSG <subject> <sid> [reply-to] <#bytes>
-            let args = std::str::from_utf8(&line[op_end..]).context("NATS MSG line is not UTF-8")?;
+            let args =
+                std::str::from_utf8(&line[op_end..]).context("NATS MSG line is not UTF-8")?;
             let size: usize = args
                 .split_ascii_whitespace()
                 .last()
@@ -101,7 +111,13 @@ impl NatsCodec {
             if &buf[after + size..after + size + 2] != b"\r\n" {
                 bail!("NATS payload not followed by CRLF");
             }
-            return Ok(Some((Event::Delivery { seq: None, body: &buf[after..after + size] }, after + size + 2)));
+            return Ok(Some((
+                Event::Delivery {
+                    seq: None,
+                    body: &buf[after..after + size],
+                },
+                after + size + 2,
+            )));
         } else if op.eq_ignore_ascii_case(b"PING") {
             out.extend_from_slice(b"PONG\r\n");
             Event::Other
@@ -117,7 +133,10 @@ impl NatsCodec {
         } else if op.eq_ignore_ascii_case(b"+OK") || op.eq_ignore_ascii_case(b"INFO") {
             Event::Other
         } else {
-            bail!("unexpected NATS message {:?}", String::from_utf8_lossy(line));
+            bail!(
+                "unexpected NATS message {:?}",
+                String::from_utf8_lossy(line)
+            );
         };
         Ok(Some((event, after)))
     }
@@ -140,7 +159,9 @@ mod tests {
         c.join(&mut out, "room.1");
         c.leave(&mut out, "room.1");
         let text = String::from_utf8(out.clone()).unwrap();
-        assert!(text.starts_with("CONNECT {\"verbose\":false,\"pedantic\":false,\"name\":\"p1\"}\r\nPING\r\n"));
+        assert!(text.starts_with(
+            "CONNECT {\"verbose\":false,\"pedantic\":false,\"name\":\"p1\"}\r\nPING\r\n"
+        ));
         assert!(text.contains("SUB room.1 1\r\nPING\r\n"));
         assert!(text.ends_with("UNSUB 1\r\nPING\r\n"));
         let wire = b"INFO {\"server_id\":\"x\"}\r\nPONG\r\nPONG\r\nPONG\r\n";
@@ -151,7 +172,10 @@ mod tests {
             events.push(ev);
             at += used;
         }
-        assert_eq!(events, vec![Event::Other, Event::LoggedIn, Event::Joined, Event::Left]);
+        assert_eq!(
+            events,
+            vec![Event::Other, Event::LoggedIn, Event::Joined, Event::Left]
+        );
     }
 
     #[test]
@@ -160,12 +184,27 @@ mod tests {
         let mut out = Vec::new();
         let wire = b"MSG r 1 5\r\na\r\nbc\r\nMSG r 1 inbox.x 2\r\nhi\r\n";
         let (ev, used) = c.next_event(wire, &mut out).unwrap().unwrap();
-        assert_eq!(ev, Event::Delivery { seq: None, body: b"a\r\nbc" });
+        assert_eq!(
+            ev,
+            Event::Delivery {
+                seq: None,
+                body: b"a\r\nbc"
+            }
+        );
         let (ev, used2) = c.next_event(&wire[used..], &mut out).unwrap().unwrap();
-        assert_eq!(ev, Event::Delivery { seq: None, body: b"hi" });
+        assert_eq!(
+            ev,
+            Event::Delivery {
+                seq: None,
+                body: b"hi"
+            }
+        );
         assert_eq!(used + used2, wire.len());
         for cut in 0..used {
-            assert!(c.next_event(&wire[..cut], &mut out).unwrap().is_none(), "cut {cut}");
+            assert!(
+                c.next_event(&wire[..cut], &mut out).unwrap().is_none(),
+                "cut {cut}"
+            );
         }
     }
 
@@ -173,9 +212,15 @@ mod tests {
     fn answers_server_pings_and_reports_errors() {
         let mut c = NatsCodec::default();
         let mut out = Vec::new();
-        assert_eq!(c.next_event(b"PING\r\n", &mut out).unwrap().unwrap().0, Event::Other);
+        assert_eq!(
+            c.next_event(b"PING\r\n", &mut out).unwrap().unwrap().0,
+            Event::Other
+        );
         assert_eq!(out, b"PONG\r\n");
-        let (ev, _) = c.next_event(b"-ERR 'Slow Consumer'\r\n", &mut out).unwrap().unwrap();
+        let (ev, _) = c
+            .next_event(b"-ERR 'Slow Consumer'\r\n", &mut out)
+            .unwrap()
+            .unwrap();
         assert!(matches!(ev, Event::Rejected(m) if m.contains("Slow Consumer")));
         assert!(c.next_event(b"WHAT\r\n", &mut out).is_err());
     }

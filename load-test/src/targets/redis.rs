@@ -36,15 +36,18 @@ fn line_end(buf: &[u8], pos: usize) -> Option<usize> {
 }
 
 fn parse_int(bytes: &[u8]) -> Result<i64> {
-    std::str::from_utf8(bytes).ok().and_then(|s| s.parse().ok()).with_context(|| {
-        format!("bad RESP integer {:?}", String::from_utf8_lossy(bytes))
-    })
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("bad RESP integer {:?}", String::from_utf8_lossy(bytes)))
 }
 
 /// Parses one value at `pos`: `Ok(None)` when more bytes are needed, else the value
 /// and the position after it.
 pub fn parse(buf: &[u8], pos: usize) -> Result<Option<(Resp, usize)>> {
-    let Some(&kind) = buf.get(pos) else { return Ok(None) };
+    let Some(&kind) = buf.get(pos) else {
+        return Ok(None);
+    };
     let Some(end) = line_end(buf, pos + 1) else {
         if buf.len() - pos > 64 * 1024 {
             bail!("RESP line longer than 64 KiB");
@@ -87,7 +90,9 @@ pub fn parse(buf: &[u8], pos: usize) -> Result<Option<(Resp, usize)>> {
                 let mut items = Vec::with_capacity((n as usize).min(16));
                 let mut at = next;
                 for _ in 0..n {
-                    let Some((item, after)) = parse(buf, at)? else { return Ok(None) };
+                    let Some((item, after)) = parse(buf, at)? else {
+                        return Ok(None);
+                    };
                     items.push(item);
                     at = after;
                 }
@@ -132,7 +137,12 @@ impl RedisCodec {
     /// PUBLISH (answered by the number of receivers, reported as [`Event::Other`]).
     pub fn publish(&mut self, out: &mut Vec<u8>, room: &str, body: &[u8]) {
         // The hot path: one small header format instead of per-argument ones.
-        let header = format!("*3\r\n$7\r\nPUBLISH\r\n${}\r\n{}\r\n${}\r\n", room.len(), room, body.len());
+        let header = format!(
+            "*3\r\n$7\r\nPUBLISH\r\n${}\r\n{}\r\n${}\r\n",
+            room.len(),
+            room,
+            body.len()
+        );
         out.extend_from_slice(header.as_bytes());
         out.extend_from_slice(body);
         out.extend_from_slice(b"\r\n");
@@ -140,14 +150,18 @@ impl RedisCodec {
 
     /// The next reply or push message as an event.
     pub fn next_event<'a>(&mut self, buf: &'a [u8]) -> Result<Option<(Event<'a>, usize)>> {
-        let Some((value, used)) = parse(buf, 0)? else { return Ok(None) };
+        let Some((value, used)) = parse(buf, 0)? else {
+            return Ok(None);
+        };
         let bulk = |v: Option<&Resp>| match v {
             Some(Resp::Bulk(Some(r))) => Some(&buf[r.clone()]),
             _ => None,
         };
         let event = match &value {
             Resp::Simple(r) if buf[r.clone()].eq_ignore_ascii_case(b"PONG") => Event::LoggedIn,
-            Resp::Error(r) => Event::Rejected(String::from_utf8_lossy(&buf[r.clone()]).into_owned()),
+            Resp::Error(r) => {
+                Event::Rejected(String::from_utf8_lossy(&buf[r.clone()]).into_owned())
+            }
             Resp::Array(Some(items)) => match bulk(items.first()) {
                 Some(kind) if kind.eq_ignore_ascii_case(b"message") && items.len() == 3 => {
                     let body = bulk(items.get(2)).context("RESP message without a payload")?;
@@ -180,7 +194,11 @@ mod tests {
         assert_eq!(got[0], Resp::Simple(1..3));
         assert_eq!(got[1], Resp::Error(6..12));
         assert_eq!(got[2], Resp::Int(42));
-        assert_eq!(got[3], Resp::Bulk(Some(23..26)), "binary-safe: the CRLF inside is data");
+        assert_eq!(
+            got[3],
+            Resp::Bulk(Some(23..26)),
+            "binary-safe: the CRLF inside is data"
+        );
         assert_eq!(&wire[23..26], b"a\r\n");
         assert_eq!(got[4], Resp::Bulk(None));
         assert!(matches!(&got[5], Resp::Array(Some(v)) if v.len() == 2 && v[1] == Resp::Int(-7)));
@@ -197,7 +215,13 @@ mod tests {
         }
         let mut codec = RedisCodec;
         let (ev, used) = codec.next_event(wire).unwrap().unwrap();
-        assert_eq!(ev, Event::Delivery { seq: None, body: b"hello" });
+        assert_eq!(
+            ev,
+            Event::Delivery {
+                seq: None,
+                body: b"hello"
+            }
+        );
         assert_eq!(used, wire.len());
     }
 
@@ -227,7 +251,10 @@ mod tests {
         assert_eq!(c.next_event(wire).unwrap().unwrap().0, Event::Joined);
         let wire = b"*3\r\n$11\r\nunsubscribe\r\n$2\r\nr1\r\n:0\r\n";
         assert_eq!(c.next_event(wire).unwrap().unwrap().0, Event::Left);
-        assert_eq!(c.next_event(b"+PONG\r\n").unwrap().unwrap().0, Event::LoggedIn);
+        assert_eq!(
+            c.next_event(b"+PONG\r\n").unwrap().unwrap().0,
+            Event::LoggedIn
+        );
         assert_eq!(c.next_event(b":3\r\n").unwrap().unwrap().0, Event::Other);
     }
 }
