@@ -276,8 +276,7 @@ mod tests {
         );
         let last_row = text
             .lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .last()
+            .rfind(|l| !l.starts_with('#') && !l.is_empty())
             .unwrap();
         assert!(last_row.contains("1.000000000000"), "{last_row}");
         assert!(last_row.trim_end().ends_with("1000"));

@@ -81,8 +81,8 @@ impl Codec {
     /// The codec for a fresh connection to `target`.
     pub fn new(target: Target) -> Self {
         match target {
-            Target::Corecast => Codec::Corecast(corecast::CorecastCodec::default()),
-            Target::Redis => Codec::Redis(redis::RedisCodec::default()),
+            Target::Corecast => Codec::Corecast(corecast::CorecastCodec),
+            Target::Redis => Codec::Redis(redis::RedisCodec),
             Target::Nats => Codec::Nats(nats::NatsCodec::default()),
         }
     }
