@@ -20,7 +20,8 @@ pub struct ServerCost {
     pub cpu_us: u64,
     /// CPU used as a share of one core, percent.
     pub cpu_pct: f64,
-    /// CPU microseconds per 1000 deliveries received in the window.
+    /// CPU microseconds per 1000 deliveries received in the window (connect: per
+    /// 1000 logins).
     pub cpu_us_per_1000_deliveries: f64,
     /// RSS before the harness connected, KiB.
     pub rss_before_kib: u64,
@@ -72,8 +73,10 @@ pub struct Report {
     pub sent_msgs_per_s: f64,
     /// Offered messages times static room members.
     pub offered_deliveries_per_s: f64,
-    /// Deliveries received during the window per second.
+    /// Deliveries to members present throughout, received during the window, per second.
     pub achieved_deliveries_per_s: f64,
+    /// All deliveries (churners' included) received during the window, per second.
+    pub all_deliveries_per_s: f64,
     /// Delivery latency (connect scenario: connect+login latency).
     pub latency: Percentiles,
     /// Actual minus scheduled send time: high values mean the harness lagged.
@@ -215,7 +218,13 @@ impl Report {
             let _ = writeln!(t, "  WARNING: the load generator is saturated; results are a floor on the server's capacity");
         }
         if let Some(s) = &self.server {
-            if self.scenario != "idle" {
+            if self.scenario == "connect" {
+                let _ = writeln!(
+                    t,
+                    "  server cpu             {:.0}% of one core, {:.1} us per 1000 logins",
+                    s.cpu_pct, s.cpu_us_per_1000_deliveries
+                );
+            } else if self.scenario != "idle" {
                 let _ = writeln!(
                     t,
                     "  server cpu             {:.0}% of one core, {:.1} us per 1000 deliveries",

@@ -304,6 +304,7 @@ pub fn run_broadcast_once(
     let sum = |f: fn(&WorkerResult) -> u64| results.iter().map(f).sum::<u64>();
     let connections = sum(|r| r.connections);
     let delivered = sum(|r| r.counters.delivered_in_window);
+    let all_delivered = sum(|r| r.counters.all_delivered_in_window);
     let window_s = load.duration;
     let mut report = Report {
         label: out
@@ -324,6 +325,7 @@ pub fn run_broadcast_once(
         sent_msgs_per_s: sum(|r| r.counters.sent_in_window) as f64 / window_s,
         offered_deliveries_per_s: sum(|r| r.counters.offered_deliveries) as f64 / window_s,
         achieved_deliveries_per_s: delivered as f64 / window_s,
+        all_deliveries_per_s: all_delivered as f64 / window_s,
         send_lag: Percentiles::of(&lag),
         checks,
         disconnects: sum(|r| r.counters.disconnects),
@@ -545,7 +547,8 @@ pub fn run_connect(args: &crate::cli::ConnectArgs) -> Result<bool> {
                 pid,
                 cpu_us: a.cpu_us - b.cpu_us,
                 cpu_pct: (a.cpu_us - b.cpu_us) as f64 / (elapsed_s.max(1e-9) * 1e6) * 100.0,
-                cpu_us_per_1000_deliveries: 0.0,
+                cpu_us_per_1000_deliveries: (a.cpu_us - b.cpu_us) as f64 * 1000.0
+                    / logged_in.max(1) as f64,
                 rss_before_kib: b.rss_kib,
                 rss_after_kib: a.rss_kib,
                 rss_per_connection_bytes: (a.rss_kib as f64 - b.rss_kib as f64) * 1024.0

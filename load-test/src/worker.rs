@@ -154,8 +154,11 @@ pub struct RunCounters {
     pub sent_total: u64,
     /// Deliveries whose message was scheduled in the window, times static members.
     pub offered_deliveries: u64,
-    /// Deliveries received during the window (by receive time).
+    /// Deliveries to members present from start to end received during the window
+    /// (by receive time): what `offered_deliveries` is compared with.
     pub delivered_in_window: u64,
+    /// All deliveries received during the window, churners' included.
+    pub all_delivered_in_window: u64,
     /// Connections the server closed during the run.
     pub disconnects: u64,
     /// Errors the server reported during the run.
@@ -632,8 +635,9 @@ impl Worker {
 
     fn on_delivery(&mut self, ci: usize, seq: Option<u64>, body: &[u8], now: u64) {
         self.progress_delivered += 1;
-        if now >= self.window.start_ns && now < self.window.end_ns {
-            self.counters.delivered_in_window += 1;
+        let in_window = now >= self.window.start_ns && now < self.window.end_ns;
+        if in_window {
+            self.counters.all_delivered_in_window += 1;
         }
         let Role::Member(m) = self.conns[ci].role else {
             self.checks.unexpected += 1;
@@ -654,6 +658,9 @@ impl Worker {
         if member.churn == Some(ChurnState::Out) {
             self.checks.unexpected += 1;
             return;
+        }
+        if in_window && member.churn.is_none() {
+            self.counters.delivered_in_window += 1;
         }
         let new = member
             .check

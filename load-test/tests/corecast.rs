@@ -1,0 +1,260 @@
+//! The harness against a real corecast server (in this process, port 0): a clean run
+//! reports no loss and sane figures; an injected loss is caught and fails the run;
+//! churn, connect and idle work end to end.
+
+mod common;
+
+use std::time::Duration;
+
+use corecast::config::Config;
+use corecast::server::Server;
+
+use common::{harness, num};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn server() -> Server {
+    Server::start(Config {
+        listen: "127.0.0.1:0".into(),
+        shards: Some(1),
+        shutdown_grace: 1,
+        ..Config::default()
+    })
+    .expect("corecast starts")
+}
+
+fn short_run(addr: &str) -> Vec<String> {
+    [
+        "--addr",
+        addr,
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--drain",
+        "3s",
+        "--setup-timeout",
+        "20s",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn args<'a>(scenario: &'a [&'a str], common: &'a [String]) -> Vec<&'a str> {
+    scenario
+        .iter()
+        .copied()
+        .chain(common.iter().map(String::as_str))
+        .collect()
+}
+
+#[test]
+fn fanout_reports_every_delivery_and_no_loss() {
+    let server = server();
+    let addr = server.local_addr().to_string();
+    let pid = std::process::id().to_string();
+    let common = short_run(&addr);
+    let scenario = [
+        "fanout",
+        "--rooms",
+        "2",
+        "--members",
+        "20",
+        "--senders",
+        "2",
+        "--rate",
+        "200",
+        "--server-pid",
+        &pid,
+    ];
+    let run = harness(&args(&scenario, &common), LIMIT);
+    let r = &run.report;
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(r["scenario"], "fanout");
+    assert_eq!(r["target"], "corecast");
+    assert_eq!(num(r, &["connections"]), 40.0);
+    assert_eq!(num(r, &["offered_msgs_per_s"]), 800.0);
+    assert_eq!(num(r, &["offered_deliveries_per_s"]), 16_000.0);
+    // 2 rooms x 2 senders x 200/s x 1 s x 20 members.
+    assert_eq!(num(r, &["latency", "count"]), 16_000.0);
+    for field in [
+        "lost",
+        "duplicates",
+        "sender_reorders",
+        "seq_reorders",
+        "seq_gaps",
+        "unexpected",
+    ] {
+        assert_eq!(num(r, &["checks", field]), 0.0, "{field}: {}", run.stdout);
+    }
+    assert!(num(r, &["latency", "p50_us"]) > 0.0);
+    assert!(num(r, &["latency", "max_us"]) >= num(r, &["latency", "p99_us"]));
+    assert!(num(r, &["achieved_deliveries_per_s"]) > 0.0);
+    assert!(
+        r["server"]["rss_after_kib"].as_u64().is_some(),
+        "server cost with --server-pid"
+    );
+    assert!(!r["curve"].as_array().expect("curve").is_empty());
+    assert!(run.stdout.contains("p99.99"), "{}", run.stdout);
+    assert!(!run.stdout.contains("LOSS"), "{}", run.stdout);
+}
+
+#[test]
+fn an_injected_loss_is_detected_and_fails_the_run() {
+    let server = server();
+    let addr = server.local_addr().to_string();
+    let common = short_run(&addr);
+    // Sender 0 skips counter 50: each of the 10 members of its room misses one message.
+    let scenario = [
+        "fanout",
+        "--rooms",
+        "1",
+        "--members",
+        "10",
+        "--senders",
+        "1",
+        "--rate",
+        "200",
+        "--debug-skip-counter",
+        "50",
+    ];
+    let run = harness(&args(&scenario, &common), LIMIT);
+    assert_eq!(run.code, 1, "a loss must fail the run: {}", run.stdout);
+    assert_eq!(num(&run.report, &["checks", "lost"]), 10.0);
+    assert_eq!(
+        num(&run.report, &["checks", "seq_gaps"]),
+        0.0,
+        "the server never saw it"
+    );
+    assert!(
+        run.stdout.contains("LOSS OR DISORDER: lost 10"),
+        "{}",
+        run.stdout
+    );
+
+    let mut tolerant = args(&scenario, &common);
+    tolerant.push("--tolerate-loss");
+    let run = harness(&tolerant, LIMIT);
+    assert_eq!(run.code, 0, "--tolerate-loss: {}", run.stdout);
+    assert_eq!(num(&run.report, &["checks", "lost"]), 10.0);
+}
+
+#[test]
+fn chat_and_churn_are_clean() {
+    let server = server();
+    let addr = server.local_addr().to_string();
+    let common = short_run(&addr);
+    let run = harness(
+        &args(
+            &["chat", "--rooms", "3", "--members", "5", "--rate", "50"],
+            &common,
+        ),
+        LIMIT,
+    );
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(num(&run.report, &["offered_msgs_per_s"]), 750.0);
+    assert_eq!(num(&run.report, &["checks", "lost"]), 0.0);
+
+    let churn = [
+        "churn",
+        "--members",
+        "10",
+        "--senders",
+        "2",
+        "--churners",
+        "5",
+        "--churn-rate",
+        "100",
+        "--rate",
+        "300",
+    ];
+    let run = harness(&args(&churn, &common), LIMIT);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert!(num(&run.report, &["churn_ops"]) > 50.0, "{}", run.stdout);
+    assert_eq!(
+        num(&run.report, &["checks", "unexpected"]),
+        0.0,
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn connect_and_idle_count_their_clients() {
+    let server = server();
+    let addr = server.local_addr().to_string();
+    let pid = std::process::id().to_string();
+    let run = harness(
+        &[
+            "connect",
+            "--addr",
+            &addr,
+            "--clients",
+            "300",
+            "--concurrency",
+            "32",
+        ],
+        LIMIT,
+    );
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(num(&run.report, &["connections"]), 300.0);
+    assert_eq!(num(&run.report, &["latency", "count"]), 300.0);
+    assert!(num(&run.report, &["connections_per_s"]) > 0.0);
+
+    let paced = [
+        "connect",
+        "--addr",
+        &addr,
+        "--clients",
+        "100",
+        "--connect-rate",
+        "1000",
+    ];
+    let run = harness(&paced, LIMIT);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    // 100 connects at 1000/s take about 0.1 s: the rate caps logins/s.
+    assert!(
+        num(&run.report, &["connections_per_s"]) < 1500.0,
+        "{}",
+        run.stdout
+    );
+
+    let idle = [
+        "idle",
+        "--addr",
+        &addr,
+        "--connections",
+        "500",
+        "--hold",
+        "100ms",
+        "--server-pid",
+        &pid,
+    ];
+    let run = harness(&idle, LIMIT);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(num(&run.report, &["connections"]), 500.0);
+    assert!(run.report["server"]["rss_per_connection_bytes"]
+        .as_f64()
+        .is_some());
+}
+
+#[test]
+fn idle_spreads_over_child_processes() {
+    let server = server();
+    let addr = server.local_addr().to_string();
+    let idle = [
+        "idle",
+        "--addr",
+        &addr,
+        "--connections",
+        "600",
+        "--per-process",
+        "250",
+        "--hold",
+        "100ms",
+    ];
+    let run = harness(&idle, LIMIT);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(num(&run.report, &["connections"]), 600.0);
+}
