@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -227,32 +227,122 @@ impl Client {
     }
 
     fn read_message(&mut self, deadline: Instant) -> Result<ServerMessage, ClientError> {
-        loop {
-            if let Some(payload) = self.reader.next_payload(MAX_INBOUND_FRAME)? {
-                return Ok(ServerMessage::decode(payload)?);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(ClientError::Timeout);
-            }
-            self.stream.set_read_timeout(Some(left))?;
-            const CHUNK: usize = 64 * 1024;
-            let dst = self.reader.read_buf(CHUNK);
-            let read = self.stream.read(dst);
-            let n = match read {
-                Ok(n) => n,
-                Err(e) => {
-                    self.reader.commit(CHUNK, 0);
-                    return Err(match e.kind() {
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::Timeout,
-                        _ => ClientError::Io(e),
-                    });
+        read_message(&mut self.stream, &mut self.reader, Some(deadline))
+    }
+
+    /// Splits the connection into a sending and a receiving half that can live on two
+    /// threads (both use the same socket, through `TcpStream::try_clone`). Messages
+    /// already received and bytes already buffered go to the receiving half.
+    pub fn split(self) -> Result<(ClientSender, ClientReceiver), ClientError> {
+        let write_stream = self.stream.try_clone()?;
+        Ok((
+            ClientSender {
+                stream: write_stream,
+            },
+            ClientReceiver {
+                stream: self.stream,
+                reader: self.reader,
+                pending: self.pending,
+            },
+        ))
+    }
+}
+
+/// The sending half of a split [`Client`]: requests go out at once; their answers
+/// arrive on the [`ClientReceiver`].
+#[derive(Debug)]
+pub struct ClientSender {
+    stream: TcpStream,
+}
+
+impl ClientSender {
+    /// Sends one `ClientMessage` frame.
+    pub fn send(&mut self, msg: client_message::Data) -> Result<(), ClientError> {
+        let bytes = frame::encode(&ClientMessage { data: Some(msg) });
+        self.stream.write_all(&bytes)?;
+        Ok(())
+    }
+
+    /// Closes the connection for both halves: a receiver blocked in
+    /// [`ClientReceiver::recv`] returns [`ClientError::Closed`].
+    pub fn close(&self) -> Result<(), ClientError> {
+        match self.stream.shutdown(Shutdown::Both) {
+            // Already closed by the server: the goal is reached.
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+            other => Ok(other?),
+        }
+    }
+}
+
+/// The receiving half of a split [`Client`].
+#[derive(Debug)]
+pub struct ClientReceiver {
+    stream: TcpStream,
+    reader: FrameReader,
+    pending: VecDeque<ServerMessage>,
+}
+
+impl ClientReceiver {
+    /// The next message, waiting as long as it takes; [`ClientError::Closed`] once the
+    /// connection is closed.
+    pub fn recv(&mut self) -> Result<ServerMessage, ClientError> {
+        if let Some(msg) = self.pending.pop_front() {
+            return Ok(msg);
+        }
+        read_message(&mut self.stream, &mut self.reader, None)
+    }
+
+    /// The next message, waiting up to `timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<ServerMessage, ClientError> {
+        if let Some(msg) = self.pending.pop_front() {
+            return Ok(msg);
+        }
+        read_message(
+            &mut self.stream,
+            &mut self.reader,
+            Some(Instant::now() + timeout),
+        )
+    }
+}
+
+/// Reads until one whole `ServerMessage` is buffered, or `deadline` (None: no limit).
+fn read_message(
+    stream: &mut TcpStream,
+    reader: &mut FrameReader,
+    deadline: Option<Instant>,
+) -> Result<ServerMessage, ClientError> {
+    loop {
+        if let Some(payload) = reader.next_payload(MAX_INBOUND_FRAME)? {
+            return Ok(ServerMessage::decode(payload)?);
+        }
+        let timeout = match deadline {
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(ClientError::Timeout);
                 }
-            };
-            self.reader.commit(CHUNK, n);
-            if n == 0 {
-                return Err(ClientError::Closed);
+                Some(left)
             }
+            None => None,
+        };
+        stream.set_read_timeout(timeout)?;
+        const CHUNK: usize = 64 * 1024;
+        let dst = reader.read_buf(CHUNK);
+        let read = stream.read(dst);
+        let n = match read {
+            Ok(n) => n,
+            Err(e) => {
+                reader.commit(CHUNK, 0);
+                return Err(match e.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::Timeout,
+                    io::ErrorKind::Interrupted => continue,
+                    _ => ClientError::Io(e),
+                });
+            }
+        };
+        reader.commit(CHUNK, n);
+        if n == 0 {
+            return Err(ClientError::Closed);
         }
     }
 }

@@ -1,0 +1,318 @@
+//! The `corecast-chat` binary against a real server: two chat processes with piped
+//! stdin and stdout; one types, the test reads what the other prints. Every wait is
+//! for an expected line, with a timeout (a reader thread per process and a channel).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+use corecast::client::Client;
+use corecast::config::Config;
+use corecast::proto::{server_message::Data, ErrorCode};
+use corecast::server::Server;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A running `corecast-chat` with its input and a channel of its output lines.
+struct Chat {
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    /// Everything printed so far, for failure messages.
+    seen: Vec<String>,
+}
+
+impl Chat {
+    fn start(addr: SocketAddr, args: &[&str]) -> Chat {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_corecast-chat"))
+            .arg("--addr")
+            .arg(addr.to_string())
+            .args(args)
+            .env_remove("CORECAST_AUTH_TOKEN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("corecast-chat starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Chat {
+            name: args.join(" "),
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Starts `NAME ROOM` and waits until it has joined.
+    fn joined(addr: SocketAddr, name: &str, room: &str, members: &str) -> Chat {
+        let mut chat = Chat::start(addr, &[name, room]);
+        chat.expect(&format!("* joined {room} (members: {members})"));
+        chat
+    }
+
+    fn type_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").expect("write to corecast-chat");
+        stdin.flush().expect("flush");
+    }
+
+    /// Waits for `wanted`, skipping other lines; panics with what arrived on timeout.
+    fn expect(&mut self, wanted: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line == wanted {
+                        return;
+                    }
+                }
+                Err(e) => panic!(
+                    "{}: waited for {wanted:?} ({e}); it printed {:#?}",
+                    self.name, self.seen
+                ),
+            }
+        }
+    }
+
+    /// The next line, whatever it is.
+    fn next_line(&mut self) -> String {
+        let line = self
+            .lines
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|e| panic!("{}: no line ({e}); printed {:#?}", self.name, self.seen));
+        self.seen.push(line.clone());
+        line
+    }
+
+    /// Closes stdin and waits for the process to exit.
+    fn finish(mut self) -> ExitStatus {
+        drop(self.stdin.take());
+        self.wait()
+    }
+
+    /// Waits for the process to exit: its stdout closes (the reader thread ends and
+    /// the channel disconnects), then its status is collected.
+    fn wait(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("{} did not exit; printed {:#?}", self.name, self.seen)
+                }
+            }
+        }
+        self.child.wait().expect("exit status")
+    }
+}
+
+impl Drop for Chat {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(config: Config) -> Server {
+    Server::start(config).expect("server starts")
+}
+
+fn stop_server(server: Server) {
+    server.shutdown();
+    server.wait().expect("server stops cleanly");
+}
+
+fn test_config() -> Config {
+    Config {
+        listen: "127.0.0.1:0".into(),
+        shards: Some(2),
+        shutdown_grace: 2,
+        ..Config::default()
+    }
+}
+
+#[test]
+fn two_chat_clients_talk() {
+    let server = start_server(test_config());
+    let addr = server.local_addr();
+
+    let mut ann = Chat::joined(addr, "ann", "lobby", "ann");
+    let mut ben = Chat::joined(addr, "ben", "lobby", "ann, ben");
+    ann.expect("* ben joined lobby");
+
+    // A third member through the library client, to check a targeted message skips it.
+    let mut cat = Client::connect(addr).expect("connect");
+    cat.login("cat", None).expect("login");
+    cat.join("lobby", None).expect("join");
+    ann.expect("* cat joined lobby");
+    ben.expect("* cat joined lobby");
+
+    // Broadcast: everyone, the sender included.
+    ben.type_line("hello, lobby");
+    ann.expect("[lobby] ben: hello, lobby");
+    ben.expect("[lobby] ben: hello, lobby");
+
+    // Targeted: only ann gets it; ben sees his own echo.
+    ben.type_line("/to ann psst");
+    ben.expect("[lobby] you -> ann: psst");
+    ann.expect("[lobby] ben: psst");
+    let body = cat
+        .expect(|d| match d {
+            Data::MessageNotification(m) => Ok(m.body),
+            other => Err(other),
+        })
+        .expect("cat gets the broadcast");
+    assert_eq!(&body[..], b"hello, lobby");
+    // Ping barrier: had the targeted message reached cat, it would come first.
+    cat.send(corecast::proto::client_message::Data::Ping(
+        corecast::proto::Ping { nonce: 7 },
+    ))
+    .expect("ping");
+    loop {
+        match cat.recv().expect("a message").data {
+            Some(Data::Pong(p)) if p.nonce == 7 => break,
+            Some(Data::MessageNotification(m)) => panic!("cat got a targeted message {m:?}"),
+            _ => {}
+        }
+    }
+    drop(cat);
+    ann.expect("* cat left lobby");
+    ben.expect("* cat left lobby");
+
+    ann.type_line("/who");
+    ann.expect("* members of lobby: ann, ben");
+
+    // /join switches the current room; the other member hears of it.
+    ben.type_line("/join games");
+    ben.expect("* joined games (members: ben)");
+    ann.type_line("/join games");
+    ann.expect("* joined games (members: ann, ben)");
+    ben.expect("* ann joined games");
+    ann.type_line("gg");
+    ben.expect("[games] ann: gg");
+    ann.type_line("/who");
+    ann.expect("* members of games: ann, ben");
+
+    // /leave: ben falls back to lobby; leaving again is the server's NOT_IN_ROOM.
+    ben.type_line("/leave games");
+    ben.expect("* left games (now in lobby)");
+    ann.expect("* ben left games");
+    ben.type_line("/leave games");
+    let error = ben.next_line();
+    assert!(
+        error.starts_with("! error NOT_IN_ROOM: "),
+        "expected NOT_IN_ROOM, got {error:?}"
+    );
+    ben.type_line("back in the lobby");
+    ann.expect("[lobby] ben: back in the lobby");
+    ben.expect("[lobby] ben: back in the lobby");
+
+    // Local mistakes are explained, not sent.
+    ben.type_line("/dance");
+    assert_eq!(ben.next_line(), "! unknown command /dance (try /help)");
+
+    // /quit: a clean exit, and the server tells the others.
+    ann.type_line("/quit");
+    assert!(ann.wait().success(), "ann exits 0 on /quit");
+    ben.expect("* ann left lobby");
+
+    // End of input also quits cleanly.
+    assert!(ben.finish().success(), "ben exits 0 at end of input");
+    stop_server(server);
+}
+
+#[test]
+fn server_shutdown_is_reported() {
+    let server = start_server(test_config());
+    let mut ann = Chat::joined(server.local_addr(), "ann", "lobby", "ann");
+    stop_server(server);
+    let name = ErrorCode::ServerShuttingDown.as_str_name();
+    let line = ann.next_line();
+    assert!(
+        line.starts_with(&format!("! error {name}: ")),
+        "got {line:?}"
+    );
+    ann.expect("! disconnected: connection closed by the server");
+    assert!(!ann.wait().success(), "a lost connection exits non-zero");
+}
+
+#[test]
+fn token_is_sent_and_checked() {
+    // Parsed like the real command line, so the test does not depend on how the
+    // token is stored in `Config`.
+    let config = Config::try_parse_from([
+        "corecast",
+        "--listen",
+        "127.0.0.1:0",
+        "--shards",
+        "2",
+        "--shutdown-grace",
+        "2",
+        "--auth-token",
+        "s3cret",
+    ])
+    .expect("valid flags");
+    let server = start_server(config);
+    let addr = server.local_addr();
+
+    let mut ann = Chat::start(addr, &["--token", "s3cret", "ann"]);
+    ann.expect("* joined lobby (members: ann)");
+
+    let wrong = Command::new(env!("CARGO_BIN_EXE_corecast-chat"))
+        .args(["--addr", &addr.to_string(), "--token", "nope", "ben"])
+        .env_remove("CORECAST_AUTH_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .expect("corecast-chat runs");
+    assert!(!wrong.status.success(), "a rejected login exits non-zero");
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        stderr.contains("logging in as ben") && stderr.contains("Unauthorized"),
+        "stderr: {stderr}"
+    );
+
+    assert!(ann.finish().success());
+    stop_server(server);
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let out = Command::new(env!("CARGO_BIN_EXE_corecast-chat"))
+        .arg("--help")
+        .output()
+        .expect("corecast-chat --help runs");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "--addr",
+        "--token",
+        "NAME",
+        "ROOM",
+        "/to NAME",
+        "/join ROOM",
+        "/who",
+        "/quit",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
+    }
+}
