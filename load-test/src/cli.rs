@@ -35,6 +35,7 @@ Scenarios:
   connect  N clients connect and log in: connect+login latency and logins/s
   idle     hold N connections, report server RSS per connection
   plot     overlay saved --json runs in one latency-by-percentile SVG
+  table    print saved --json runs side by side as a Markdown table
 
 Server cost: with --server-pid, reads /proc/PID/stat and /proc/PID/status around the
 window: server CPU us per 1000 deliveries and RSS per connection. The harness's own
@@ -68,6 +69,8 @@ pub enum Command {
     Idle(IdleArgs),
     /// Overlay saved --json reports in one latency-by-percentile SVG.
     Plot(PlotArgs),
+    /// Print saved --json reports side by side as a Markdown table.
+    Table(TableArgs),
     /// Internal: one child process of `idle`.
     #[command(hide = true)]
     IdleChild(IdleChildArgs),
@@ -330,6 +333,14 @@ pub struct PlotArgs {
     /// Title.
     #[arg(long, default_value = "latency by percentile")]
     pub title: String,
+    /// Reports written with --json.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+}
+
+/// `table`.
+#[derive(Debug, Clone, Args)]
+pub struct TableArgs {
     /// Reports written with --json.
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,

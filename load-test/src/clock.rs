@@ -22,6 +22,16 @@ pub fn process_cpu_us() -> u64 {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
+/// Involuntary context switches of this process so far (getrusage): how often the
+/// harness was preempted while it still wanted to run, a sign of CPU contention.
+pub fn process_preemptions() -> u64 {
+    // SAFETY: as in `process_cpu_us`.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out-pointer, RUSAGE_SELF always valid.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    usage.ru_nivcsw as u64
+}
+
 /// Shrinks this thread's timer slack from the default 50 us to 1 ns, so that a sleep
 /// until the next scheduled send wakes on time instead of up to 50 us late.
 pub fn set_fine_timer_slack() {

@@ -80,6 +80,13 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Idle(a) => idle::run_idle(&a),
         Command::IdleChild(a) => idle::run_child(&a).map(|()| true),
         Command::Plot(a) => report::plot_files(&a.title, &a.inputs, &a.out).map(|()| true),
+        Command::Table(a) => {
+            print!(
+                "{}",
+                report::markdown_table(&report::load_reports(&a.inputs)?)
+            );
+            Ok(true)
+        }
     }
 }
 

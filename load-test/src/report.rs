@@ -101,6 +101,8 @@ pub struct Report {
     pub harness_cpu_pct: f64,
     /// Harness threads.
     pub harness_threads: usize,
+    /// Times the harness was preempted (involuntary context switches) in the window.
+    pub harness_preemptions: u64,
     /// Server cost, with `--server-pid`.
     pub server: Option<ServerCost>,
     /// `--find-max` steps.
@@ -214,6 +216,13 @@ impl Report {
             "  harness cpu            {:.0}% of one core ({} thread(s))",
             self.harness_cpu_pct, self.harness_threads
         );
+        if self.harness_preemptions > 0 {
+            let _ = writeln!(
+                t,
+                "  harness preempted      {} times (other work competed for its CPU)",
+                self.harness_preemptions
+            );
+        }
         if self.harness_cpu_pct > 90.0 * self.harness_threads as f64 {
             let _ = writeln!(t, "  WARNING: the load generator is saturated; results are a floor on the server's capacity");
         }
@@ -301,8 +310,8 @@ pub fn write_outputs(report: &Report, histogram: &Histogram<u64>, out: &Outputs<
     Ok(())
 }
 
-/// Overlays saved `--json` reports in one SVG.
-pub fn plot_files(title: &str, inputs: &[std::path::PathBuf], out: &Path) -> Result<()> {
+/// Reads saved `--json` reports.
+pub fn load_reports(inputs: &[std::path::PathBuf]) -> Result<Vec<Report>> {
     let mut reports = Vec::new();
     for path in inputs {
         let text =
@@ -311,6 +320,12 @@ pub fn plot_files(title: &str, inputs: &[std::path::PathBuf], out: &Path) -> Res
             serde_json::from_str(&text).with_context(|| format!("parse {}", path.display()))?;
         reports.push(report);
     }
+    Ok(reports)
+}
+
+/// Overlays saved `--json` reports in one SVG.
+pub fn plot_files(title: &str, inputs: &[std::path::PathBuf], out: &Path) -> Result<()> {
+    let reports = load_reports(inputs)?;
     let series: Vec<Series<'_>> = reports
         .iter()
         .map(|r| Series {
@@ -321,6 +336,54 @@ pub fn plot_files(title: &str, inputs: &[std::path::PathBuf], out: &Path) -> Res
     std::fs::write(out, render_svg(title, &series))
         .with_context(|| format!("write {}", out.display()))?;
     Ok(())
+}
+
+/// Saved reports side by side as a Markdown table (one row per run).
+pub fn markdown_table(reports: &[Report]) -> String {
+    let mut t = String::new();
+    let ms = |us: f64| format!("{:.3}", us / 1000.0);
+    let _ = writeln!(
+        t,
+        "| run | offered msgs/s | achieved deliveries/s | p50 ms | p90 ms | p99 ms | p99.9 ms | p99.99 ms | max ms \
+         | lost / dup / reordered | server CPU | server CPU us / 1000 deliveries | server RSS / conn | harness CPU |"
+    );
+    let _ = writeln!(
+        t,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for r in reports {
+        let c = &r.checks;
+        let (cpu, per_k, rss) = match &r.server {
+            Some(s) => (
+                format!("{:.0}%", s.cpu_pct),
+                format!("{:.0}", s.cpu_us_per_1000_deliveries),
+                format!("{:.0} B", s.rss_per_connection_bytes),
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        let _ = writeln!(
+            t,
+            "| {} | {:.0} | {:.0} ({:.1}%) | {} | {} | {} | {} | {} | {} | {} / {} / {} | {} | {} | {} | {:.0}% |",
+            r.label,
+            r.offered_msgs_per_s,
+            r.achieved_deliveries_per_s,
+            r.achieved_ratio() * 100.0,
+            ms(r.latency.p50_us),
+            ms(r.latency.p90_us),
+            ms(r.latency.p99_us),
+            ms(r.latency.p999_us),
+            ms(r.latency.p9999_us),
+            ms(r.latency.max_us),
+            c.lost,
+            c.duplicates,
+            c.sender_reorders + c.seq_reorders,
+            cpu,
+            per_k,
+            rss,
+            r.harness_cpu_pct
+        );
+    }
+    t
 }
 
 #[cfg(test)]
@@ -344,5 +407,25 @@ mod tests {
         r.checks.lost = 3;
         assert!(r.has_errors());
         assert!(r.table().contains("LOSS OR DISORDER: lost 3"));
+    }
+
+    #[test]
+    fn markdown_has_a_row_per_report() {
+        let a = Report {
+            label: "corecast".into(),
+            offered_msgs_per_s: 1000.0,
+            ..Report::default()
+        };
+        let b = Report {
+            label: "redis".into(),
+            ..Report::default()
+        };
+        let md = markdown_table(&[a, b]);
+        assert_eq!(md.lines().count(), 4);
+        assert!(md
+            .lines()
+            .nth(2)
+            .is_some_and(|l| l.starts_with("| corecast | 1000 |")));
+        assert!(md.lines().all(|l| l.matches('|').count() == 15));
     }
 }

@@ -13,7 +13,7 @@ use hdrhistogram::Histogram;
 use crate::broadcast::{Timing, WorkerResult};
 use crate::check::CheckCounts;
 use crate::cli::{LoadArgs, OutputArgs, TargetArgs};
-use crate::clock::{mono_ns, process_cpu_us, set_fine_timer_slack};
+use crate::clock::{mono_ns, process_cpu_us, process_preemptions, set_fine_timer_slack};
 use crate::connect::ConnectPacing;
 use crate::latency::{new_histogram, Percentiles, Window};
 use crate::procstat::{self, ProcSample};
@@ -271,6 +271,7 @@ pub fn run_broadcast_once(
     }
     let mut view = view;
     let (mut server_start, mut server_end, mut cpu_start, mut cpu_end) = (None, None, None, None);
+    let (mut preempt_start, mut preempt_end) = (0, 0);
     while handles.iter().any(|h| !h.is_finished()) {
         match progress_rx.recv_timeout(Duration::from_millis(20)) {
             Ok(p) => view.add(p),
@@ -281,10 +282,12 @@ pub fn run_broadcast_once(
         if now >= warm_end && cpu_start.is_none() {
             server_start = Some(sample_server(target.server_pid)?);
             cpu_start = Some(process_cpu_us());
+            preempt_start = process_preemptions();
         }
         if now >= send_end && cpu_end.is_none() {
             server_end = Some(sample_server(target.server_pid)?);
             cpu_end = Some(process_cpu_us());
+            preempt_end = process_preemptions();
         }
         let phase = if now < warm_end {
             "warm-up"
@@ -338,6 +341,7 @@ pub fn run_broadcast_once(
             _ => 0.0,
         },
         harness_threads: threads,
+        harness_preemptions: preempt_end.saturating_sub(preempt_start),
         server: server_cost(
             target.server_pid,
             before,

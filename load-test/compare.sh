@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Runs one scenario against corecast, Redis pub/sub and NATS core under the same
+# conditions and writes a dated Markdown table plus an overlaid latency plot under
+# load-test/results/<date>-<name>/.
+#
+#   load-test/compare.sh                        # the default fanout comparison
+#   SCENARIO="chat --rooms 20 --members 10 --rate 50" load-test/compare.sh
+#   NAME=fanout-findmax SCENARIO="fanout ... --find-max" load-test/compare.sh
+#
+# Conditions: each server pinned to CPU 0 (`taskset -c 0`), the load generator to
+# CPU 1 (`taskset -c 1`), both at the same raised priority (NICE, default -5) so other
+# work on the machine disturbs them less; corecast with --shards 1; redis-server with
+# no persistence and warning-level logs; nats-server with GOMAXPROCS=1 and its log
+# sent to /dev/null. Environment: SCENARIO, NAME, NICE, CORECAST_PORT, REDIS_PORT,
+# NATS_PORT, TARGETS (default "corecast redis nats"), CARGO_TARGET_DIR.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SCENARIO=${SCENARIO:-"fanout --rooms 10 --members 100 --senders 1 --rate 200 --body-size 64 --duration 10s --warmup 2s --drain 2s"}
+NAME=${NAME:-$(echo "$SCENARIO" | awk '{print $1}')}
+NICE=${NICE:--5}
+CORECAST_PORT=${CORECAST_PORT:-17878}
+REDIS_PORT=${REDIS_PORT:-16379}
+NATS_PORT=${NATS_PORT:-14222}
+TARGETS=${TARGETS:-"corecast redis nats"}
+DATE=$(date -u +%Y-%m-%d)
+OUT=load-test/results/$DATE-$NAME
+LOGS=$(mktemp -d)
+
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v nats-server >/dev/null || missing+=(nats-server)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} from Debian"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+cargo build --release -q -p corecast -p corecast-load
+BIN=${CARGO_TARGET_DIR:-target}/release
+LOAD=$BIN/corecast-load
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+for port in "$CORECAST_PORT" "$REDIS_PORT" "$NATS_PORT"; do
+  if port_open "$port"; then
+    echo "port $port is already in use; set CORECAST_PORT / REDIS_PORT / NATS_PORT" >&2
+    exit 1
+  fi
+done
+
+wait_ready() { # port pid
+  for _ in $(seq 1 200); do
+    port_open "$1" && return 0
+    kill -0 "$2" 2>/dev/null || { echo "server $2 exited early" >&2; return 1; }
+    sleep 0.05
+  done
+  echo "server on port $1 not ready after 10 s" >&2
+  return 1
+}
+
+SERVER_PID=
+stop_server() {
+  if [ -n "$SERVER_PID" ]; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=
+  fi
+}
+trap 'stop_server; rm -rf "$LOGS"' EXIT
+
+mkdir -p "$OUT"
+LOADAVG_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+jsons=()
+for target in $TARGETS; do
+  case $target in
+    corecast)
+      port=$CORECAST_PORT
+      taskset -c 0 nice -n "$NICE" "$BIN/corecast" --listen "127.0.0.1:$port" --shards 1 \
+        >"$LOGS/corecast.log" 2>&1 &
+      ;;
+    redis)
+      port=$REDIS_PORT
+      taskset -c 0 nice -n "$NICE" redis-server --port "$port" --bind 127.0.0.1 \
+        --save "" --appendonly no --loglevel warning >"$LOGS/redis.log" 2>&1 &
+      ;;
+    nats)
+      port=$NATS_PORT
+      GOMAXPROCS=1 taskset -c 0 nice -n "$NICE" nats-server -a 127.0.0.1 -p "$port" -l /dev/null \
+        >"$LOGS/nats.log" 2>&1 &
+      ;;
+    *) echo "unknown target $target" >&2; exit 1 ;;
+  esac
+  SERVER_PID=$!
+  wait_ready "$port" "$SERVER_PID"
+  echo "== $target (pid $SERVER_PID, port $port)"
+  # shellcheck disable=SC2086 # SCENARIO is a list of arguments on purpose.
+  taskset -c 1 nice -n "$NICE" "$LOAD" $SCENARIO --target "$target" --addr "127.0.0.1:$port" \
+    --server-pid "$SERVER_PID" --label "$target" --json "$OUT/$target.json" \
+    --hgrm "$OUT/$target.hgrm" --quiet --tolerate-loss | tee "$OUT/$target.txt"
+  stop_server
+  jsons+=("$OUT/$target.json")
+done
+
+"$LOAD" plot --out "$OUT/latency.svg" --title "$NAME: corecast vs Redis vs NATS ($DATE)" "${jsons[@]}"
+
+{
+  echo "# $NAME: corecast vs Redis pub/sub vs NATS core ($DATE)"
+  echo
+  echo "Command (from the repository root):"
+  echo
+  echo '```'
+  if [ "$SCENARIO" = "fanout --rooms 10 --members 100 --senders 1 --rate 200 --body-size 64 --duration 10s --warmup 2s --drain 2s" ]; then
+    echo "load-test/compare.sh"
+  else
+    echo "SCENARIO=\"$SCENARIO\" NAME=$NAME load-test/compare.sh"
+  fi
+  echo '```'
+  echo
+  echo "Each run: \`corecast-load $SCENARIO --target T --addr A --server-pid P\`"
+  echo
+  "$LOAD" table "${jsons[@]}"
+  echo
+  echo "![latency by percentile](latency.svg)"
+  echo
+  echo "Latency = receive time minus *scheduled* send time (open loop, no coordinated"
+  echo "omission). Achieved = deliveries received in the window / offered deliveries."
+  echo "Server CPU from /proc/PID/stat over the window; RSS per connection = (RSS at the"
+  echo "end - RSS before connecting) / connections."
+  echo
+  echo "## Machine"
+  echo
+  echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) CPUs"
+  echo "- Memory: $(free -g | awk '/Mem:/ {print $2}') GiB; kernel $(uname -r)"
+  echo "- Load average before the runs: $LOADAVG_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "- Server on CPU 0, load generator on CPU 1, both at nice $NICE"
+  echo "- corecast ${CORECAST_REV:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)} (--shards 1); $(redis-server --version | cut -d' ' -f1-3); nats-server $(nats-server --version | awk '{print $2}') (GOMAXPROCS=1)"
+  echo "- Raw outputs: \`*.txt\` (tables), \`*.json\` (reports), \`*.hgrm\` (HdrHistogram)"
+} >"$OUT/README.md"
+echo "wrote $OUT/README.md and $OUT/latency.svg"
