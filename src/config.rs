@@ -12,8 +12,10 @@ use crate::frame::DEFAULT_MAX_FRAME_BYTES;
 /// bounds what a stuck client can pin: 10,000 stuck clients cost at most 10 GiB.
 pub const DEFAULT_MAX_OUTBOUND_BYTES: usize = 1024 * 1024;
 
-/// Default `--max-room-members`.
-pub const DEFAULT_MAX_ROOM_MEMBERS: u32 = 65_536;
+/// Default `--max-room-members`. A joiner receives every member's id: at 10,000
+/// members of 128-byte ids that `JoinResponse` is 1.3 MB, well under the 8 MiB frame
+/// limit of common clients (tokio-util's `LengthDelimitedCodec` default).
+pub const DEFAULT_MAX_ROOM_MEMBERS: u32 = 10_000;
 
 /// File descriptors kept back from `--max-connections`' default for listeners,
 /// io_uring, eventfds and the process's own files.
@@ -65,7 +67,35 @@ pub struct Config {
     /// Bearer token every login must carry. Without one, any login is accepted (a
     /// development default; the server warns at start). Never logged.
     #[arg(long, env = "CORECAST_AUTH_TOKEN", hide_env_values = true)]
-    pub auth_token: Option<String>,
+    pub auth_token: Option<Secret>,
+
+    /// Most rooms one connection may be in, joins still in flight included; a join past
+    /// it gets FAILED_PRECONDITION.
+    #[arg(
+        long,
+        env = "CORECAST_MAX_ROOMS_PER_CONNECTION",
+        default_value_t = 1000
+    )]
+    pub max_rooms_per_connection: u32,
+
+    /// Most `target_ids` in one SendMessage; more gets BAD_REQUEST and nothing is sent.
+    #[arg(long, env = "CORECAST_MAX_TARGETS", default_value_t = 256)]
+    pub max_targets: usize,
+
+    /// Requests per second per connection (token bucket holding one second's worth).
+    /// Requests over it are dropped with one RATE_LIMITED error per burst. 0 disables.
+    #[arg(long, env = "CORECAST_MAX_MESSAGES_PER_SECOND", default_value_t = 1000)]
+    pub max_messages_per_second: u32,
+
+    /// Seconds a client has to finish a frame it started (slowloris defence); a client
+    /// that trickles bytes slower gets BAD_REQUEST and is closed.
+    #[arg(long, env = "CORECAST_FRAME_TIMEOUT", default_value_t = 10)]
+    pub frame_timeout: u64,
+
+    /// Seconds a connection has to log in successfully; Ping alone does not keep an
+    /// anonymous connection open past it (it would hold a connection slot for free).
+    #[arg(long, env = "CORECAST_LOGIN_TIMEOUT", default_value_t = 10)]
+    pub login_timeout: u64,
 
     /// Microseconds an idle shard spins before it parks. Spinning cuts cross-core
     /// wake-up latency (~58 us to ~14 us here) but burns CPU that a co-located load
@@ -93,6 +123,11 @@ impl Default for Config {
             idle_timeout: 60,
             shutdown_grace: 5,
             auth_token: None,
+            max_rooms_per_connection: 1000,
+            max_targets: 256,
+            max_messages_per_second: 1000,
+            frame_timeout: 10,
+            login_timeout: 10,
             spin_us: 0,
             preempt_ms: 2,
         }
@@ -103,6 +138,16 @@ impl Config {
     /// The idle timeout, `None` when disabled.
     pub fn idle_timeout(&self) -> Option<Duration> {
         (self.idle_timeout > 0).then(|| Duration::from_secs(self.idle_timeout))
+    }
+
+    /// How long a started frame may take to arrive in full.
+    pub fn frame_timeout(&self) -> Duration {
+        Duration::from_secs(self.frame_timeout.max(1))
+    }
+
+    /// How long a new connection may take to log in.
+    pub fn login_timeout(&self) -> Duration {
+        Duration::from_secs(self.login_timeout.max(1))
     }
 
     /// The shutdown grace period.
@@ -116,6 +161,36 @@ impl Config {
             let limit = raise_nofile_limit();
             usize::try_from(limit.saturating_sub(FD_RESERVE).max(1)).unwrap_or(usize::MAX)
         })
+    }
+}
+
+/// A string that never shows in logs or `Debug` output (the auth token).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one comparison that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
     }
 }
 
@@ -155,6 +230,15 @@ mod tests {
         if std::env::vars().all(|(k, _)| !k.starts_with("CORECAST_")) {
             assert_eq!(format!("{parsed:?}"), format!("{default:?}"));
         }
+    }
+
+    #[test]
+    fn the_token_is_redacted_in_debug_output() {
+        let config = Config {
+            auth_token: Some(Secret::new("hunter2")),
+            ..Config::default()
+        };
+        assert!(!format!("{config:?}").contains("hunter2"));
     }
 
     #[test]

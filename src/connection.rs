@@ -20,15 +20,20 @@ use glommio::net::TcpStream;
 
 use crate::executor::ShardContext;
 use crate::frame::{self, FrameError};
+use crate::limits::TokenBucket;
 use crate::outbound::OutState;
 use crate::proto::ErrorCode;
-use crate::request::decode_request;
+use crate::proto::{client_message::Data, ClientMessage};
+use crate::request::{decode_request, Request};
 use crate::response;
 use crate::session::{self, Outcome};
 use crate::shard::ConnShared;
 
 /// Frames handled per read before the reader lets other tasks run.
 const FRAMES_PER_TURN: usize = 256;
+
+/// Shortest read timeout handed to glommio (it rejects zero).
+const MIN_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Size of the per-shard read scratch buffer.
 pub const SCRATCH_BYTES: usize = 64 * 1024;
@@ -104,6 +109,10 @@ fn reject(stream: &TcpStream, code: ErrorCode, message: &str) {
 enum ReadEnd {
     Eof,
     Idle,
+    /// A started frame did not complete within `--frame-timeout` (slowloris).
+    FrameTimeout,
+    /// No successful login within `--login-timeout`.
+    LoginTimeout,
     Error(io::Error),
     Closing,
 }
@@ -116,10 +125,102 @@ async fn read_loop(
 ) {
     let end = read_frames(&ctx, &conn, &stream).await;
     match &end {
+        ReadEnd::FrameTimeout => {
+            let message = format!(
+                "frame not completed within --frame-timeout ({} s)",
+                ctx.config.frame_timeout
+            );
+            close_with(&ctx, &conn, ErrorCode::BadRequest, message);
+        }
+        ReadEnd::LoginTimeout => {
+            let message = format!(
+                "no login within --login-timeout ({} s)",
+                ctx.config.login_timeout
+            );
+            close_with(&ctx, &conn, ErrorCode::FailedPrecondition, message);
+        }
         ReadEnd::Error(e) => tracing::debug!(conn = conn.id, error = %e, "read failed"),
         other => tracing::trace!(conn = conn.id, end = ?other, "reader done"),
     }
     ctx.state.borrow_mut().disconnect(conn.id);
+    if !matches!(end, ReadEnd::Eof | ReadEnd::Error(_)) {
+        linger(&ctx, &stream).await;
+    }
+}
+
+/// Reads and discards until the client closes or the grace period ends. Closing a
+/// socket that still has unread input makes the kernel send a reset, which destroys
+/// the final frames (an error, SERVER_SHUTTING_DOWN) the writer has just flushed.
+async fn linger(ctx: &ShardContext, stream: &RefCell<TcpStream>) {
+    let deadline = Instant::now() + ctx.config.shutdown_grace();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero()
+            || stream
+                .borrow()
+                .set_read_timeout(Some(left.max(MIN_TIMEOUT)))
+                .is_err()
+        {
+            return;
+        }
+        match read_into_scratch(ctx, stream).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// One non-blocking read into the shard's scratch buffer (borrowed only while polled).
+async fn read_into_scratch(ctx: &ShardContext, stream: &RefCell<TcpStream>) -> io::Result<usize> {
+    future::poll_fn(|cx| {
+        let mut scratch = ctx.scratch.borrow_mut();
+        Pin::new(&mut *stream.borrow_mut()).poll_read(cx, &mut scratch[..])
+    })
+    .await
+}
+
+/// The per-connection request rate limit.
+struct RateLimit {
+    bucket: TokenBucket,
+    /// Whether the last request was refused (one RATE_LIMITED error per burst).
+    refusing: bool,
+}
+
+impl RateLimit {
+    /// Whether to handle `request`; a refused request that expects a response gets
+    /// that response with RATE_LIMITED, others get one error per burst.
+    fn admit(&mut self, conn: &ConnShared, request: &Request<'_>) -> bool {
+        if self.bucket.take() {
+            self.refusing = false;
+            return true;
+        }
+        let limited = || response::err(ErrorCode::RateLimited, "over --max-messages-per-second");
+        match request {
+            Request::Message(ClientMessage {
+                data: Some(Data::LoginRequest(_)),
+            }) => {
+                conn.reply(response::login(limited()));
+            }
+            Request::Message(ClientMessage {
+                data: Some(Data::JoinRequest(join)),
+            }) => {
+                conn.reply(response::join(&join.room_id, Vec::new(), None, limited()));
+            }
+            Request::Message(ClientMessage {
+                data: Some(Data::LeaveRequest(leave)),
+            }) => {
+                conn.reply(response::leave(&leave.room_id, limited()));
+            }
+            _ if !self.refusing => {
+                let message =
+                    "over --max-messages-per-second: messages are dropped until the rate falls";
+                conn.reply(response::error(ErrorCode::RateLimited, message));
+            }
+            _ => {}
+        }
+        self.refusing = true;
+        false
+    }
 }
 
 async fn read_frames(
@@ -127,47 +228,91 @@ async fn read_frames(
     conn: &ConnShared,
     stream: &RefCell<TcpStream>,
 ) -> ReadEnd {
+    let accepted = Instant::now();
+    let rate = ctx.config.max_messages_per_second;
+    let mut limit = RateLimit {
+        bucket: TokenBucket::new(rate, rate, accepted),
+        refusing: false,
+    };
+    let idle = ctx.config.idle_timeout();
+    let frame_timeout = ctx.config.frame_timeout();
+    let login_deadline = accepted + ctx.config.login_timeout();
     // Bytes read but not yet handled: a partial frame, or frames left by a pause.
     let mut carry: Vec<u8> = Vec::new();
     let mut carry_has_frames = false;
+    // When the partial frame in `carry` started to arrive.
+    let mut frame_started: Option<Instant> = None;
     loop {
-        let outcome = if carry_has_frames {
-            let (used, outcome) = handle_frames(ctx, conn, &carry);
+        if conn.out.is_closing() {
+            return ReadEnd::Closing;
+        }
+        // A client that always has data ready must not keep the shard to itself.
+        glommio::yield_if_needed().await;
+        ctx.wait_for_peers().await;
+        let (used, step) = if carry_has_frames {
+            let (used, step) = handle_frames(ctx, conn, &mut limit, &carry);
             carry.drain(..used);
-            outcome
+            (used, step)
         } else {
-            let read = future::poll_fn(|cx| {
-                let mut scratch = ctx.scratch.borrow_mut();
-                Pin::new(&mut *stream.borrow_mut()).poll_read(cx, &mut scratch[..])
-            })
-            .await;
-            let n = match read {
+            let now = Instant::now();
+            let started = if carry.is_empty() {
+                None
+            } else {
+                Some(*frame_started.get_or_insert(now))
+            };
+            let logged_in = conn.player.borrow().is_some();
+            // The nearest of: the idle timeout, the started frame's deadline, the login deadline.
+            let mut timeout = idle;
+            let mut tighten = |until: Instant| {
+                let left = until.saturating_duration_since(now).max(MIN_TIMEOUT);
+                timeout = Some(timeout.map_or(left, |t| t.min(left)));
+            };
+            if let Some(at) = started {
+                tighten(at + frame_timeout);
+            }
+            if !logged_in {
+                tighten(login_deadline);
+            }
+            // Only fails for a zero duration, which MIN_TIMEOUT rules out.
+            let _ = stream.borrow().set_read_timeout(timeout);
+            let n = match read_into_scratch(ctx, stream).await {
                 Ok(0) => return ReadEnd::Eof,
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => return ReadEnd::Idle,
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    let now = Instant::now();
+                    return if started.is_some_and(|at| now >= at + frame_timeout) {
+                        ReadEnd::FrameTimeout
+                    } else if !logged_in && now >= login_deadline {
+                        ReadEnd::LoginTimeout
+                    } else {
+                        ReadEnd::Idle
+                    };
+                }
                 Err(e) => return ReadEnd::Error(e),
             };
             if conn.out.is_closing() {
                 return ReadEnd::Closing;
             }
+            limit.bucket.refill(Instant::now());
             let scratch = ctx.scratch.borrow();
             if carry.is_empty() {
-                let (used, outcome) = handle_frames(ctx, conn, &scratch[..n]);
+                let (used, step) = handle_frames(ctx, conn, &mut limit, &scratch[..n]);
                 carry.extend_from_slice(&scratch[used..n]);
-                outcome
+                (used, step)
             } else {
                 carry.extend_from_slice(&scratch[..n]);
-                let (used, outcome) = handle_frames(ctx, conn, &carry);
+                let (used, step) = handle_frames(ctx, conn, &mut limit, &carry);
                 carry.drain(..used);
-                outcome
+                (used, step)
             }
         };
-        match outcome {
+        if used > 0 {
+            // A frame completed: whatever is left is a new frame's start.
+            frame_started = None;
+        }
+        match step {
             Step::NeedMore => carry_has_frames = false,
-            Step::Paused => {
-                carry_has_frames = true;
-                glommio::yield_if_needed().await;
-            }
+            Step::Paused => carry_has_frames = true,
             Step::AwaitClaim(player) => {
                 carry_has_frames = true;
                 loop {
@@ -202,7 +347,12 @@ enum Step {
 }
 
 /// Handles the whole frames at the start of `data`; returns the bytes used.
-fn handle_frames(ctx: &ShardContext, conn: &ConnShared, data: &[u8]) -> (usize, Step) {
+fn handle_frames(
+    ctx: &ShardContext,
+    conn: &ConnShared,
+    limit: &mut RateLimit,
+    data: &[u8],
+) -> (usize, Step) {
     let mut state = ctx.state.borrow_mut();
     let max = ctx.config.max_frame_bytes;
     let mut at = 0;
@@ -217,8 +367,8 @@ fn handle_frames(ctx: &ShardContext, conn: &ConnShared, data: &[u8]) -> (usize, 
         };
         let payload = &data[at + range.start..at + range.end];
         at += range.end;
-        let outcome = match decode_request(payload) {
-            Ok(request) => session::handle(&mut state, conn, &ctx.session, request, payload),
+        let request = match decode_request(payload) {
+            Ok(request) => request,
             Err(e) => {
                 close_with(
                     ctx,
@@ -226,10 +376,13 @@ fn handle_frames(ctx: &ShardContext, conn: &ConnShared, data: &[u8]) -> (usize, 
                     ErrorCode::BadRequest,
                     format!("payload is not a valid ClientMessage: {e}"),
                 );
-                Outcome::Close
+                return (at, Step::Close);
             }
         };
-        match outcome {
+        if !limit.admit(conn, &request) {
+            continue;
+        }
+        match session::handle(&mut state, conn, &ctx.session, request, payload) {
             Outcome::Continue => {}
             Outcome::AwaitClaim(player) => return (at, Step::AwaitClaim(player)),
             Outcome::Close => {
@@ -257,12 +410,21 @@ enum Wait {
 
 async fn write_loop(conn: Rc<ConnShared>, stream: Rc<RefCell<TcpStream>>, _live: Rc<LiveGuard>) {
     let fd = stream.borrow().as_raw_fd();
-    if let Err(e) = write_frames(&conn, &stream, fd).await {
+    let written = write_frames(&conn, &stream, fd).await;
+    if let Err(e) = &written {
         tracing::trace!(conn = conn.id, error = %e, "writer stopped");
     }
-    // Wakes the reader too (its read returns 0), which then unregisters the connection.
+    // A graceful close half-closes: the client reads what was flushed, then closes,
+    // and the lingering reader sees it. Otherwise both directions go at once, which
+    // also wakes the reader (its read returns 0) so it unregisters the connection.
+    let graceful = written.is_ok() && matches!(conn.out.state(), OutState::Draining { .. });
+    let how = if graceful {
+        libc::SHUT_WR
+    } else {
+        libc::SHUT_RDWR
+    };
     // SAFETY: the fd stays open while `stream` lives.
-    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    unsafe { libc::shutdown(fd, how) };
 }
 
 async fn write_frames(conn: &ConnShared, stream: &RefCell<TcpStream>, fd: RawFd) -> io::Result<()> {
@@ -308,7 +470,10 @@ async fn write_frames(conn: &ConnShared, stream: &RefCell<TcpStream>, fd: RawFd)
                 None => future::pending().await,
             }
         };
-        match future::or(write, future::or(woken, expire)).await {
+        conn.out.set_front_in_flight(true);
+        let waited = future::or(write, future::or(woken, expire)).await;
+        conn.out.set_front_in_flight(false);
+        match waited {
             Wait::Wrote(Ok(n)) => conn.out.consume(n),
             Wait::Wrote(Err(e)) => return Err(e),
             Wait::Woken => {}

@@ -22,6 +22,12 @@ use crate::shard::{ShardLimits, ShardState};
 /// Channel messages drained per wake-up before the inbox lets other tasks run.
 const BATCHES_PER_TURN: usize = 64;
 
+/// Batches waiting in a peer's inbox beyond which this shard stops reading sockets.
+const MAX_PEER_BACKLOG: usize = 1024;
+
+/// How often a paused reader looks at the peers' inboxes again.
+const BACKLOG_POLL: Duration = Duration::from_micros(500);
+
 /// Extra time after the shutdown grace for sockets to finish closing.
 const CLOSE_SLACK: Duration = Duration::from_secs(1);
 
@@ -44,6 +50,10 @@ pub struct ShardContext {
     pub connections: Arc<AtomicUsize>,
     /// `--max-connections`, resolved.
     pub max_connections: usize,
+    /// Every shard's inbox (indexed by shard id).
+    peers: Vec<flume::Sender<Batch>>,
+    /// Set by the flusher when a peer's inbox is deep: readers pause until it drains.
+    peers_backlogged: Cell<bool>,
     stop_accepting: LocalNotify,
     shutdown_started: LocalNotify,
     flush: Rc<LocalNotify>,
@@ -99,22 +109,22 @@ pub async fn run_shard(setup: ShardSetup) {
             limits,
             flush.clone(),
         )),
-        session: SessionConfig {
-            auth_token: setup.config.auth_token.clone(),
-        },
+        session: SessionConfig::from_config(&setup.config),
         config: setup.config,
         scratch: RefCell::new(vec![0; SCRATCH_BYTES]),
         live: Cell::new(0),
         live_changed: LocalNotify::default(),
         connections: setup.connections,
         max_connections: setup.max_connections,
+        peers: setup.peers,
+        peers_backlogged: Cell::new(false),
         stop_accepting: LocalNotify::default(),
         shutdown_started: LocalNotify::default(),
         flush,
     });
     glommio::spawn_local(accept_loop(ctx.clone(), listener)).detach();
     glommio::spawn_local(inbox_loop(ctx.clone(), setup.inbox)).detach();
-    glommio::spawn_local(flush_loop(ctx.clone(), setup.peers)).detach();
+    glommio::spawn_local(flush_loop(ctx.clone())).detach();
 
     ctx.shutdown_started.notified().await;
     ctx.stop_accepting.notify();
@@ -171,13 +181,32 @@ async fn inbox_loop(ctx: Rc<ShardContext>, inbox: flume::Receiver<Batch>) {
     }
 }
 
-async fn flush_loop(ctx: Rc<ShardContext>, peers: Vec<flume::Sender<Batch>>) {
+async fn flush_loop(ctx: Rc<ShardContext>) {
     loop {
         ctx.flush.notified().await;
         let batches = ctx.state.borrow_mut().take_outbox();
         for (dest, batch) in batches {
+            let peer = &ctx.peers[dest];
             // A peer that already stopped (shutdown) no longer needs its messages.
-            let _ = peers[dest].send(batch);
+            let _ = peer.send(batch);
+            if peer.len() > MAX_PEER_BACKLOG {
+                ctx.peers_backlogged.set(true);
+            }
         }
+    }
+}
+
+impl ShardContext {
+    /// Pauses a reader while another shard's inbox is deeper than it can absorb, so
+    /// that clients feeding a slower shard meet TCP backpressure instead of growing
+    /// its queue without bound. Costs one `Cell` read when nothing is backlogged.
+    pub async fn wait_for_peers(&self) {
+        if !self.peers_backlogged.get() {
+            return;
+        }
+        while self.peers.iter().any(|p| p.len() > MAX_PEER_BACKLOG / 2) {
+            glommio::timer::sleep(BACKLOG_POLL).await;
+        }
+        self.peers_backlogged.set(false);
     }
 }

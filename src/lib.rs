@@ -12,6 +12,7 @@
 //! - `router`: the cross-shard messages (`ToOwner` requests, `ToMembers` events).
 //! - `routing`: `owner_shard(key, nr_shards)`.
 //! - `outbound`: a connection's byte-bounded queue of shared frames, `sendmsg` batches.
+//! - `limits`: the per-connection token bucket.
 //! - `notify`: a single-waiter wake-up for tasks on one shard.
 //! - `frame`: u32 length-prefixed framing, pure code over buffers.
 //! - `request`: client payload decoding, with a zero-allocation `SendMessage` view.
@@ -26,6 +27,7 @@ pub mod config;
 pub mod connection;
 pub mod executor;
 pub mod frame;
+pub mod limits;
 pub mod notify;
 pub mod outbound;
 pub mod proto;

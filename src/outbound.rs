@@ -50,6 +50,9 @@ pub struct Outbound {
     state: Cell<OutState>,
     /// Whether the front frame has been partly written (it must then be finished).
     front_started: Cell<bool>,
+    /// Whether the writer is in a blocking write of the front frame: a cut must then
+    /// keep it, since any part of it may reach the socket.
+    front_in_flight: Cell<bool>,
     /// Wakes the writer: new frames or a state change.
     pub(crate) writer: LocalNotify,
 }
@@ -63,6 +66,7 @@ impl Outbound {
             max_bytes,
             state: Cell::new(OutState::Open),
             front_started: Cell::new(false),
+            front_in_flight: Cell::new(false),
             writer: LocalNotify::default(),
         }
     }
@@ -88,6 +92,27 @@ impl Outbound {
         Push::Queued
     }
 
+    /// Queues a response to the client's own request. It counts towards the limit but
+    /// never cuts: responses are bounded by the client's (rate-limited) requests, and a
+    /// large room's `JoinResponse` must not cut its own joiner.
+    pub fn push_reply(&self, frame: Bytes) -> Push {
+        if self.state.get() != OutState::Open {
+            return Push::Closed;
+        }
+        self.queued_bytes.set(self.queued_bytes.get() + frame.len());
+        let mut queue = self.queue.borrow_mut();
+        queue.push_back(frame);
+        if queue.len() == 1 {
+            self.writer.notify();
+        }
+        Push::Queued
+    }
+
+    /// Marks the front frame as being written by a blocking write (or not any more).
+    pub fn set_front_in_flight(&self, in_flight: bool) {
+        self.front_in_flight.set(in_flight);
+    }
+
     /// Queues a last frame (beyond the limit), then drains until `deadline`.
     pub fn close_after(&self, last: Option<Bytes>, deadline: Instant) {
         if self.state.get() != OutState::Open {
@@ -103,7 +128,8 @@ impl Outbound {
 
     fn cut(&self, last: Bytes) {
         let mut queue = self.queue.borrow_mut();
-        let keep = usize::from(self.front_started.get() && !queue.is_empty());
+        let front_busy = self.front_started.get() || self.front_in_flight.get();
+        let keep = usize::from(front_busy && !queue.is_empty());
         queue.truncate(keep);
         queue.push_back(last);
         self.queued_bytes.set(queue.iter().map(Bytes::len).sum());
@@ -239,6 +265,36 @@ mod tests {
         assert_eq!(&queue[1][..], b"SLOW");
         drop(queue);
         assert_eq!(out.push(frame(1), slow), Push::Closed);
+    }
+
+    #[test]
+    fn a_cut_during_a_blocking_write_keeps_the_frame_being_written() {
+        // The writer waits to write the front frame; a cut must not drop it, or the
+        // bytes the blocking write then sends would be consumed from the wrong frame.
+        let out = Outbound::new(100);
+        out.push(frame(60), slow);
+        out.set_front_in_flight(true);
+        let front = out.front().unwrap();
+        assert_eq!(out.push(frame(50), slow), Push::SlowConsumer);
+        assert_eq!(out.queue.borrow().len(), 2);
+        assert_eq!(out.front().unwrap(), front);
+        out.consume(30);
+        out.set_front_in_flight(false);
+        assert_eq!(out.queued_bytes(), 30 + 4);
+        out.consume(30);
+        assert_eq!(&out.front().unwrap()[..], b"SLOW");
+    }
+
+    #[test]
+    fn replies_never_cut_but_count() {
+        let out = Outbound::new(10);
+        assert_eq!(out.push_reply(frame(50)), Push::Queued);
+        assert_eq!(out.queued_bytes(), 50);
+        assert_eq!(
+            out.push(frame(1), slow),
+            Push::SlowConsumer,
+            "notifications still do"
+        );
     }
 
     #[test]

@@ -6,7 +6,6 @@
 use bytes::Buf;
 use prost::encoding::{decode_key, decode_varint, WireType};
 use prost::Message;
-use smallvec::SmallVec;
 
 use crate::proto::{client_message::Data, ClientMessage, SendMessage};
 
@@ -19,25 +18,68 @@ pub enum Request<'a> {
     Message(ClientMessage),
 }
 
-/// A `SendMessage` whose strings and body borrow the frame they came in.
+/// A `SendMessage` whose strings and body borrow the frame they came in. Target ids
+/// are not collected: they are counted (and checked as UTF-8) when the view is made and
+/// read from the frame again when needed, so a frame full of ids allocates nothing.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct SendView<'a> {
-    /// Recipients; empty means every member of the room.
-    pub target_ids: SmallVec<[&'a str; 4]>,
     /// The room to send to.
     pub room_id: &'a str,
     /// The opaque body.
     pub body: &'a [u8],
+    targets: Targets<'a>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Targets<'a> {
+    /// The `SendMessage` body on the wire, every field already validated.
+    Wire { message: &'a [u8], count: usize },
+    /// The prost fallback's decoded list.
+    Owned(&'a [String]),
+}
+
+impl Default for Targets<'_> {
+    fn default() -> Self {
+        Targets::Owned(&[])
+    }
 }
 
 impl<'a> SendView<'a> {
     /// A view over an owned `SendMessage` (the prost fallback path).
     pub fn of(msg: &'a SendMessage) -> Self {
         Self {
-            target_ids: msg.target_ids.iter().map(String::as_str).collect(),
             room_id: &msg.room_id,
             body: &msg.body,
+            targets: Targets::Owned(&msg.target_ids),
         }
+    }
+
+    /// Number of target ids (duplicates included); 0 means a broadcast.
+    pub fn target_count(&self) -> usize {
+        match &self.targets {
+            Targets::Wire { count, .. } => *count,
+            Targets::Owned(list) => list.len(),
+        }
+    }
+
+    /// The target ids, in wire order.
+    pub fn targets(&self) -> impl Iterator<Item = &'a str> + '_ {
+        let (mut wire, owned) = match &self.targets {
+            Targets::Wire { message, .. } => (*message, &[][..]),
+            Targets::Owned(list) => (&[][..], *list),
+        };
+        let from_wire = std::iter::from_fn(move || {
+            while !wire.is_empty() {
+                // Validated when the view was made: these cannot fail.
+                let (tag, wire_type) = decode_key(&mut wire).ok()?;
+                let field = skip_field(&mut wire, wire_type)?;
+                if tag == 1 {
+                    return std::str::from_utf8(field).ok();
+                }
+            }
+            None
+        });
+        from_wire.chain(owned.iter().map(String::as_str))
     }
 }
 
@@ -64,30 +106,41 @@ fn send_view(payload: &[u8]) -> Option<SendView<'_>> {
         return None;
     }
     let mut view = SendView::default();
+    let mut count = 0;
     let mut buf = inner;
     while !buf.is_empty() {
         let (tag, wire) = decode_key(&mut buf).ok()?;
-        match (tag, wire) {
-            (1, WireType::LengthDelimited) => view
-                .target_ids
-                .push(std::str::from_utf8(take_len_delimited(&mut buf)?).ok()?),
-            (2, WireType::LengthDelimited) => {
-                view.room_id = std::str::from_utf8(take_len_delimited(&mut buf)?).ok()?
+        if (1..=3).contains(&tag) && wire != WireType::LengthDelimited {
+            return None;
+        }
+        let field = skip_field(&mut buf, wire)?;
+        match tag {
+            1 => {
+                std::str::from_utf8(field).ok()?;
+                count += 1;
             }
-            (3, WireType::LengthDelimited) => view.body = take_len_delimited(&mut buf)?,
-            (1..=3, _) => return None,
-            (_, WireType::Varint) => {
-                decode_varint(&mut buf).ok()?;
-            }
-            (_, WireType::SixtyFourBit) => skip(&mut buf, 8)?,
-            (_, WireType::ThirtyTwoBit) => skip(&mut buf, 4)?,
-            (_, WireType::LengthDelimited) => {
-                take_len_delimited(&mut buf)?;
-            }
-            (_, WireType::StartGroup | WireType::EndGroup) => return None,
+            2 => view.room_id = std::str::from_utf8(field).ok()?,
+            3 => view.body = field,
+            _ => {}
         }
     }
+    view.targets = Targets::Wire {
+        message: inner,
+        count,
+    };
     Some(view)
+}
+
+/// Skips one field's value; returns its bytes for length-delimited fields. Groups
+/// (deprecated) are left to prost.
+fn skip_field<'a>(buf: &mut &'a [u8], wire: WireType) -> Option<&'a [u8]> {
+    match wire {
+        WireType::LengthDelimited => take_len_delimited(buf),
+        WireType::Varint => decode_varint(buf).ok().map(|_| &[][..]),
+        WireType::SixtyFourBit => skip(buf, 8).map(|_| &[][..]),
+        WireType::ThirtyTwoBit => skip(buf, 4).map(|_| &[][..]),
+        WireType::StartGroup | WireType::EndGroup => None,
+    }
 }
 
 fn take_len_delimited<'a>(buf: &mut &'a [u8]) -> Option<&'a [u8]> {
@@ -140,7 +193,8 @@ mod tests {
         };
         assert_eq!(view.room_id, "lobby");
         assert_eq!(view.body, b"hi");
-        assert_eq!(view.target_ids.as_slice(), &["bob", "eve"]);
+        assert_eq!(view.target_count(), 2);
+        assert_eq!(view.targets().collect::<Vec<_>>(), ["bob", "eve"]);
     }
 
     #[test]
@@ -178,6 +232,23 @@ mod tests {
         for cut in 1..payload.len() {
             assert!(decode_request(&payload[..cut]).is_err(), "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn unknown_fields_between_targets_are_skipped() {
+        // send_message{target_ids="a", 9: varint 1, target_ids="b", room_id="r"}
+        let inner = [
+            0x0a, 0x01, b'a', 0x48, 0x01, 0x0a, 0x01, b'b', 0x12, 0x01, b'r',
+        ];
+        let mut payload = vec![0x22, inner.len() as u8];
+        payload.extend_from_slice(&inner);
+        let Request::Send(view) = decode_request(&payload).unwrap() else {
+            panic!("fast path")
+        };
+        assert_eq!(view.targets().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(view.room_id, "r");
+        let prost = ClientMessage::decode(&payload[..]).unwrap();
+        assert_eq!(is_send(&prost).unwrap().target_ids, vec!["a", "b"]);
     }
 
     #[test]

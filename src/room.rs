@@ -5,8 +5,8 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
+use ahash::RandomState;
 use indexmap::IndexMap;
-use rustc_hash::FxBuildHasher;
 use smallvec::SmallVec;
 
 use crate::proto::ErrorCode;
@@ -25,7 +25,8 @@ pub struct Room {
     pub id: Rc<str>,
     /// `RoomConfig.max_players` it was created with (0: no per-room cap).
     pub max_players: u32,
-    members: IndexMap<Arc<str>, ConnAddr, FxBuildHasher>,
+    /// Keyed by client-chosen ids: randomly seeded hashing.
+    members: IndexMap<Arc<str>, ConnAddr, RandomState>,
     per_shard: SmallVec<[u32; 8]>,
     seq: u64,
 }

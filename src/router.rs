@@ -86,6 +86,8 @@ pub enum MemberEvent {
         room: RoomKey,
         frame: Bytes,
     },
+    /// A join was refused: send the connection `frame` and free its room slot.
+    JoinRejected { conn: ConnId, frame: Bytes },
     /// The connection left: drop it from `room`'s index, then send it `frame`.
     Left {
         conn: ConnId,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
 
+use crate::config::{Config, Secret};
 use crate::proto::{client_message::Data, login_request::AuthConfig, ErrorCode, LoginRequest};
 use crate::request::{Request, SendView};
 use crate::response;
@@ -27,10 +28,25 @@ pub enum Outcome {
 }
 
 /// Settings a session needs.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SessionConfig {
     /// The bearer token logins must carry, if any.
-    pub auth_token: Option<String>,
+    pub auth_token: Option<Secret>,
+    /// `--max-rooms-per-connection`.
+    pub max_rooms_per_connection: u32,
+    /// `--max-targets`.
+    pub max_targets: usize,
+}
+
+impl SessionConfig {
+    /// The session settings of a server configuration.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            auth_token: config.auth_token.clone(),
+            max_rooms_per_connection: config.max_rooms_per_connection,
+            max_targets: config.max_targets,
+        }
+    }
 }
 
 /// Checks a player or room id: 1 to 128 bytes (UTF-8 is checked by decoding).
@@ -48,7 +64,7 @@ pub fn validate_id(what: &str, id: &str) -> Result<(), Rejection> {
 }
 
 /// Whether `login` carries the configured token (constant-time in the token's bytes).
-pub fn authorized(login: &LoginRequest, expected: Option<&str>) -> bool {
+pub fn authorized(login: &LoginRequest, expected: Option<&Secret>) -> bool {
     let Some(expected) = expected else {
         return true;
     };
@@ -56,7 +72,7 @@ pub fn authorized(login: &LoginRequest, expected: Option<&str>) -> bool {
         Some(AuthConfig::Bearer(bearer)) => bearer.token.as_bytes(),
         None => &[],
     };
-    bool::from(given.ct_eq(expected.as_bytes()))
+    bool::from(given.ct_eq(expected.expose().as_bytes()))
 }
 
 /// Handles one decoded request from `conn`; `payload` is its raw bytes.
@@ -68,11 +84,11 @@ pub fn handle(
     payload: &[u8],
 ) -> Outcome {
     let data = match request {
-        Request::Send(view) => return send(state, conn, &view, payload),
+        Request::Send(view) => return send(state, conn, config, &view, payload),
         Request::Message(msg) => msg.data,
     };
     let Some(data) = data else {
-        conn.push(response::error(
+        conn.reply(response::error(
             ErrorCode::BadRequest,
             "ClientMessage has no data set",
         ));
@@ -80,17 +96,17 @@ pub fn handle(
     };
     match data {
         Data::Ping(ping) => {
-            conn.push(response::pong(ping.nonce));
+            conn.reply(response::pong(ping.nonce));
             Outcome::Continue
         }
         Data::LoginRequest(login) => self::login(state, conn, config, login),
-        Data::SendMessage(send_msg) => send(state, conn, &SendView::of(&send_msg), payload),
+        Data::SendMessage(send_msg) => send(state, conn, config, &SendView::of(&send_msg), payload),
         Data::JoinRequest(join) => {
             let Some(player) = logged_in(conn) else {
                 return Outcome::Continue;
             };
             if let Err((code, message)) = validate_id("room_id", &join.room_id) {
-                conn.push(response::join(
+                conn.reply(response::join(
                     &join.room_id,
                     Vec::new(),
                     None,
@@ -98,6 +114,16 @@ pub fn handle(
                 ));
                 return Outcome::Continue;
             }
+            if conn.room_slots.get() >= config.max_rooms_per_connection {
+                let message = format!(
+                    "this connection is in (or joining) {} rooms, the --max-rooms-per-connection limit",
+                    conn.room_slots.get()
+                );
+                let error = response::err(ErrorCode::FailedPrecondition, message);
+                conn.reply(response::join(&join.room_id, Vec::new(), None, error));
+                return Outcome::Continue;
+            }
+            conn.room_slots.set(conn.room_slots.get() + 1);
             let max_players = join.room_config.map(|c| c.max_players);
             state.join(conn, player, join.room_id, max_players);
             Outcome::Continue
@@ -107,7 +133,7 @@ pub fn handle(
                 return Outcome::Continue;
             };
             if let Err((code, message)) = validate_id("room_id", &leave.room_id) {
-                conn.push(response::leave(
+                conn.reply(response::leave(
                     &leave.room_id,
                     response::err(code, message),
                 ));
@@ -130,19 +156,20 @@ fn login(
             ErrorCode::AlreadyLoggedIn,
             "this connection is already logged in",
         );
-        conn.push(response::login(err));
+        conn.reply(response::login(err));
         return Outcome::Continue;
     }
-    if let Err((code, message)) = validate_id("player_id", &login.player_id) {
-        conn.push(response::login(response::err(code, message)));
-        return Outcome::Continue;
-    }
-    if !authorized(&login, config.auth_token.as_deref()) {
-        conn.push(response::login(response::err(
+    // The token first: without it, nothing else about the request matters.
+    if !authorized(&login, config.auth_token.as_ref()) {
+        conn.reply(response::login(response::err(
             ErrorCode::Unauthorized,
             "missing or wrong bearer token",
         )));
         return Outcome::Close;
+    }
+    if let Err((code, message)) = validate_id("player_id", &login.player_id) {
+        conn.reply(response::login(response::err(code, message)));
+        return Outcome::Continue;
     }
     let player: Arc<str> = login.player_id.into();
     state.claim(conn, player.clone());
@@ -153,22 +180,37 @@ fn login(
 pub fn finish_login(conn: &ConnShared, player: Arc<str>, ok: bool) {
     if ok {
         *conn.player.borrow_mut() = Some(player);
-        conn.push(response::login(response::ok()));
+        conn.reply(response::login(response::ok()));
     } else {
         let message = format!("player_id {:?} is already logged in", &*player);
-        conn.push(response::login(response::err(
+        conn.reply(response::login(response::err(
             ErrorCode::AlreadyLoggedIn,
             message,
         )));
     }
 }
 
-fn send(state: &mut ShardState, conn: &ConnShared, view: &SendView<'_>, payload: &[u8]) -> Outcome {
+fn send(
+    state: &mut ShardState,
+    conn: &ConnShared,
+    config: &SessionConfig,
+    view: &SendView<'_>,
+    payload: &[u8],
+) -> Outcome {
     let Some(player) = logged_in(conn) else {
         return Outcome::Continue;
     };
+    if view.target_count() > config.max_targets {
+        let message = format!(
+            "{} target_ids, more than --max-targets {}",
+            view.target_count(),
+            config.max_targets
+        );
+        conn.reply(response::error(ErrorCode::BadRequest, message));
+        return Outcome::Continue;
+    }
     if let Err((code, message)) = validate_id("room_id", view.room_id) {
-        conn.push(response::error(code, message));
+        conn.reply(response::error(code, message));
         return Outcome::Continue;
     }
     state.send(conn, &player, view, payload);
@@ -179,7 +221,7 @@ fn send(state: &mut ShardState, conn: &ConnShared, view: &SendView<'_>, payload:
 fn logged_in(conn: &ConnShared) -> Option<Arc<str>> {
     let player = conn.player.borrow().clone();
     if player.is_none() {
-        conn.push(response::error(
+        conn.reply(response::error(
             ErrorCode::FailedPrecondition,
             "log in first",
         ));
@@ -216,9 +258,10 @@ mod tests {
     fn token_must_match_when_configured() {
         assert!(authorized(&login_with(None), None));
         assert!(authorized(&login_with(Some("anything")), None));
-        assert!(authorized(&login_with(Some("s3cret")), Some("s3cret")));
-        assert!(!authorized(&login_with(Some("s3cre")), Some("s3cret")));
-        assert!(!authorized(&login_with(Some("s3cret!")), Some("s3cret")));
-        assert!(!authorized(&login_with(None), Some("s3cret")));
+        let secret = Secret::new("s3cret");
+        assert!(authorized(&login_with(Some("s3cret")), Some(&secret)));
+        assert!(!authorized(&login_with(Some("s3cre")), Some(&secret)));
+        assert!(!authorized(&login_with(Some("s3cret!")), Some(&secret)));
+        assert!(!authorized(&login_with(None), Some(&secret)));
     }
 }

@@ -8,10 +8,12 @@
 //! message.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use ahash::RandomState;
 use bytes::Bytes;
 use indexmap::IndexMap;
 use rustc_hash::{FxBuildHasher, FxHashMap};
@@ -43,12 +45,19 @@ pub struct ConnShared {
     pub claim: Cell<Option<bool>>,
     /// Wakes the reader while it waits for a claim.
     pub wake: LocalNotify,
+    /// Rooms joined plus joins in flight (`--max-rooms-per-connection`).
+    pub room_slots: Cell<u32>,
     /// Rooms this connection is indexed under on this shard.
     rooms: RefCell<SmallVec<[RoomKey; 4]>>,
 }
 
 impl ConnShared {
-    /// Queues a frame; a connection over its byte limit is cut as a slow consumer.
+    /// Queues a response to this connection's own request (never cuts it).
+    pub fn reply(&self, frame: Bytes) -> Push {
+        self.out.push_reply(frame)
+    }
+
+    /// Queues a notification; a connection over its byte limit is cut as a slow consumer.
     pub fn push(&self, frame: Bytes) -> Push {
         let pushed = self.out.push(frame, || {
             response::error(
@@ -85,9 +94,11 @@ pub struct ShardState {
     limits: ShardLimits,
     // Owner side.
     rooms: FxHashMap<RoomKey, Room>,
-    room_keys: FxHashMap<Rc<str>, RoomKey>,
+    // Keyed by client-chosen strings: randomly seeded, so colliding keys cannot be
+    // precomputed (FxHash stays for server-chosen integer keys).
+    room_keys: HashMap<Rc<str>, RoomKey, RandomState>,
     member_rooms: FxHashMap<ConnAddr, SmallVec<[RoomKey; 4]>>,
-    players: FxHashMap<Arc<str>, ConnAddr>,
+    players: HashMap<Arc<str>, ConnAddr, RandomState>,
     next_room: u64,
     // Local side.
     conns: FxHashMap<ConnId, Rc<ConnShared>>,
@@ -109,9 +120,9 @@ impl ShardState {
             nr_shards,
             limits,
             rooms: FxHashMap::default(),
-            room_keys: FxHashMap::default(),
+            room_keys: HashMap::default(),
             member_rooms: FxHashMap::default(),
-            players: FxHashMap::default(),
+            players: HashMap::default(),
             next_room: 0,
             conns: FxHashMap::default(),
             local_rooms: FxHashMap::default(),
@@ -147,6 +158,7 @@ impl ShardState {
             player: RefCell::new(None),
             claim: Cell::new(None),
             wake: LocalNotify::default(),
+            room_slots: Cell::new(0),
             rooms: RefCell::new(SmallVec::new()),
         });
         if let Some(deadline) = self.shutting_down {
@@ -418,7 +430,13 @@ impl ShardState {
             if room.is_empty() {
                 self.drop_room(key);
             }
-            self.reply(from, frame);
+            self.tell_conn(
+                from,
+                MemberEvent::JoinRejected {
+                    conn: from.conn,
+                    frame,
+                },
+            );
             return;
         }
         let notification = response::join_notification(&room.id, &player);
@@ -520,7 +538,7 @@ impl ShardState {
         let seq = room.next_seq();
         // Encoded once; every recipient on every shard shares this allocation.
         let frame = response::message_notification(player, &room.id, view.body, seq);
-        if view.target_ids.is_empty() {
+        if view.target_count() == 0 {
             for shard in room.member_shards() {
                 self.route(
                     shard,
@@ -533,7 +551,7 @@ impl ShardState {
             return;
         }
         let mut per_shard: SmallVec<[(ShardId, SmallVec<[ConnId; 4]>); 2]> = SmallVec::new();
-        for target in &view.target_ids {
+        for target in view.targets() {
             let Some(addr) = room.member(target) else {
                 continue;
             };
@@ -583,19 +601,26 @@ impl ShardState {
                         .or_default()
                         .insert(conn, c.clone());
                     c.rooms.borrow_mut().push(room);
-                    c.push(frame);
+                    c.reply(frame);
+                }
+            }
+            MemberEvent::JoinRejected { conn, frame } => {
+                if let Some(c) = self.conns.get(&conn) {
+                    c.room_slots.set(c.room_slots.get().saturating_sub(1));
+                    c.reply(frame);
                 }
             }
             MemberEvent::Left { conn, room, frame } => {
                 if let Some(c) = self.conns.get(&conn).cloned() {
+                    c.room_slots.set(c.room_slots.get().saturating_sub(1));
                     c.rooms.borrow_mut().retain(|k| *k != room);
                     self.unindex(room, conn);
-                    c.push(frame);
+                    c.reply(frame);
                 }
             }
             MemberEvent::Reply { conn, frame } => {
                 if let Some(c) = self.conns.get(&conn) {
-                    c.push(frame);
+                    c.reply(frame);
                 }
             }
             MemberEvent::Deliver { room, frame } => {

@@ -70,7 +70,7 @@ fn duplicate_player_id_and_second_login_are_already_logged_in_and_leave_the_sess
 #[test]
 fn auth_token_is_required_when_configured() {
     let server = start_with(Config {
-        auth_token: Some("s3cret".into()),
+        auth_token: Some(corecast::config::Secret::new("s3cret")),
         ..config()
     });
     for token in [None, Some("wrong"), Some("s3cret-but-longer"), Some("")] {
