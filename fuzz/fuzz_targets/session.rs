@@ -1,0 +1,13 @@
+//! Arbitrary op sequences (connect, disconnect, reads of framed requests, shutdown)
+//! against one shard's session state machine, checked against the reference model.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+use corecast_fuzz::{script, session_model::Sim};
+
+fuzz_target!(|data: &[u8]| {
+    let (settings, ops) = script::parse(data);
+    Sim::new(settings).run(&ops);
+});

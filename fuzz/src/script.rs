@@ -1,0 +1,238 @@
+//! The `session` target's input format: two settings bytes ([`Tiers`]), then ops, each a kind byte
+//! and its arguments. Every byte string parses (missing bytes read as zero), and
+//! [`write`] is the inverse of [`parse`], so seeds can be written as ops.
+//!
+//! Op kind byte `k`: `0xFA` shutdown; otherwise by `k % 8`: 0 and 2 connect,
+//! 1 disconnect (then a connection byte), 3-7 input (then a connection byte and
+//! `1 + (k >> 3) % 4` payloads). Payload kind byte `p`, by `p % 8`: 0 login (id,
+//! token), 1 join (room, config: 0 none, else `max_players + 1`), 2 leave (room),
+//! 3 send (room, target count % 4, targets, body length, body; bit 3 of `p` adds
+//! an unknown field), 4 ping (8 bytes, little-endian), 5 empty, 6-7 raw (u16 LE
+//! length, bytes).
+
+use crate::session_model::{Op, Payload, Settings, Token};
+
+/// Most ops read from one input, so that every execution stays fast.
+pub const MAX_OPS: usize = 200;
+
+/// Kind byte of [`Op::Shutdown`].
+const SHUTDOWN: u8 = 0xFA;
+
+/// Largest raw payload read from one input.
+const MAX_RAW: usize = 4096;
+
+const ROOM_CAPS: [u32; 4] = [1, 2, 3, 65_536];
+const OUTBOUND_LIMITS: [usize; 4] = [64, 300, 2_000, 1 << 20];
+const FRAME_LIMITS: [usize; 4] = [16, 100, 1_024, 65_536];
+const ROOMS_PER_CONNECTION: [u32; 4] = [1, 2, 3, 1_000];
+const TARGET_LIMITS: [usize; 4] = [0, 1, 2, 256];
+
+struct Reader<'a> {
+    data: &'a [u8],
+}
+
+impl Reader<'_> {
+    fn byte(&mut self) -> u8 {
+        match self.data.split_first() {
+            Some((&b, rest)) => {
+                self.data = rest;
+                b
+            }
+            None => 0,
+        }
+    }
+
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let n = n.min(self.data.len());
+        let (head, rest) = self.data.split_at(n);
+        self.data = rest;
+        head.to_vec()
+    }
+
+    fn payload(&mut self) -> Payload {
+        let kind = self.byte();
+        match kind % 8 {
+            0 => Payload::Login {
+                player: self.byte(),
+                token: match self.byte() % 3 {
+                    0 => Token::Absent,
+                    1 => Token::Right,
+                    _ => Token::Wrong,
+                },
+            },
+            1 => Payload::Join {
+                room: self.byte(),
+                max_players: match self.byte() {
+                    0 => None,
+                    n => Some(u32::from(n) - 1),
+                },
+            },
+            2 => Payload::Leave { room: self.byte() },
+            3 => {
+                let room = self.byte();
+                let count = self.byte() % 4;
+                let targets = (0..count).map(|_| self.byte()).collect();
+                let len = usize::from(self.byte());
+                Payload::Send {
+                    room,
+                    targets,
+                    body: self.bytes(len),
+                    unknown_field: kind & 8 != 0,
+                }
+            }
+            4 => {
+                let mut nonce = [0u8; 8];
+                for b in &mut nonce {
+                    *b = self.byte();
+                }
+                Payload::Ping(u64::from_le_bytes(nonce))
+            }
+            5 => Payload::Empty,
+            _ => {
+                let len = usize::from(u16::from_le_bytes([self.byte(), self.byte()]));
+                Payload::Raw(self.bytes(len.min(MAX_RAW)))
+            }
+        }
+    }
+}
+
+/// Reads settings and ops from fuzzer bytes.
+pub fn parse(data: &[u8]) -> (Settings, Vec<Op>) {
+    let mut r = Reader { data };
+    let s = r.byte();
+    let t = r.byte();
+    let settings = Settings {
+        auth: s & 1 != 0,
+        max_room_members: ROOM_CAPS[usize::from(s >> 1) % 4],
+        max_outbound_bytes: OUTBOUND_LIMITS[usize::from(s >> 3) % 4],
+        max_frame_bytes: FRAME_LIMITS[usize::from(s >> 5) % 4],
+        max_rooms_per_connection: ROOMS_PER_CONNECTION[usize::from(t) % 4],
+        max_targets: TARGET_LIMITS[usize::from(t >> 2) % 4],
+    };
+    let mut ops = Vec::new();
+    while !r.data.is_empty() && ops.len() < MAX_OPS {
+        let kind = r.byte();
+        let op = if kind == SHUTDOWN {
+            Op::Shutdown
+        } else {
+            match kind % 8 {
+                0 | 2 => Op::Connect,
+                1 => Op::Disconnect(r.byte()),
+                _ => {
+                    let conn = r.byte();
+                    let count = 1 + usize::from(kind >> 3) % 4;
+                    let payloads = (0..count).map(|_| r.payload()).collect();
+                    Op::Input { conn, payloads }
+                }
+            }
+        };
+        ops.push(op);
+    }
+    (settings, ops)
+}
+
+/// Indices into this file's tables of limits (each 0 to 3; 3 is the roomiest).
+#[derive(Debug, Clone, Copy)]
+pub struct Tiers {
+    /// Whether logins must carry the token.
+    pub auth: bool,
+    /// `--max-room-members`: 1, 2, 3, 65536.
+    pub room_cap: u8,
+    /// `--max-outbound-bytes`: 64, 300, 2000, 1 MiB.
+    pub outbound: u8,
+    /// `--max-frame-bytes`: 16, 100, 1024, 65536.
+    pub frame_max: u8,
+    /// `--max-rooms-per-connection`: 1, 2, 3, 1000.
+    pub rooms_per_conn: u8,
+    /// `--max-targets`: 0, 1, 2, 256.
+    pub targets: u8,
+}
+
+impl Tiers {
+    /// Every limit at its roomiest, no authentication.
+    pub const ROOMY: Tiers = Tiers {
+        auth: false,
+        room_cap: 3,
+        outbound: 3,
+        frame_max: 3,
+        rooms_per_conn: 3,
+        targets: 3,
+    };
+
+    fn bytes(self) -> [u8; 2] {
+        [
+            u8::from(self.auth)
+                | (self.room_cap % 4) << 1
+                | (self.outbound % 4) << 3
+                | (self.frame_max % 4) << 5,
+            self.rooms_per_conn % 4 | (self.targets % 4) << 2,
+        ]
+    }
+}
+
+/// Writes ops in the format [`parse`] reads (at most 4 payloads per input; raw
+/// payloads and bodies are truncated to what the format can carry).
+pub fn write(tiers: Tiers, ops: &[Op]) -> Vec<u8> {
+    let mut out = tiers.bytes().to_vec();
+    for op in ops {
+        match op {
+            Op::Shutdown => out.push(SHUTDOWN),
+            Op::Connect => out.push(0),
+            Op::Disconnect(conn) => out.extend([1, *conn]),
+            Op::Input { conn, payloads } => {
+                let payloads = &payloads[..payloads.len().clamp(1, 4)];
+                out.extend([3 | ((payloads.len() as u8 - 1) << 3), *conn]);
+                for payload in payloads {
+                    write_payload(&mut out, payload);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn write_payload(out: &mut Vec<u8>, payload: &Payload) {
+    match payload {
+        Payload::Login { player, token } => {
+            let token = match token {
+                Token::Absent => 0,
+                Token::Right => 1,
+                Token::Wrong => 2,
+            };
+            out.extend([0, *player, token]);
+        }
+        Payload::Join { room, max_players } => {
+            let config = max_players.map_or(0, |m| m.min(254) as u8 + 1);
+            out.extend([1, *room, config]);
+        }
+        Payload::Leave { room } => out.extend([2, *room]),
+        Payload::Send {
+            room,
+            targets,
+            body,
+            unknown_field,
+        } => {
+            let targets = &targets[..targets.len().min(3)];
+            let body = &body[..body.len().min(255)];
+            out.extend([
+                3 | u8::from(*unknown_field) << 3,
+                *room,
+                targets.len() as u8,
+            ]);
+            out.extend_from_slice(targets);
+            out.push(body.len() as u8);
+            out.extend_from_slice(body);
+        }
+        Payload::Ping(nonce) => {
+            out.push(4);
+            out.extend(nonce.to_le_bytes());
+        }
+        Payload::Empty => out.push(5),
+        Payload::Raw(bytes) => {
+            let bytes = &bytes[..bytes.len().min(MAX_RAW)];
+            out.push(6);
+            out.extend((bytes.len() as u16).to_le_bytes());
+            out.extend_from_slice(bytes);
+        }
+    }
+}

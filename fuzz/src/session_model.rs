@@ -1,0 +1,888 @@
+//! A socket-free simulation of one shard's sessions, checked against a reference model
+//! of PROTOCOL.md. Shared by the `session` fuzz target and `tests/properties.rs` (which
+//! includes this file by path), so both check the same rules.
+//!
+//! [`Sim`] drives the real code the way `connection.rs` does: frames go through
+//! `frame::next_frame`, `request::decode_request` and `session::handle`; a login's claim
+//! is answered inline (one shard); `Outcome::Close` and undecodable payloads close the
+//! connection's output. After every [`Op`] it drains every queue and compares what
+//! each connection received with what [`Model`] says it should have, as sets of
+//! [`Event`]s. It also checks rules that need no model: every queued frame is a
+//! well-formed `ServerMessage`, a connection that never logged in gets no
+//! `MessageNotification`, and the `seq`s a member sees in a room strictly increase.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use prost::Message;
+
+use corecast::config::Secret;
+use corecast::frame::{self, FrameError, HEADER_LEN};
+use corecast::notify::LocalNotify;
+use corecast::outbound::OutState;
+use corecast::proto::{
+    client_message::Data as In, login_request::AuthConfig, server_message::Data as Out,
+    AuthConfigBearer, ClientMessage, ErrorCode, JoinRequest, LeaveRequest, LoginRequest, Ping,
+    RoomConfig, SendMessage, ServerMessage,
+};
+use corecast::request::{decode_request, Request};
+use corecast::response;
+use corecast::session::{self, Outcome, SessionConfig, MAX_ID_BYTES};
+use corecast::shard::{ConnShared, ShardLimits, ShardState};
+
+/// Most connections a simulation keeps registered at once.
+pub const MAX_CONNS: usize = 6;
+
+/// The token a server with authentication expects.
+pub const TOKEN: &str = "s3cret";
+
+/// Index into [`ids`]; small, so that players and rooms collide often.
+pub type IdIndex = u8;
+
+/// The ids requests use: short ones that collide, non-ASCII, and the length limits.
+pub fn ids() -> [String; 8] {
+    [
+        "a".into(),
+        "b".into(),
+        "c".into(),
+        "lobby".into(),
+        "é€".into(),
+        String::new(),
+        "x".repeat(MAX_ID_BYTES),
+        "y".repeat(MAX_ID_BYTES + 1),
+    ]
+}
+
+/// The id at `index` (modulo the pool).
+pub fn id(index: IdIndex) -> String {
+    let pool = ids();
+    pool[usize::from(index) % pool.len()].clone()
+}
+
+/// Server settings for one simulation.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `--max-room-members`.
+    pub max_room_members: u32,
+    /// `--max-outbound-bytes`: small values exercise the slow-consumer cut.
+    pub max_outbound_bytes: usize,
+    /// `--max-frame-bytes`.
+    pub max_frame_bytes: usize,
+    /// Whether logins must carry [`TOKEN`].
+    pub auth: bool,
+    /// `--max-rooms-per-connection`.
+    pub max_rooms_per_connection: u32,
+    /// `--max-targets`.
+    pub max_targets: usize,
+}
+
+/// Which token a login carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Token {
+    /// No `auth_config`.
+    Absent,
+    /// [`TOKEN`].
+    Right,
+    /// Something else.
+    Wrong,
+}
+
+/// One client payload.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    /// `LoginRequest`.
+    Login {
+        /// The player id.
+        player: IdIndex,
+        /// The bearer token.
+        token: Token,
+    },
+    /// `JoinRequest`.
+    Join {
+        /// The room id.
+        room: IdIndex,
+        /// `room_config.max_players`, if a config is sent.
+        max_players: Option<u32>,
+    },
+    /// `LeaveRequest`.
+    Leave {
+        /// The room id.
+        room: IdIndex,
+    },
+    /// `SendMessage`.
+    Send {
+        /// The room id.
+        room: IdIndex,
+        /// `target_ids`.
+        targets: Vec<IdIndex>,
+        /// The body.
+        body: Vec<u8>,
+        /// Appends an unknown varint field to the `SendMessage` (fast path must skip it).
+        unknown_field: bool,
+    },
+    /// `Ping`.
+    Ping(u64),
+    /// A `ClientMessage` with no `data`.
+    Empty,
+    /// Any bytes.
+    Raw(Vec<u8>),
+}
+
+impl Payload {
+    /// The payload's bytes, as a client would send them.
+    pub fn encode(&self) -> Vec<u8> {
+        let data = match self {
+            Payload::Login { player, token } => In::LoginRequest(LoginRequest {
+                player_id: id(*player),
+                auth_config: match token {
+                    Token::Absent => None,
+                    Token::Right => Some(AuthConfig::Bearer(AuthConfigBearer {
+                        token: TOKEN.into(),
+                    })),
+                    Token::Wrong => Some(AuthConfig::Bearer(AuthConfigBearer {
+                        token: "wrong".into(),
+                    })),
+                },
+            }),
+            Payload::Join { room, max_players } => In::JoinRequest(JoinRequest {
+                room_id: id(*room),
+                room_config: max_players.map(|max_players| RoomConfig { max_players }),
+            }),
+            Payload::Leave { room } => In::LeaveRequest(LeaveRequest { room_id: id(*room) }),
+            Payload::Send {
+                room,
+                targets,
+                body,
+                unknown_field,
+            } => {
+                let send = SendMessage {
+                    target_ids: targets.iter().map(|t| id(*t)).collect(),
+                    room_id: id(*room),
+                    body: Bytes::copy_from_slice(body),
+                };
+                let mut inner = send.encode_to_vec();
+                if *unknown_field {
+                    // Field 9, varint 300: unknown to SendMessage, skipped by both decoders.
+                    inner.extend_from_slice(&[0x48, 0xac, 0x02]);
+                }
+                let mut payload = vec![0x22];
+                prost::encoding::encode_varint(inner.len() as u64, &mut payload);
+                payload.extend_from_slice(&inner);
+                return payload;
+            }
+            Payload::Ping(nonce) => In::Ping(Ping { nonce: *nonce }),
+            Payload::Empty => return ClientMessage { data: None }.encode_to_vec(),
+            Payload::Raw(bytes) => return bytes.clone(),
+        };
+        ClientMessage { data: Some(data) }.encode_to_vec()
+    }
+}
+
+/// One step of a simulation. Connection numbers pick among the registered
+/// connections, modulo their count.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// A new connection (ignored at [`MAX_CONNS`]).
+    Connect,
+    /// A connection goes away.
+    Disconnect(u8),
+    /// One read's worth of frames from a connection.
+    Input {
+        /// Which connection.
+        conn: u8,
+        /// The payloads, framed back to back.
+        payloads: Vec<Payload>,
+    },
+    /// Graceful shutdown begins.
+    Shutdown,
+}
+
+/// What a connection observed, normalised for comparison (error messages are for
+/// logs, and the order of `current_players` is not part of the protocol).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Event {
+    /// `LoginResponse`; `-1` if `error` was absent.
+    Login(i32),
+    /// `JoinResponse`; players (sorted) and config only on success.
+    Join {
+        /// `room_id`.
+        room: String,
+        /// `error.code`, or `-1` if absent.
+        code: i32,
+        /// `current_players`, sorted.
+        players: Vec<String>,
+        /// `room_config.max_players`.
+        max_players: Option<u32>,
+    },
+    /// `JoinNotification`.
+    JoinNote {
+        /// `room_id`.
+        room: String,
+        /// `player_id`.
+        player: String,
+    },
+    /// `LeaveResponse`.
+    Leave {
+        /// `room_id`.
+        room: String,
+        /// `error.code`, or `-1` if absent.
+        code: i32,
+    },
+    /// `LeaveNotification`.
+    LeaveNote {
+        /// `room_id`.
+        room: String,
+        /// `player_id`.
+        player: String,
+    },
+    /// `MessageNotification`.
+    Message {
+        /// `sender_id`.
+        sender: String,
+        /// `room_id`.
+        room: String,
+        /// `body`.
+        body: Vec<u8>,
+        /// `seq`.
+        seq: u64,
+    },
+    /// `Pong`.
+    Pong(u64),
+    /// `ServerMessage.error`.
+    Error(i32),
+}
+
+fn code_of(error: Option<corecast::proto::Error>) -> i32 {
+    error.map_or(-1, |e| e.code)
+}
+
+impl Event {
+    /// Decodes one queued frame; panics on anything that is not a whole, valid
+    /// `ServerMessage` with `data` set.
+    pub fn from_frame(bytes: &[u8]) -> Event {
+        let (header, payload) = bytes.split_at(HEADER_LEN);
+        let len = u32::from_be_bytes(header.try_into().expect("4-byte header")) as usize;
+        assert_eq!(len, payload.len(), "length prefix matches the payload");
+        let msg = ServerMessage::decode(payload).expect("a queued frame is a ServerMessage");
+        match msg.data.expect("every ServerMessage has data") {
+            Out::LoginResponse(r) => Event::Login(code_of(r.error)),
+            Out::JoinResponse(r) => {
+                let code = code_of(r.error);
+                let ok = code == ErrorCode::None as i32;
+                let mut players = if ok { r.current_players } else { Vec::new() };
+                players.sort();
+                Event::Join {
+                    room: r.room_id,
+                    code,
+                    players,
+                    max_players: if ok {
+                        r.room_config.map(|c| c.max_players)
+                    } else {
+                        None
+                    },
+                }
+            }
+            Out::JoinNotification(n) => Event::JoinNote {
+                room: n.room_id,
+                player: n.player_id,
+            },
+            Out::LeaveResponse(r) => Event::Leave {
+                room: r.room_id,
+                code: code_of(r.error),
+            },
+            Out::LeaveNotification(n) => Event::LeaveNote {
+                room: n.room_id,
+                player: n.player_id,
+            },
+            Out::MessageNotification(m) => Event::Message {
+                sender: m.sender_id,
+                room: m.room_id,
+                body: m.body.to_vec(),
+                seq: m.seq,
+            },
+            Out::Pong(p) => Event::Pong(p.nonce),
+            Out::Error(e) => Event::Error(e.code),
+        }
+    }
+}
+
+/// The reference model's view of a room.
+#[derive(Debug)]
+struct ModelRoom {
+    max_players: u32,
+    /// Player id -> connection number.
+    members: BTreeMap<String, usize>,
+    seq: u64,
+}
+
+/// The reference model: PROTOCOL.md's rules over plain maps, one shard, no I/O.
+#[derive(Debug, Default)]
+pub struct Model {
+    /// Logged-in player -> connection number.
+    players: BTreeMap<String, usize>,
+    rooms: BTreeMap<String, ModelRoom>,
+    /// Per connection number: its player, rooms (join order), whether output is closed.
+    conns: BTreeMap<usize, ModelConn>,
+    shutting_down: bool,
+    /// What each connection should receive during the current op.
+    expected: BTreeMap<usize, Vec<Event>>,
+}
+
+#[derive(Debug, Default)]
+struct ModelConn {
+    player: Option<String>,
+    rooms: Vec<String>,
+    closed: bool,
+}
+
+/// What the model says the connection does after a payload.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Close,
+}
+
+impl Model {
+    fn tell(&mut self, conn: usize, event: Event) {
+        if !self.conns[&conn].closed {
+            self.expected.entry(conn).or_default().push(event);
+        }
+    }
+
+    fn close(&mut self, conn: usize) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.closed = true;
+        }
+    }
+
+    fn connect(&mut self, conn: usize) {
+        self.conns.insert(conn, ModelConn::default());
+        if self.shutting_down {
+            self.tell(conn, Event::Error(ErrorCode::ServerShuttingDown as i32));
+            self.close(conn);
+        }
+    }
+
+    fn shutdown(&mut self) {
+        self.shutting_down = true;
+        let conns: Vec<usize> = self.conns.keys().copied().collect();
+        for conn in conns {
+            self.tell(conn, Event::Error(ErrorCode::ServerShuttingDown as i32));
+            self.close(conn);
+        }
+    }
+
+    fn disconnect(&mut self, conn: usize) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        let Some(player) = c.player else {
+            return;
+        };
+        for room in c.rooms {
+            self.remove_member(&room, &player);
+        }
+        self.players.remove(&player);
+    }
+
+    fn remove_member(&mut self, room_id: &str, player: &str) {
+        let Some(room) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        room.members.remove(player);
+        if room.members.is_empty() {
+            self.rooms.remove(room_id);
+            return;
+        }
+        let others: Vec<usize> = room.members.values().copied().collect();
+        for other in others {
+            let note = Event::LeaveNote {
+                room: room_id.to_owned(),
+                player: player.to_owned(),
+            };
+            self.tell(other, note);
+        }
+    }
+
+    /// Applies one framed payload (`None`: its length was over the maximum).
+    fn payload(&mut self, conn: usize, payload: Option<&[u8]>, settings: &Settings) -> Flow {
+        let Some(payload) = payload else {
+            self.tell(conn, Event::Error(ErrorCode::FrameTooLarge as i32));
+            self.close(conn);
+            return Flow::Close;
+        };
+        let Ok(msg) = ClientMessage::decode(payload) else {
+            self.tell(conn, Event::Error(ErrorCode::BadRequest as i32));
+            self.close(conn);
+            return Flow::Close;
+        };
+        let Some(data) = msg.data else {
+            self.tell(conn, Event::Error(ErrorCode::BadRequest as i32));
+            return Flow::Continue;
+        };
+        let player = self.conns[&conn].player.clone();
+        let valid = |id: &str| !id.is_empty() && id.len() <= MAX_ID_BYTES;
+        match data {
+            In::Ping(ping) => self.tell(conn, Event::Pong(ping.nonce)),
+            In::LoginRequest(login) => return self.login(conn, login, settings),
+            In::JoinRequest(_) | In::LeaveRequest(_) | In::SendMessage(_) if player.is_none() => {
+                self.tell(conn, Event::Error(ErrorCode::FailedPrecondition as i32));
+            }
+            In::JoinRequest(join) => {
+                let player = player.expect("checked above");
+                let room_id = join.room_id;
+                let requested = join.room_config.map(|c| c.max_players);
+                let joined = self.conns[&conn].rooms.len();
+                let code = if !valid(&room_id) {
+                    ErrorCode::BadRequest
+                } else if joined as u64 >= u64::from(settings.max_rooms_per_connection) {
+                    ErrorCode::FailedPrecondition
+                } else {
+                    self.join(conn, &player, &room_id, requested, settings)
+                };
+                if code != ErrorCode::None {
+                    let event = Event::Join {
+                        room: room_id,
+                        code: code as i32,
+                        players: Vec::new(),
+                        max_players: None,
+                    };
+                    self.tell(conn, event);
+                }
+            }
+            In::LeaveRequest(leave) => {
+                let player = player.expect("checked above");
+                let room_id = leave.room_id;
+                let member = self
+                    .rooms
+                    .get(&room_id)
+                    .is_some_and(|r| r.members.get(&player) == Some(&conn));
+                let code = if !valid(&room_id) {
+                    ErrorCode::BadRequest
+                } else if !member {
+                    ErrorCode::NotInRoom
+                } else {
+                    ErrorCode::None
+                };
+                let event = Event::Leave {
+                    room: room_id.clone(),
+                    code: code as i32,
+                };
+                self.tell(conn, event);
+                if code == ErrorCode::None {
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.rooms.retain(|r| *r != room_id);
+                    }
+                    self.remove_member(&room_id, &player);
+                }
+            }
+            In::SendMessage(send) => {
+                let player = player.expect("checked above");
+                self.send(conn, &player, send, settings);
+            }
+        }
+        Flow::Continue
+    }
+
+    fn login(&mut self, conn: usize, login: LoginRequest, settings: &Settings) -> Flow {
+        let player = login.player_id;
+        let token_ok = !settings.auth
+            || matches!(&login.auth_config, Some(AuthConfig::Bearer(b)) if b.token == TOKEN);
+        let code = if self.conns[&conn].player.is_some() {
+            ErrorCode::AlreadyLoggedIn
+        } else if player.is_empty() || player.len() > MAX_ID_BYTES {
+            ErrorCode::BadRequest
+        } else if !token_ok {
+            ErrorCode::Unauthorized
+        } else if self.players.contains_key(&player) {
+            ErrorCode::AlreadyLoggedIn
+        } else {
+            ErrorCode::None
+        };
+        self.tell(conn, Event::Login(code as i32));
+        match code {
+            ErrorCode::None => {
+                self.players.insert(player.clone(), conn);
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.player = Some(player);
+                }
+            }
+            ErrorCode::Unauthorized => {
+                self.close(conn);
+                return Flow::Close;
+            }
+            _ => {}
+        }
+        Flow::Continue
+    }
+
+    /// A join by a logged-in player with a valid room id; queues the success events
+    /// and returns the code (NONE on success).
+    fn join(
+        &mut self,
+        conn: usize,
+        player: &str,
+        room_id: &str,
+        requested: Option<u32>,
+        settings: &Settings,
+    ) -> ErrorCode {
+        let room = self
+            .rooms
+            .entry(room_id.to_owned())
+            .or_insert_with(|| ModelRoom {
+                max_players: requested.unwrap_or(0),
+                members: BTreeMap::new(),
+                seq: 0,
+            });
+        let cap = match room.max_players {
+            0 => settings.max_room_members,
+            own => own.min(settings.max_room_members),
+        };
+        let code = if room.members.contains_key(player) {
+            ErrorCode::AlreadyJoinedTheRoom
+        } else if requested.is_some_and(|r| r != room.max_players) {
+            ErrorCode::RoomConfigDoesNotMatch
+        } else if room.members.len() as u64 >= u64::from(cap) {
+            ErrorCode::RoomIsFull
+        } else {
+            ErrorCode::None
+        };
+        if code != ErrorCode::None {
+            if room.members.is_empty() {
+                self.rooms.remove(room_id);
+            }
+            return code;
+        }
+        let others: Vec<usize> = room.members.values().copied().collect();
+        room.members.insert(player.to_owned(), conn);
+        let players: Vec<String> = room.members.keys().cloned().collect();
+        let max_players = Some(room.max_players);
+        for other in others {
+            let note = Event::JoinNote {
+                room: room_id.to_owned(),
+                player: player.to_owned(),
+            };
+            self.tell(other, note);
+        }
+        let response = Event::Join {
+            room: room_id.to_owned(),
+            code: ErrorCode::None as i32,
+            players,
+            max_players,
+        };
+        self.tell(conn, response);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.rooms.push(room_id.to_owned());
+        }
+        ErrorCode::None
+    }
+
+    fn send(&mut self, conn: usize, player: &str, send: SendMessage, settings: &Settings) {
+        let room_id = send.room_id;
+        if send.target_ids.len() > settings.max_targets
+            || room_id.is_empty()
+            || room_id.len() > MAX_ID_BYTES
+        {
+            self.tell(conn, Event::Error(ErrorCode::BadRequest as i32));
+            return;
+        }
+        let room = self
+            .rooms
+            .get_mut(&room_id)
+            .filter(|r| r.members.get(player) == Some(&conn));
+        let Some(room) = room else {
+            self.tell(conn, Event::Error(ErrorCode::NotInRoom as i32));
+            return;
+        };
+        room.seq += 1;
+        let seq = room.seq;
+        let recipients: BTreeSet<usize> = if send.target_ids.is_empty() {
+            room.members.values().copied().collect()
+        } else {
+            send.target_ids
+                .iter()
+                .filter_map(|t| room.members.get(t).copied())
+                .collect()
+        };
+        for to in recipients {
+            let event = Event::Message {
+                sender: player.to_owned(),
+                room: room_id.clone(),
+                body: send.body.to_vec(),
+                seq,
+            };
+            self.tell(to, event);
+        }
+    }
+}
+
+/// A registered connection as the simulation tracks it.
+struct SimConn {
+    /// The connection number the model knows it by.
+    number: usize,
+    conn: Rc<ConnShared>,
+    /// Whether it ever completed a login.
+    logged_in: bool,
+    /// Per room: the last `seq` seen since the connection's latest join.
+    last_seq: BTreeMap<String, u64>,
+}
+
+/// One shard's real session code driven without sockets, next to the model.
+pub struct Sim {
+    settings: Settings,
+    config: SessionConfig,
+    state: ShardState,
+    conns: Vec<SimConn>,
+    next_number: usize,
+    model: Model,
+}
+
+impl Sim {
+    /// A fresh single-shard server with `settings`.
+    pub fn new(settings: Settings) -> Self {
+        let limits = ShardLimits {
+            max_room_members: settings.max_room_members,
+            max_outbound_bytes: settings.max_outbound_bytes,
+            close_grace: Duration::from_secs(1),
+        };
+        let config = SessionConfig {
+            auth_token: settings.auth.then(|| Secret::new(TOKEN)),
+            max_rooms_per_connection: settings.max_rooms_per_connection,
+            max_targets: settings.max_targets,
+        };
+        Self {
+            state: ShardState::new(0, 1, limits, Rc::new(LocalNotify::default())),
+            settings,
+            config,
+            conns: Vec::new(),
+            next_number: 0,
+            model: Model::default(),
+        }
+    }
+
+    /// Runs `ops` in order, checking every connection's output after each.
+    pub fn run(&mut self, ops: &[Op]) {
+        for op in ops {
+            self.step(op);
+        }
+    }
+
+    /// Applies one op, then checks what every connection received.
+    pub fn step(&mut self, op: &Op) {
+        match op {
+            Op::Connect => self.connect(),
+            Op::Disconnect(pick) => {
+                if !self.conns.is_empty() {
+                    let at = usize::from(*pick) % self.conns.len();
+                    self.disconnect(at);
+                }
+            }
+            Op::Input { conn, payloads } => {
+                if self.conns.is_empty() {
+                    self.connect();
+                }
+                let at = usize::from(*conn) % self.conns.len();
+                if self.conns[at].conn.out.is_closing() {
+                    // The reader stops at its next read once output is closed.
+                    self.disconnect(at);
+                } else {
+                    self.input(at, payloads);
+                }
+            }
+            Op::Shutdown => {
+                self.state
+                    .begin_shutdown(Instant::now() + Duration::from_secs(1));
+                self.model.shutdown();
+            }
+        }
+        self.check();
+    }
+
+    fn connect(&mut self) {
+        if self.conns.len() >= MAX_CONNS {
+            return;
+        }
+        let number = self.next_number;
+        self.next_number += 1;
+        let conn = self.state.register();
+        self.model.connect(number);
+        self.conns.push(SimConn {
+            number,
+            conn,
+            logged_in: false,
+            last_seq: BTreeMap::new(),
+        });
+    }
+
+    fn disconnect(&mut self, at: usize) {
+        let gone = self.conns.remove(at);
+        self.state.disconnect(gone.conn.id);
+        self.model.disconnect(gone.number);
+        let queued = drain(&gone.conn);
+        assert!(
+            queued.is_empty(),
+            "a disconnected connection is not sent anything: {queued:?}"
+        );
+    }
+
+    /// What `connection::handle_frames` does with one read: frame, decode, handle.
+    fn input(&mut self, at: usize, payloads: &[Payload]) {
+        let mut wire = Vec::new();
+        for payload in payloads {
+            let bytes = payload.encode();
+            wire.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+            wire.extend_from_slice(&bytes);
+        }
+        let conn = self.conns[at].conn.clone();
+        let number = self.conns[at].number;
+        let max = self.settings.max_frame_bytes;
+        let mut rest = &wire[..];
+        loop {
+            let range = match frame::next_frame(rest, max) {
+                Ok(Some(range)) => range,
+                Ok(None) => {
+                    assert!(rest.is_empty(), "whole frames only: {} left", rest.len());
+                    return;
+                }
+                Err(e @ FrameError::TooLarge { .. }) => {
+                    close_with(&conn, ErrorCode::FrameTooLarge, e.to_string());
+                    self.model.payload(number, None, &self.settings);
+                    return;
+                }
+            };
+            let payload = &rest[range.clone()];
+            rest = &rest[range.end..];
+            let prost_ok = ClientMessage::decode(payload).is_ok();
+            let outcome = match decode_request(payload) {
+                Ok(request) => {
+                    assert!(prost_ok, "decode_request accepted what prost rejects");
+                    check_agrees_with_prost(&request, payload);
+                    session::handle(&mut self.state, &conn, &self.config, request, payload)
+                }
+                Err(e) => {
+                    assert!(!prost_ok, "decode_request rejected what prost accepts");
+                    close_with(&conn, ErrorCode::BadRequest, e.to_string());
+                    Outcome::Close
+                }
+            };
+            let outcome = match outcome {
+                Outcome::AwaitClaim(player) => {
+                    // One shard: the owner is local, so the claim is answered inline.
+                    let ok = conn.claim.take().expect("a local claim is answered inline");
+                    session::finish_login(&conn, player, ok);
+                    Outcome::Continue
+                }
+                other => other,
+            };
+            let flow = self.model.payload(number, Some(payload), &self.settings);
+            match outcome {
+                Outcome::Continue => assert_eq!(flow, Flow::Continue, "server went on"),
+                Outcome::Close => {
+                    assert_eq!(flow, Flow::Close, "server closed");
+                    conn.out
+                        .close_after(None, Instant::now() + Duration::from_secs(1));
+                    return;
+                }
+                Outcome::AwaitClaim(_) => unreachable!("answered above"),
+            }
+        }
+    }
+
+    /// Drains every queue and compares it with the model; applies the model-free rules.
+    fn check(&mut self) {
+        let mut expected = std::mem::take(&mut self.model.expected);
+        for sim in &mut self.conns {
+            let mut got: Vec<Event> = drain(&sim.conn)
+                .iter()
+                .map(|f| Event::from_frame(f))
+                .collect();
+            observe(sim, &got);
+            if sim.conn.out.state() == OutState::Cut {
+                // A cut drops the backlog (nothing was partly written) for one error.
+                let slow = vec![Event::Error(ErrorCode::SlowConsumer as i32)];
+                assert!(
+                    got.is_empty() || got == slow,
+                    "conn {}: a cut queue holds only SLOW_CONSUMER: {got:?}",
+                    sim.number
+                );
+                self.model.close(sim.number);
+                expected.remove(&sim.number);
+                continue;
+            }
+            let mut want = expected.remove(&sim.number).unwrap_or_default();
+            got.sort();
+            want.sort();
+            assert_eq!(got, want, "conn {} received", sim.number);
+        }
+        assert!(
+            expected.values().all(Vec::is_empty),
+            "events for unknown connections: {expected:?}"
+        );
+    }
+}
+
+/// Model-free rules on what one connection received.
+fn observe(sim: &mut SimConn, events: &[Event]) {
+    for event in events {
+        match event {
+            Event::Login(code) if *code == ErrorCode::None as i32 => sim.logged_in = true,
+            Event::Join { room, code, .. } if *code == ErrorCode::None as i32 => {
+                // A join may recreate a room, which numbers from 1 again.
+                sim.last_seq.insert(room.clone(), 0);
+            }
+            Event::Message { room, seq, .. } => {
+                assert!(
+                    sim.logged_in,
+                    "conn {} never logged in but got a MessageNotification",
+                    sim.number
+                );
+                let last = sim
+                    .last_seq
+                    .get_mut(room)
+                    .expect("MessageNotification only for a room the connection joined");
+                assert!(*seq > *last, "seq {seq} after {last} in room {room:?}");
+                *last = *seq;
+            }
+            _ => {}
+        }
+    }
+}
+
+fn close_with(conn: &ConnShared, code: ErrorCode, message: String) {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    conn.out
+        .close_after(Some(response::error(code, message)), deadline);
+}
+
+/// Takes every queued frame, as the writer would.
+fn drain(conn: &ConnShared) -> Vec<Bytes> {
+    let mut frames = Vec::new();
+    while let Some(front) = conn.out.front() {
+        conn.out.consume(front.len());
+        frames.push(front);
+    }
+    assert_eq!(conn.out.queued_bytes(), 0, "byte count follows the queue");
+    frames
+}
+
+/// The fast `SendMessage` view reads exactly what prost reads; anything else is
+/// prost's own decoding.
+pub fn check_agrees_with_prost(request: &Request<'_>, payload: &[u8]) {
+    let reference = ClientMessage::decode(payload).expect("decode_request succeeded");
+    match request {
+        Request::Send(view) => {
+            let Some(In::SendMessage(send)) = reference.data else {
+                panic!("fast path on a payload prost reads as {reference:?}");
+            };
+            assert_eq!(view.room_id, send.room_id);
+            assert_eq!(view.body, &send.body[..]);
+            assert_eq!(view.target_count(), send.target_ids.len());
+            assert!(view
+                .targets()
+                .eq(send.target_ids.iter().map(String::as_str)));
+        }
+        Request::Message(msg) => assert_eq!(*msg, reference),
+    }
+}
