@@ -42,7 +42,7 @@ window: server CPU us per 1000 deliveries and RSS per connection. The harness's 
 CPU is always reported; near 100% of a core means the generator is the bottleneck.
 
 Example:
-  corecast-load fanout --addr 127.0.0.1:7000 --rooms 10 --members 100 --senders 1 \\
+  corecast-load fanout --addr 127.0.0.1:7878 --rooms 10 --members 100 --senders 1 \\
       --rate 200 --duration 10s --json run.json --plot run.svg";
 
 /// corecast-load: the load-test harness.
@@ -83,7 +83,7 @@ pub struct TargetArgs {
     #[arg(long, value_enum, default_value_t = Target::Corecast)]
     pub target: Target,
     /// Server address.
-    #[arg(long, default_value = "127.0.0.1:7000")]
+    #[arg(long, default_value = "127.0.0.1:7878")]
     pub addr: SocketAddr,
     /// Bearer token for corecast's login (auth_token in NATS CONNECT).
     #[arg(long, env = "CORECAST_AUTH_TOKEN")]

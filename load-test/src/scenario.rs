@@ -428,7 +428,7 @@ pub fn run_broadcast(
     report.find_max = steps;
     if found {
         println!(
-            "highest sustainable rate: {:.0} msgs/s offered ({} per sender)",
+            "highest sustainable rate: {:.0} msgs/s offered ({})",
             report.offered_msgs_per_s, report.params
         );
     } else {
