@@ -246,18 +246,17 @@ impl ShardState {
         }
     }
 
-    /// A connection is gone: unindex it and have every owner drop it from its rooms;
-    /// the player id is released once all of them have.
+    /// A connection's reader is done. An anonymous connection is forgotten at once. A
+    /// logged-in one asks every owner to drop it from its rooms and stays registered
+    /// until all have answered: whatever an owner sent it before (the echo of its own
+    /// last message, say) arrives first on the same FIFO channel and is still
+    /// delivered. Then it is forgotten and its player id released.
     pub fn disconnect(&mut self, conn_id: ConnId) {
-        let Some(conn) = self.conns.remove(&conn_id) else {
+        let Some(conn) = self.conns.get(&conn_id) else {
             return;
         };
-        let deadline = Instant::now() + self.limits.close_grace;
-        conn.out.close_after(None, deadline);
-        for key in conn.rooms.take() {
-            self.unindex(key, conn_id);
-        }
         let Some(player) = conn.player.take() else {
+            self.forget(conn_id);
             return;
         };
         self.disconnecting
@@ -269,6 +268,18 @@ impl ShardState {
                 from,
             };
             self.route(shard, ShardMessage::ToOwner(req));
+        }
+    }
+
+    /// Unregisters a connection: no more frames for it; the writer flushes and closes.
+    fn forget(&mut self, conn_id: ConnId) {
+        let Some(conn) = self.conns.remove(&conn_id) else {
+            return;
+        };
+        conn.out
+            .close_after(None, Instant::now() + self.limits.close_grace);
+        for key in conn.rooms.take() {
+            self.unindex(key, conn_id);
         }
     }
 
@@ -642,15 +653,17 @@ impl ShardState {
                     return;
                 };
                 *left -= 1;
-                if *left == 0 {
-                    if let Some((player, _)) = self.disconnecting.remove(&conn) {
-                        let owner = owner_shard(&player, self.nr_shards);
-                        let from = self.addr(conn);
-                        self.route(
-                            owner,
-                            ShardMessage::ToOwner(OwnerRequest::Release { player, from }),
-                        );
-                    }
+                if *left > 0 {
+                    return;
+                }
+                if let Some((player, _)) = self.disconnecting.remove(&conn) {
+                    self.forget(conn);
+                    let owner = owner_shard(&player, self.nr_shards);
+                    let from = self.addr(conn);
+                    self.route(
+                        owner,
+                        ShardMessage::ToOwner(OwnerRequest::Release { player, from }),
+                    );
                 }
             }
         }
