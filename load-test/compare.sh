@@ -8,17 +8,27 @@
 #   NAME=fanout-findmax SCENARIO="fanout ... --find-max" load-test/compare.sh
 #
 # Conditions: each server pinned to CPU 0 (`taskset -c 0`), the load generator to
-# CPU 1 (`taskset -c 1`), both at the same raised priority (NICE, default -5) so other
-# work on the machine disturbs them less; corecast with --shards 1; redis-server with
-# no persistence and warning-level logs; nats-server with GOMAXPROCS=1 and its log
-# sent to /dev/null. Environment: SCENARIO, NAME, NICE, CORECAST_PORT, REDIS_PORT,
-# NATS_PORT, TARGETS (default "corecast redis nats"), CARGO_TARGET_DIR.
+# CPU 1 (`taskset -c 1`), both at the same priority: PRIORITY=rt (default) runs both
+# SCHED_FIFO 20 (`chrt -f 20`) so that other work on a shared machine cannot preempt
+# them (the kernel still keeps 5% of each CPU for everyone else); PRIORITY=nice:N uses
+# `nice -n N`; PRIORITY=none neither. corecast with --shards 1; redis-server with no
+# persistence and warning-level logs; nats-server with GOMAXPROCS=1 and its log sent
+# to /dev/null. Environment: SCENARIO, NAME, PRIORITY, CORECAST_PORT, REDIS_PORT,
+# NATS_PORT, TARGETS (default "corecast redis nats"), CARGO_TARGET_DIR, CORECAST_REV
+# (shown in the results; default `git rev-parse --short HEAD`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SCENARIO=${SCENARIO:-"fanout --rooms 10 --members 100 --senders 1 --rate 200 --body-size 64 --duration 10s --warmup 2s --drain 2s"}
+DEFAULT_SCENARIO="fanout --rooms 10 --members 100 --senders 1 --rate 100 --body-size 64 --duration 10s --warmup 2s --drain 2s"
+SCENARIO=${SCENARIO:-$DEFAULT_SCENARIO}
 NAME=${NAME:-$(echo "$SCENARIO" | awk '{print $1}')}
-NICE=${NICE:--5}
+PRIORITY=${PRIORITY:-rt}
+case $PRIORITY in
+  rt) PRIO=(chrt -f 20) ;;
+  nice:*) PRIO=(nice -n "${PRIORITY#nice:}") ;;
+  none) PRIO=() ;;
+  *) echo "PRIORITY must be rt, nice:N or none" >&2; exit 1 ;;
+esac
 CORECAST_PORT=${CORECAST_PORT:-17878}
 REDIS_PORT=${REDIS_PORT:-16379}
 NATS_PORT=${NATS_PORT:-14222}
@@ -77,17 +87,17 @@ for target in $TARGETS; do
   case $target in
     corecast)
       port=$CORECAST_PORT
-      taskset -c 0 nice -n "$NICE" "$BIN/corecast" --listen "127.0.0.1:$port" --shards 1 \
+      taskset -c 0 "${PRIO[@]}" "$BIN/corecast" --listen "127.0.0.1:$port" --shards 1 \
         >"$LOGS/corecast.log" 2>&1 &
       ;;
     redis)
       port=$REDIS_PORT
-      taskset -c 0 nice -n "$NICE" redis-server --port "$port" --bind 127.0.0.1 \
+      taskset -c 0 "${PRIO[@]}" redis-server --port "$port" --bind 127.0.0.1 \
         --save "" --appendonly no --loglevel warning >"$LOGS/redis.log" 2>&1 &
       ;;
     nats)
       port=$NATS_PORT
-      GOMAXPROCS=1 taskset -c 0 nice -n "$NICE" nats-server -a 127.0.0.1 -p "$port" -l /dev/null \
+      GOMAXPROCS=1 taskset -c 0 "${PRIO[@]}" nats-server -a 127.0.0.1 -p "$port" -l /dev/null \
         >"$LOGS/nats.log" 2>&1 &
       ;;
     *) echo "unknown target $target" >&2; exit 1 ;;
@@ -96,7 +106,7 @@ for target in $TARGETS; do
   wait_ready "$port" "$SERVER_PID"
   echo "== $target (pid $SERVER_PID, port $port)"
   # shellcheck disable=SC2086 # SCENARIO is a list of arguments on purpose.
-  taskset -c 1 nice -n "$NICE" "$LOAD" $SCENARIO --target "$target" --addr "127.0.0.1:$port" \
+  taskset -c 1 "${PRIO[@]}" "$LOAD" $SCENARIO --target "$target" --addr "127.0.0.1:$port" \
     --server-pid "$SERVER_PID" --label "$target" --json "$OUT/$target.json" \
     --hgrm "$OUT/$target.hgrm" --quiet --tolerate-loss | tee "$OUT/$target.txt"
   stop_server
@@ -111,10 +121,10 @@ done
   echo "Command (from the repository root):"
   echo
   echo '```'
-  if [ "$SCENARIO" = "fanout --rooms 10 --members 100 --senders 1 --rate 200 --body-size 64 --duration 10s --warmup 2s --drain 2s" ]; then
+  if [ "$SCENARIO" = "$DEFAULT_SCENARIO" ] && [ "$PRIORITY" = rt ]; then
     echo "load-test/compare.sh"
   else
-    echo "SCENARIO=\"$SCENARIO\" NAME=$NAME load-test/compare.sh"
+    echo "PRIORITY=$PRIORITY SCENARIO=\"$SCENARIO\" NAME=$NAME load-test/compare.sh"
   fi
   echo '```'
   echo
@@ -134,7 +144,7 @@ done
   echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) CPUs"
   echo "- Memory: $(free -g | awk '/Mem:/ {print $2}') GiB; kernel $(uname -r)"
   echo "- Load average before the runs: $LOADAVG_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "- Server on CPU 0, load generator on CPU 1, both at nice $NICE"
+  echo "- Server on CPU 0 (\`taskset -c 0\`), load generator on CPU 1 (\`taskset -c 1\`), both with priority $PRIORITY (${PRIO[*]:-default})"
   echo "- corecast ${CORECAST_REV:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)} (--shards 1); $(redis-server --version | cut -d' ' -f1-3); nats-server $(nats-server --version | awk '{print $2}') (GOMAXPROCS=1)"
   echo "- Raw outputs: \`*.txt\` (tables), \`*.json\` (reports), \`*.hgrm\` (HdrHistogram)"
 } >"$OUT/README.md"
