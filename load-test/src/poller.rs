@@ -130,11 +130,12 @@ mod tests {
         assert!(out.is_empty());
         slept.sort_unstable();
         assert!(slept[0] >= 200_000, "woke early: {} ns", slept[0]);
-        // A millisecond-granular wait would sleep at least 1 ms every time.
+        // A millisecond-granular wait would sleep at least 1 ms every time; the
+        // fastest of 21 is immune to a busy machine.
         assert!(
-            slept[10] < 900_000,
-            "median 200 us sleep took {} ns",
-            slept[10]
+            slept[0] < 900_000,
+            "fastest 200 us sleep took {} ns",
+            slept[0]
         );
     }
 
