@@ -316,3 +316,65 @@ fn help_lists_the_commands() {
         assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
     }
 }
+
+/// The split halves the chat client is built on: messages already queued move to the
+/// receiving half, sends and receives work from two threads, and `close` unblocks a
+/// receiver waiting with no timeout.
+#[test]
+fn client_split_halves_work() {
+    let server = start_server(test_config());
+    let addr = server.local_addr();
+    let mut ann = Client::connect(addr).expect("connect");
+    ann.login("ann", None).expect("login");
+    ann.join("lobby", None).expect("join");
+    let mut ben = Client::connect(addr).expect("connect");
+    ben.login("ben", None).expect("login");
+    ben.join("lobby", None).expect("join");
+    // ann's JoinNotification for ben is on its way (maybe already buffered by ann's
+    // Client): after the split it must come through the receiving half, first.
+    let (mut sender, mut receiver) = ann.split().expect("split");
+    let (seen_tx, seen) = mpsc::channel();
+    let reader = thread::spawn(move || loop {
+        match receiver.recv() {
+            Ok(msg) => {
+                let _ = seen_tx.send(msg.data.expect("data"));
+            }
+            Err(e) => return e,
+        }
+    });
+    sender
+        .send(corecast::proto::client_message::Data::SendMessage(
+            corecast::proto::SendMessage {
+                target_ids: vec![],
+                room_id: "lobby".into(),
+                body: "from the sending half".into(),
+            },
+        ))
+        .expect("send");
+    let first = seen.recv_timeout(WAIT).expect("a first message");
+    assert!(
+        matches!(&first, Data::JoinNotification(n) if n.player_id == "ben"),
+        "the queued join notification comes first, got {first:?}"
+    );
+    let second = seen.recv_timeout(WAIT).expect("a second message");
+    assert!(
+        matches!(&second, Data::MessageNotification(m) if m.body == "from the sending half"),
+        "then ann's own broadcast, got {second:?}"
+    );
+    let body = ben
+        .expect(|d| match d {
+            Data::MessageNotification(m) => Ok(m.body),
+            other => Err(other),
+        })
+        .expect("ben gets it");
+    assert_eq!(&body[..], b"from the sending half");
+    // The receiver is now blocked with no timeout: close() must wake it.
+    sender.close().expect("close");
+    let ended = reader.join().expect("reader thread");
+    assert!(
+        matches!(ended, corecast::client::ClientError::Closed),
+        "got {ended:?}"
+    );
+    drop(ben);
+    stop_server(server);
+}
