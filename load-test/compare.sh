@@ -105,10 +105,15 @@ for target in $TARGETS; do
   SERVER_PID=$!
   wait_ready "$port" "$SERVER_PID"
   echo "== $target (pid $SERVER_PID, port $port)"
+  # idle has no latency histogram and no loss to tolerate.
+  case ${SCENARIO%% *} in
+    idle) EXTRA=() ;;
+    *) EXTRA=(--hgrm "$OUT/$target.hgrm" --tolerate-loss) ;;
+  esac
   # shellcheck disable=SC2086 # SCENARIO is a list of arguments on purpose.
   taskset -c 1 "${PRIO[@]}" "$LOAD" $SCENARIO --target "$target" --addr "127.0.0.1:$port" \
     --server-pid "$SERVER_PID" --label "$target" --json "$OUT/$target.json" \
-    --hgrm "$OUT/$target.hgrm" --quiet --tolerate-loss | tee "$OUT/$target.txt"
+    "${EXTRA[@]}" --quiet | tee "$OUT/$target.txt"
   stop_server
   jsons+=("$OUT/$target.json")
 done

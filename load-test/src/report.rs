@@ -200,6 +200,11 @@ impl Report {
                 "  churn                  {} joins/leaves, {} skipped",
                 self.churn_ops, self.churn_skipped
             );
+            let _ = writeln!(
+                t,
+                "  all deliveries/s       {:.0} (churners included)",
+                self.all_deliveries_per_s
+            );
         }
         if self.disconnects > 0 || self.server_errors > 0 {
             let _ = writeln!(
@@ -340,6 +345,12 @@ pub fn plot_files(title: &str, inputs: &[std::path::PathBuf], out: &Path) -> Res
 
 /// Saved reports side by side as a Markdown table (one row per run).
 pub fn markdown_table(reports: &[Report]) -> String {
+    if reports
+        .iter()
+        .all(|r| r.scenario == "connect" || r.scenario == "idle")
+    {
+        return markdown_connections_table(reports);
+    }
     let mut t = String::new();
     let ms = |us: f64| format!("{:.3}", us / 1000.0);
     let _ = writeln!(
@@ -378,6 +389,47 @@ pub fn markdown_table(reports: &[Report]) -> String {
             c.duplicates,
             c.sender_reorders + c.seq_reorders,
             cpu,
+            per_k,
+            rss,
+            r.harness_cpu_pct
+        );
+    }
+    t
+}
+
+/// The connect and idle scenarios' table: logins and memory instead of deliveries.
+fn markdown_connections_table(reports: &[Report]) -> String {
+    let mut t = String::new();
+    let ms = |us: f64| format!("{:.3}", us / 1000.0);
+    let _ = writeln!(
+        t,
+        "| run | connections | logins/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | failures \
+         | server CPU us / 1000 logins | server RSS / conn | harness CPU |"
+    );
+    let _ = writeln!(
+        t,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for r in reports {
+        let (per_k, rss) = match &r.server {
+            Some(s) => (
+                format!("{:.0}", s.cpu_us_per_1000_deliveries),
+                format!("{:.0} B", s.rss_per_connection_bytes),
+            ),
+            None => ("-".into(), "-".into()),
+        };
+        let _ = writeln!(
+            t,
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0}% |",
+            r.label,
+            r.connections,
+            r.connections_per_s,
+            ms(r.latency.p50_us),
+            ms(r.latency.p90_us),
+            ms(r.latency.p99_us),
+            ms(r.latency.p999_us),
+            ms(r.latency.max_us),
+            r.connect_failures,
             per_k,
             rss,
             r.harness_cpu_pct
