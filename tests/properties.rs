@@ -1,0 +1,376 @@
+//! Property tests on stable Rust (the fuzz targets in `fuzz/` explore the same ground
+//! for longer): framing round trips at any split, the request decoder against prost,
+//! the hand-written notification encoders against prost, and the session state
+//! machine against the reference model it shares with the `session` fuzz target.
+//! Case counts are kept small so that `cargo test` stays fast.
+
+// Shared with the `session` fuzz target, whose script format uses a few helpers that
+// these tests do not.
+#[allow(dead_code)]
+#[path = "../fuzz/src/session_model.rs"]
+mod session_model;
+
+use bytes::Bytes;
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::sample::{select, Index};
+use prost::encoding::{encode_key, encode_varint, WireType};
+use prost::Message;
+
+use corecast::frame::{self, FrameError, FrameReader, HEADER_LEN};
+use corecast::proto::{
+    client_message::Data as In, server_message::Data as Out, ClientMessage, JoinNotification,
+    LeaveNotification, MessageNotification, SendMessage, ServerMessage,
+};
+use corecast::request::{decode_request, Request};
+use corecast::response;
+
+use session_model::{check_agrees_with_prost, Op, Payload, Settings, Sim, Token};
+
+/// Cases per property: enough to catch a regression, small enough for a fast suite.
+const CASES: u32 = 128;
+
+fn framed(payloads: &[Vec<u8>]) -> Vec<u8> {
+    let mut wire = Vec::new();
+    for p in payloads {
+        wire.extend_from_slice(&(p.len() as u32).to_be_bytes());
+        wire.extend_from_slice(p);
+    }
+    wire
+}
+
+/// Short strings with any Unicode, including the empty string.
+fn text() -> impl Strategy<Value = String> {
+    "\\PC{0,12}"
+}
+
+// ---- (a) framing ----
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    /// Frames concatenated and cut anywhere come out of `FrameReader` unchanged,
+    /// whether fed by `extend` or by `read_buf`/`commit`.
+    #[test]
+    fn frames_split_anywhere_come_out_whole(
+        payloads in vec(vec(any::<u8>(), 0..200), 0..8),
+        cuts in vec(any::<Index>(), 0..12),
+        via_read_buf in any::<bool>(),
+    ) {
+        let wire = framed(&payloads);
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c.index(wire.len() + 1)).collect();
+        cuts.push(wire.len());
+        cuts.sort_unstable();
+        let mut reader = FrameReader::new();
+        let mut got = Vec::new();
+        let mut from = 0;
+        for to in cuts {
+            let chunk = &wire[from..to];
+            if via_read_buf {
+                let spare = chunk.len() + 3;
+                reader.read_buf(spare)[..chunk.len()].copy_from_slice(chunk);
+                reader.commit(spare, chunk.len());
+            } else {
+                reader.extend(chunk);
+            }
+            from = to;
+            while let Some(payload) = reader.next_payload(200).expect("all within the max") {
+                got.push(payload.to_vec());
+            }
+        }
+        prop_assert_eq!(got, payloads);
+        prop_assert_eq!(reader.buffered(), 0);
+    }
+
+    /// A length over the maximum is refused from the header alone, by `next_frame`
+    /// and by `FrameReader`, however much of the payload follows.
+    #[test]
+    fn lengths_over_the_max_are_rejected(
+        max in 0usize..100_000,
+        excess in 1u64..u64::from(u32::MAX),
+        tail in vec(any::<u8>(), 0..16),
+    ) {
+        let len = (max as u64 + excess).min(u64::from(u32::MAX)) as usize;
+        prop_assume!(len > max);
+        let mut wire = (len as u32).to_be_bytes().to_vec();
+        wire.extend_from_slice(&tail);
+        let expected = FrameError::TooLarge { len, max };
+        prop_assert_eq!(frame::next_frame(&wire, max), Err(expected));
+        let mut reader = FrameReader::new();
+        reader.extend(&wire);
+        prop_assert_eq!(reader.next_payload(max), Err(expected));
+    }
+
+    /// A length at or under the maximum is a frame once its bytes are all there.
+    #[test]
+    fn lengths_up_to_the_max_are_accepted(payload in vec(any::<u8>(), 0..300), slack in 0usize..4) {
+        let max = payload.len() + slack;
+        let wire = framed(std::slice::from_ref(&payload));
+        prop_assert_eq!(frame::next_frame(&wire[..wire.len() - 1], max), Ok(None));
+        prop_assert_eq!(frame::next_frame(&wire, max), Ok(Some(HEADER_LEN..wire.len())));
+    }
+}
+
+// ---- (b) decode_request against prost ----
+
+/// One `SendMessage` field as it goes on the wire, known or not.
+#[derive(Debug, Clone)]
+enum Field {
+    Target(String),
+    Room(String),
+    Body(Vec<u8>),
+    UnknownVarint(u32, u64),
+    UnknownFixed64(u32, u64),
+    UnknownFixed32(u32, u32),
+    UnknownBytes(u32, Vec<u8>),
+}
+
+impl Field {
+    fn encode(&self, buf: &mut Vec<u8>) {
+        let bytes = |tag: u32, value: &[u8], buf: &mut Vec<u8>| {
+            encode_key(tag, WireType::LengthDelimited, buf);
+            encode_varint(value.len() as u64, buf);
+            buf.extend_from_slice(value);
+        };
+        match self {
+            Field::Target(t) => bytes(1, t.as_bytes(), buf),
+            Field::Room(r) => bytes(2, r.as_bytes(), buf),
+            Field::Body(b) => bytes(3, b, buf),
+            Field::UnknownVarint(tag, v) => {
+                encode_key(*tag, WireType::Varint, buf);
+                encode_varint(*v, buf);
+            }
+            Field::UnknownFixed64(tag, v) => {
+                encode_key(*tag, WireType::SixtyFourBit, buf);
+                buf.extend_from_slice(&v.to_le_bytes());
+            }
+            Field::UnknownFixed32(tag, v) => {
+                encode_key(*tag, WireType::ThirtyTwoBit, buf);
+                buf.extend_from_slice(&v.to_le_bytes());
+            }
+            Field::UnknownBytes(tag, v) => bytes(*tag, v, buf),
+        }
+    }
+}
+
+fn field() -> impl Strategy<Value = Field> {
+    let unknown_tag = prop_oneof![4u32..20, 20u32..(1 << 29)];
+    prop_oneof![
+        3 => text().prop_map(Field::Target),
+        2 => text().prop_map(Field::Room),
+        2 => vec(any::<u8>(), 0..40).prop_map(Field::Body),
+        1 => (unknown_tag.clone(), any::<u64>()).prop_map(|(t, v)| Field::UnknownVarint(t, v)),
+        1 => (unknown_tag.clone(), any::<u64>()).prop_map(|(t, v)| Field::UnknownFixed64(t, v)),
+        1 => (unknown_tag.clone(), any::<u32>()).prop_map(|(t, v)| Field::UnknownFixed32(t, v)),
+        1 => (unknown_tag, vec(any::<u8>(), 0..20)).prop_map(|(t, v)| Field::UnknownBytes(t, v)),
+    ]
+}
+
+/// A `ClientMessage` holding one `send_message` whose fields come in any order,
+/// repeated and interleaved with unknown fields.
+fn send_payload(fields: &[Field]) -> Vec<u8> {
+    let mut inner = Vec::new();
+    for f in fields {
+        f.encode(&mut inner);
+    }
+    let mut payload = Vec::new();
+    encode_key(4, WireType::LengthDelimited, &mut payload);
+    encode_varint(inner.len() as u64, &mut payload);
+    payload.extend_from_slice(&inner);
+    payload
+}
+
+/// `decode_request` succeeds exactly when prost does and reads the same message.
+fn agrees_with_prost(payload: &[u8]) -> Result<(), TestCaseError> {
+    let reference = ClientMessage::decode(payload);
+    match decode_request(payload) {
+        Ok(request) => {
+            prop_assert!(reference.is_ok(), "accepted what prost rejects");
+            check_agrees_with_prost(&request, payload);
+        }
+        Err(_) => prop_assert!(reference.is_err(), "rejected what prost accepts"),
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    /// Any bytes: never a panic, and the same verdict and message as prost.
+    #[test]
+    fn decode_request_agrees_with_prost_on_any_bytes(bytes in vec(any::<u8>(), 0..64)) {
+        agrees_with_prost(&bytes)?;
+    }
+
+    /// Valid sends with repeated and unknown fields take the fast path and read
+    /// exactly what prost reads (last room and body win, targets accumulate).
+    #[test]
+    fn send_view_agrees_with_prost_on_valid_sends(fields in vec(field(), 0..10)) {
+        let payload = send_payload(&fields);
+        let request = decode_request(&payload).expect("a valid SendMessage");
+        prop_assert!(matches!(request, Request::Send(_)), "the fast path reads valid sends");
+        check_agrees_with_prost(&request, &payload);
+    }
+
+    /// Valid sends with one byte changed, cut short or followed by more fields.
+    #[test]
+    fn decode_request_agrees_with_prost_on_damaged_sends(
+        fields in vec(field(), 0..6),
+        at in any::<Index>(),
+        byte in any::<u8>(),
+        cut in any::<Index>(),
+        extra in vec(field(), 0..3),
+    ) {
+        let mut payload = send_payload(&fields);
+        let i = at.index(payload.len());
+        payload[i] = byte;
+        agrees_with_prost(&payload)?;
+        payload.truncate(cut.index(payload.len() + 1));
+        agrees_with_prost(&payload)?;
+        payload.extend(send_payload(&extra));
+        agrees_with_prost(&payload)?;
+    }
+
+    /// A prost-encoded `SendMessage` reads back field for field through the view.
+    #[test]
+    fn prost_encoded_sends_read_back(
+        target_ids in vec(text(), 0..5),
+        room_id in text(),
+        body in vec(any::<u8>(), 0..64),
+    ) {
+        let msg = ClientMessage {
+            data: Some(In::SendMessage(SendMessage {
+                target_ids: target_ids.clone(),
+                room_id: room_id.clone(),
+                body: Bytes::from(body.clone()),
+            })),
+        };
+        let payload = msg.encode_to_vec();
+        let Ok(Request::Send(view)) = decode_request(&payload) else {
+            return Err(TestCaseError::fail("not the fast path"));
+        };
+        prop_assert_eq!(view.room_id, room_id.as_str());
+        prop_assert_eq!(view.body, &body[..]);
+        prop_assert!(view.targets().eq(target_ids.iter().map(String::as_str)));
+    }
+}
+
+// ---- (c) hand-written encoders against prost ----
+
+fn prost_frame(data: Out) -> Bytes {
+    frame::encode(&ServerMessage { data: Some(data) })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    /// `message_notification` is prost's encoding byte for byte.
+    #[test]
+    fn message_notification_is_prosts_encoding(
+        sender in text(),
+        room in text(),
+        body in vec(any::<u8>(), 0..300),
+        seq in prop_oneof![Just(0u64), any::<u64>()],
+    ) {
+        let ours = response::message_notification(&sender, &room, &body, seq);
+        let theirs = prost_frame(Out::MessageNotification(MessageNotification {
+            sender_id: sender,
+            room_id: room,
+            body: Bytes::from(body),
+            seq,
+        }));
+        prop_assert_eq!(ours, theirs);
+    }
+
+    /// `join_notification` and `leave_notification` are prost's encodings.
+    #[test]
+    fn join_and_leave_notifications_are_prosts_encoding(room in text(), player in text()) {
+        prop_assert_eq!(
+            response::join_notification(&room, &player),
+            prost_frame(Out::JoinNotification(JoinNotification {
+                room_id: room.clone(),
+                player_id: player.clone(),
+            }))
+        );
+        prop_assert_eq!(
+            response::leave_notification(&room, &player),
+            prost_frame(Out::LeaveNotification(LeaveNotification {
+                room_id: room,
+                player_id: player,
+            }))
+        );
+    }
+}
+
+// ---- (d) the session state machine against the reference model ----
+
+/// Id indices: mostly the valid, colliding ones, sometimes empty or too long.
+fn id_index() -> impl Strategy<Value = u8> {
+    prop_oneof![4 => 0u8..5, 1 => any::<u8>()]
+}
+
+fn payload() -> impl Strategy<Value = Payload> {
+    let token = select(vec![Token::Absent, Token::Right, Token::Wrong]);
+    prop_oneof![
+        3 => (id_index(), token).prop_map(|(player, token)| Payload::Login { player, token }),
+        3 => (id_index(), proptest::option::of(0u32..4))
+            .prop_map(|(room, max_players)| Payload::Join { room, max_players }),
+        1 => id_index().prop_map(|room| Payload::Leave { room }),
+        4 => (id_index(), vec(id_index(), 0..4), vec(any::<u8>(), 0..80), any::<bool>())
+            .prop_map(|(room, targets, body, unknown_field)| Payload::Send {
+                room,
+                targets,
+                body,
+                unknown_field,
+            }),
+        1 => any::<u64>().prop_map(Payload::Ping),
+        1 => Just(Payload::Empty),
+        1 => vec(any::<u8>(), 0..24).prop_map(Payload::Raw),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => Just(Op::Connect),
+        2 => any::<u8>().prop_map(Op::Disconnect),
+        20 => (any::<u8>(), vec(payload(), 1..4))
+            .prop_map(|(conn, payloads)| Op::Input { conn, payloads }),
+        1 => Just(Op::Shutdown),
+    ]
+}
+
+fn settings() -> impl Strategy<Value = Settings> {
+    (
+        any::<bool>(),
+        select(vec![1u32, 2, 3, 65_536]),
+        select(vec![64usize, 300, 2_000, 1 << 20]),
+        select(vec![16usize, 100, 1_024, 65_536]),
+        select(vec![1u32, 2, 3, 1_000]),
+        select(vec![0usize, 1, 2, 256]),
+    )
+        .prop_map(
+            |(auth, max_room_members, max_outbound_bytes, max_frame_bytes, rooms, targets)| {
+                Settings {
+                    auth,
+                    max_room_members,
+                    max_outbound_bytes,
+                    max_frame_bytes,
+                    max_rooms_per_connection: rooms,
+                    max_targets: targets,
+                }
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    /// Any sequence of connects, reads of requests, disconnects and a shutdown: no
+    /// panic, every queued frame a valid `ServerMessage`, each connection receiving
+    /// exactly what the model says (so no notification before login, and every
+    /// member seeing its rooms' `seq`s increase), checked after every step.
+    #[test]
+    fn sessions_follow_the_protocol(settings in settings(), ops in vec(op(), 1..40)) {
+        Sim::new(settings).run(&ops);
+    }
+}
