@@ -94,7 +94,7 @@ fn check_reader(stream: &[u8], max: usize, expected: &[&[u8]], end: End) {
     while at < stream.len() && error.is_none() {
         let size = 1 + usize::from(stream[turn % stream.len()] % 31);
         let chunk = &stream[at..(at + size).min(stream.len())];
-        if turn % 2 == 0 {
+        if turn.is_multiple_of(2) {
             reader.extend(chunk);
         } else {
             let spare = chunk.len() + turn % 7;

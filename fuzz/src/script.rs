@@ -162,10 +162,10 @@ impl Tiers {
     fn bytes(self) -> [u8; 2] {
         [
             u8::from(self.auth)
-                | (self.room_cap % 4) << 1
-                | (self.outbound % 4) << 3
-                | (self.frame_max % 4) << 5,
-            self.rooms_per_conn % 4 | (self.targets % 4) << 2,
+                | ((self.room_cap % 4) << 1)
+                | ((self.outbound % 4) << 3)
+                | ((self.frame_max % 4) << 5),
+            (self.rooms_per_conn % 4) | ((self.targets % 4) << 2),
         ]
     }
 }

@@ -102,7 +102,7 @@ fn frame_seeds() -> Vec<(&'static str, Vec<u8>)> {
     ];
     let mut seeds: Vec<(&str, Vec<u8>)> = requests
         .iter()
-        .map(|(name, p)| (*name, with_max(MAX_64K, framed(&[p.clone()]))))
+        .map(|(name, p)| (*name, with_max(MAX_64K, framed(std::slice::from_ref(p)))))
         .collect();
     let all: Vec<Vec<u8>> = requests.iter().map(|(_, p)| p.clone()).collect();
     seeds.push(("all", with_max(MAX_64K, framed(&all))));
@@ -116,7 +116,7 @@ fn frame_seeds() -> Vec<(&'static str, Vec<u8>)> {
     let at = bad_utf8.len() - 6;
     bad_utf8[at] = 0xff;
     seeds.push(("send-bad-utf8", with_max(MAX_64K, framed(&[bad_utf8]))));
-    let mut truncated = framed(&[send.clone()]);
+    let mut truncated = framed(std::slice::from_ref(&send));
     truncated.pop();
     seeds.push(("truncated", with_max(MAX_64K, truncated)));
     seeds.push(("too-large", with_max(3, framed(&[vec![0; 17]]))));
