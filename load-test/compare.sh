@@ -119,6 +119,7 @@ for target in $TARGETS; do
 done
 
 "$LOAD" plot --out "$OUT/latency.svg" --title "$NAME: corecast vs Redis vs NATS ($DATE)" "${jsons[@]}"
+"$LOAD" plot --log-y --out "$OUT/latency-log.svg" --title "$NAME: corecast vs Redis vs NATS ($DATE), log scale" "${jsons[@]}"
 
 {
   echo "# $NAME: corecast vs Redis pub/sub vs NATS core ($DATE)"
@@ -139,6 +140,8 @@ done
   echo
   echo "![latency by percentile](latency.svg)"
   echo
+  echo "Log scale: [latency-log.svg](latency-log.svg)"
+  echo
   echo "Latency = receive time minus *scheduled* send time (open loop, no coordinated"
   echo "omission). Achieved = deliveries received in the window / offered deliveries."
   echo "Server CPU from /proc/PID/stat over the window; RSS per connection = (RSS at the"
@@ -153,4 +156,4 @@ done
   echo "- corecast ${CORECAST_REV:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)} (--shards 1); $(redis-server --version | cut -d' ' -f1-3); nats-server $(nats-server --version | awk '{print $2}') (GOMAXPROCS=1)"
   echo "- Raw outputs: \`*.txt\` (tables), \`*.json\` (reports), \`*.hgrm\` (HdrHistogram)"
 } >"$OUT/README.md"
-echo "wrote $OUT/README.md and $OUT/latency.svg"
+echo "wrote $OUT/README.md, $OUT/latency.svg and $OUT/latency-log.svg"

@@ -333,6 +333,9 @@ pub struct PlotArgs {
     /// Title.
     #[arg(long, default_value = "latency by percentile")]
     pub title: String,
+    /// Logarithmic latency axis (whole decades): curves far apart stay readable.
+    #[arg(long)]
+    pub log_y: bool,
     /// Reports written with --json.
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,

@@ -22,6 +22,17 @@ pub fn process_cpu_us() -> u64 {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
+/// CPU time of this process's waited-for children, microseconds (getrusage
+/// RUSAGE_CHILDREN): the idle scenario's child processes.
+pub fn children_cpu_us() -> u64 {
+    // SAFETY: rusage is plain data; zeroed is a valid value and getrusage fills it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out-pointer, RUSAGE_CHILDREN always valid.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
 /// Involuntary context switches of this process so far (getrusage): how often the
 /// harness was preempted while it still wanted to run, a sign of CPU contention.
 pub fn process_preemptions() -> u64 {

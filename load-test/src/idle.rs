@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 
 use crate::cli::{IdleArgs, IdleChildArgs, TargetArgs};
-use crate::clock::{mono_ns, process_cpu_us};
+use crate::clock::{children_cpu_us, mono_ns, process_cpu_us};
 use crate::latency::new_histogram;
 use crate::procstat;
 use crate::report::{write_outputs, Outputs, Report, ServerCost};
@@ -102,7 +102,7 @@ pub fn run_child(args: &IdleChildArgs) -> Result<()> {
 pub fn run_idle(args: &IdleArgs) -> Result<bool> {
     let target = &args.target;
     let before = target.server_pid.map(procstat::sample).transpose()?;
-    let cpu_before = process_cpu_us();
+    let cpu_before = process_cpu_us() + children_cpu_us();
     let prefix = run_prefix(0);
     let start = mono_ns();
     let hold_ns = (args.hold * 1e9) as u64;
@@ -198,7 +198,9 @@ pub fn run_idle(args: &IdleArgs) -> Result<bool> {
             .map_or(0, |d| d.as_secs()),
         duration_s: args.hold,
         connections: held,
-        harness_cpu_pct: (process_cpu_us() - cpu_before) as f64 / (elapsed_s * 1e6) * 100.0,
+        harness_cpu_pct: (process_cpu_us() + children_cpu_us() - cpu_before) as f64
+            / (elapsed_s * 1e6)
+            * 100.0,
         harness_threads: 1,
         server: match (target.server_pid, before, after) {
             (Some(pid), Some(b), Some(a)) => Some(ServerCost {

@@ -79,7 +79,17 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Connect(a) => scenario::run_connect(&a),
         Command::Idle(a) => idle::run_idle(&a),
         Command::IdleChild(a) => idle::run_child(&a).map(|()| true),
-        Command::Plot(a) => report::plot_files(&a.title, &a.inputs, &a.out).map(|()| true),
+        Command::Plot(a) => report::plot_files(
+            &a.title,
+            &a.inputs,
+            &a.out,
+            if a.log_y {
+                plot::YScale::Log
+            } else {
+                plot::YScale::Linear
+            },
+        )
+        .map(|()| true),
         Command::Table(a) => {
             print!(
                 "{}",

@@ -65,8 +65,17 @@ fn percent_label(decade: u32) -> String {
     }
 }
 
+/// The y axis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum YScale {
+    /// Linear from 0.
+    Linear,
+    /// Logarithmic, whole decades (curves far apart stay readable).
+    Log,
+}
+
 /// Renders the series as an SVG document (latency in milliseconds on y).
-pub fn render_svg(title: &str, series: &[Series<'_>]) -> String {
+pub fn render_svg(title: &str, series: &[Series<'_>], y_scale: YScale) -> String {
     // Enough decades to show the finest percentile any curve resolves, 2 to 6.
     let finest = series
         .iter()
@@ -80,11 +89,38 @@ pub fn render_svg(title: &str, series: &[Series<'_>]) -> String {
         .flat_map(|s| s.points.iter())
         .map(|p| p.latency_us / 1000.0)
         .fold(0.0, f64::max);
+    let min_ms = series
+        .iter()
+        .flat_map(|s| s.points.iter())
+        .map(|p| p.latency_us / 1000.0)
+        .filter(|&ms| ms > 0.0)
+        .fold(f64::INFINITY, f64::min);
     let y_max = nice_ceiling(max_ms * 1.05);
+    // Log scale: whole decades around the data.
+    let lo_decade = if min_ms.is_finite() {
+        min_ms.log10().floor()
+    } else {
+        -3.0
+    };
+    let hi_decade = (max_ms.max(1e-3).log10().ceil()).max(lo_decade + 1.0);
     let plot_w = W - LEFT - RIGHT;
     let plot_h = H - TOP - BOTTOM;
     let px = |x: f64| LEFT + x / decades * plot_w;
-    let py = |ms: f64| TOP + plot_h - (ms / y_max).min(1.0) * plot_h;
+    let py = |ms: f64| {
+        let frac = match y_scale {
+            YScale::Linear => (ms / y_max).min(1.0),
+            YScale::Log => {
+                ((ms.max(1e-9).log10() - lo_decade) / (hi_decade - lo_decade)).clamp(0.0, 1.0)
+            }
+        };
+        TOP + plot_h - frac * plot_h
+    };
+    let y_ticks: Vec<f64> = match y_scale {
+        YScale::Linear => (0..=5).map(|i| y_max * i as f64 / 5.0).collect(),
+        YScale::Log => (lo_decade as i32..=hi_decade as i32)
+            .map(|d| 10f64.powi(d))
+            .collect(),
+    };
     let mut svg = String::new();
     // Writing to a String cannot fail.
     let _ = writeln!(
@@ -112,8 +148,7 @@ pub fn render_svg(title: &str, series: &[Series<'_>]) -> String {
             percent_label(d)
         );
     }
-    for i in 0..=5 {
-        let ms = y_max * i as f64 / 5.0;
+    for &ms in &y_ticks {
         let y = py(ms);
         let _ = writeln!(
             svg,
@@ -247,11 +282,25 @@ mod tests {
                     points: &b,
                 },
             ],
+            YScale::Linear,
         );
         assert_eq!(svg.matches("<polyline").count(), 2);
         assert!(svg.contains(">corecast<") && svg.contains(">redis<"));
         assert!(svg.contains("t &lt;1&gt;"));
         assert!(svg.contains(">99.9%<"));
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        let log = render_svg(
+            "t",
+            &[Series {
+                label: "a",
+                points: &a,
+            }],
+            YScale::Log,
+        );
+        // 50 us .. 900 us spans the decades 0.01, 0.1 and 1 ms.
+        assert!(
+            log.contains(">0.010<") && log.contains(">0.10<") && log.contains(">1.00<"),
+            "{log}"
+        );
     }
 }

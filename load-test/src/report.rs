@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::check::CheckCounts;
 use crate::latency::{hgrm_text, percentile_curve, CurvePoint, Percentiles};
-use crate::plot::{render_svg, Series};
+use crate::plot::{render_svg, Series, YScale};
 
 /// The server's cost over the measured window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -251,6 +251,17 @@ impl Report {
                 s.rss_before_kib, s.rss_after_kib, s.rss_per_connection_bytes
             );
         }
+        if self
+            .server
+            .as_ref()
+            .is_some_and(|s| s.rss_after_kib < s.rss_before_kib)
+        {
+            let _ = writeln!(
+                t,
+                "  WARNING: the server's RSS fell during the run (still releasing memory from \
+                 earlier load?): start from a fresh server for a per-connection figure"
+            );
+        }
         if !self.find_max.is_empty() {
             let _ = writeln!(t, "  find-max steps:");
             for s in &self.find_max {
@@ -309,6 +320,7 @@ pub fn write_outputs(report: &Report, histogram: &Histogram<u64>, out: &Outputs<
                 label: &report.label,
                 points: &report.curve,
             }],
+            YScale::Linear,
         );
         std::fs::write(path, svg).with_context(|| format!("write {}", path.display()))?;
     }
@@ -329,7 +341,12 @@ pub fn load_reports(inputs: &[std::path::PathBuf]) -> Result<Vec<Report>> {
 }
 
 /// Overlays saved `--json` reports in one SVG.
-pub fn plot_files(title: &str, inputs: &[std::path::PathBuf], out: &Path) -> Result<()> {
+pub fn plot_files(
+    title: &str,
+    inputs: &[std::path::PathBuf],
+    out: &Path,
+    y_scale: YScale,
+) -> Result<()> {
     let reports = load_reports(inputs)?;
     let series: Vec<Series<'_>> = reports
         .iter()
@@ -338,7 +355,7 @@ pub fn plot_files(title: &str, inputs: &[std::path::PathBuf], out: &Path) -> Res
             points: &r.curve,
         })
         .collect();
-    std::fs::write(out, render_svg(title, &series))
+    std::fs::write(out, render_svg(title, &series, y_scale))
         .with_context(|| format!("write {}", out.display()))?;
     Ok(())
 }
