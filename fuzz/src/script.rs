@@ -2,8 +2,8 @@
 //! and its arguments. Every byte string parses (missing bytes read as zero), and
 //! [`write`] is the inverse of [`parse`], so seeds can be written as ops.
 //!
-//! Op kind byte `k`: `0xFA` shutdown; otherwise by `k % 8`: 0 and 2 connect,
-//! 1 disconnect (then a connection byte), 3-7 input (then a connection byte and
+//! Op kind byte `k`: `0xFA` shutdown; otherwise by `k % 8`: 0 connect, 1 disconnect
+//! (then a connection byte), 2 deliver (then a channel byte), 3-7 input (then a connection byte and
 //! `1 + (k >> 3) % 4` payloads). Payload kind byte `p`, by `p % 8`: 0 login (id,
 //! token), 1 join (room, config: 0 none, else `max_players + 1`), 2 leave (room),
 //! 3 send (room, target count % 4, targets, body length, body; bit 3 of `p` adds
@@ -108,6 +108,8 @@ pub fn parse(data: &[u8]) -> (Settings, Vec<Op>) {
         max_frame_bytes: FRAME_LIMITS[usize::from(s >> 5) % 4],
         max_rooms_per_connection: ROOMS_PER_CONNECTION[usize::from(t) % 4],
         max_targets: TARGET_LIMITS[usize::from(t >> 2) % 4],
+        shards: 1 + usize::from(t >> 4 & 1),
+        racy: t & 0x20 != 0,
     };
     let mut ops = Vec::new();
     while !r.data.is_empty() && ops.len() < MAX_OPS {
@@ -116,8 +118,9 @@ pub fn parse(data: &[u8]) -> (Settings, Vec<Op>) {
             Op::Shutdown
         } else {
             match kind % 8 {
-                0 | 2 => Op::Connect,
+                0 => Op::Connect,
                 1 => Op::Disconnect(r.byte()),
+                2 => Op::Deliver(r.byte()),
                 _ => {
                     let conn = r.byte();
                     let count = 1 + usize::from(kind >> 3) % 4;
@@ -146,6 +149,10 @@ pub struct Tiers {
     pub rooms_per_conn: u8,
     /// `--max-targets`: 0, 1, 2, 256.
     pub targets: u8,
+    /// Two shards instead of one.
+    pub two_shards: bool,
+    /// Cross-shard batches delivered in a fuzzed order (model off).
+    pub racy: bool,
 }
 
 impl Tiers {
@@ -157,6 +164,8 @@ impl Tiers {
         frame_max: 3,
         rooms_per_conn: 3,
         targets: 3,
+        two_shards: false,
+        racy: false,
     };
 
     fn bytes(self) -> [u8; 2] {
@@ -165,7 +174,10 @@ impl Tiers {
                 | ((self.room_cap % 4) << 1)
                 | ((self.outbound % 4) << 3)
                 | ((self.frame_max % 4) << 5),
-            (self.rooms_per_conn % 4) | ((self.targets % 4) << 2),
+            (self.rooms_per_conn % 4)
+                | ((self.targets % 4) << 2)
+                | (u8::from(self.two_shards) << 4)
+                | (u8::from(self.racy) << 5),
         ]
     }
 }
@@ -179,6 +191,7 @@ pub fn write(tiers: Tiers, ops: &[Op]) -> Vec<u8> {
             Op::Shutdown => out.push(SHUTDOWN),
             Op::Connect => out.push(0),
             Op::Disconnect(conn) => out.extend([1, *conn]),
+            Op::Deliver(pick) => out.extend([2, *pick]),
             Op::Input { conn, payloads } => {
                 let payloads = &payloads[..payloads.len().clamp(1, 4)];
                 out.extend([3 | ((payloads.len() as u8 - 1) << 3), *conn]);

@@ -1,18 +1,24 @@
-//! A socket-free simulation of one shard's sessions, checked against a reference model
-//! of PROTOCOL.md. Shared by the `session` fuzz target and `tests/properties.rs` (which
-//! includes this file by path), so both check the same rules.
+//! A socket-free simulation of a whole server's sessions (one or more shards, in one
+//! thread), checked against a reference model of PROTOCOL.md. Shared by the `session`
+//! fuzz target and `tests/properties.rs` (which includes this file by path), so both
+//! check the same rules.
 //!
-//! [`Sim`] drives the real code the way `connection.rs` does: frames go through
-//! `frame::next_frame`, `request::decode_request` and `session::handle`; a login's claim
-//! is answered inline (one shard); `Outcome::Close` and undecodable payloads close the
-//! connection's output. After every [`Op`] it drains every queue and compares what
-//! each connection received with what [`Model`] says it should have, as sets of
-//! [`Event`]s. It also checks rules that need no model: every queued frame is a
-//! well-formed `ServerMessage`, a connection that never logged in gets no
-//! `MessageNotification`, and the `seq`s a member sees in a room strictly increase.
+//! [`Sim`] drives the real code the way `connection.rs` and the executors do: frames
+//! go through `frame::next_frame`, `request::decode_request` and `session::handle`;
+//! a login waits for its claim (answered inline when the id's owner is local);
+//! `Outcome::Close` and undecodable payloads close the connection's output; batches
+//! between shards wait in FIFO channels. After every [`Op`] it drains every queue and
+//! compares what each connection received with what [`Model`] says it should have,
+//! as sets of [`Event`]s (with every batch delivered first; in racy mode batches are
+//! delivered in a fuzzed order and only the model-free rules apply). The model-free
+//! rules: every queued frame is a well-formed `ServerMessage`; a connection that never
+//! logged in gets no `MessageNotification`; notifications and messages come only for
+//! rooms the connection is in; the `seq`s a member sees in a room strictly increase;
+//! and once everyone has disconnected, no connection, room or player id is left.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -29,6 +35,8 @@ use corecast::proto::{
 };
 use corecast::request::{decode_request, Request};
 use corecast::response;
+use corecast::router::Batch;
+use corecast::routing::ShardId;
 use corecast::session::{self, Outcome, SessionConfig, MAX_ID_BYTES};
 use corecast::shard::{ConnShared, ShardLimits, ShardState};
 
@@ -76,6 +84,11 @@ pub struct Settings {
     pub max_rooms_per_connection: u32,
     /// `--max-targets`.
     pub max_targets: usize,
+    /// Shards (1 or more); each connection lives on one, rooms and ids are hashed.
+    pub shards: usize,
+    /// With several shards: deliver cross-shard batches only when an [`Op::Deliver`]
+    /// says which, instead of settling after every op; the model is then off.
+    pub racy: bool,
 }
 
 /// Which token a login carries.
@@ -195,6 +208,8 @@ pub enum Op {
         /// The payloads, framed back to back.
         payloads: Vec<Payload>,
     },
+    /// The oldest batch of one busy channel between shards is handled (racy mode).
+    Deliver(u8),
     /// Graceful shutdown begins.
     Shutdown,
 }
@@ -328,6 +343,10 @@ pub struct Model {
     shutting_down: bool,
     /// What each connection should receive during the current op.
     expected: BTreeMap<usize, Vec<Event>>,
+    /// Connections that closed during the current op on a server of several shards:
+    /// answers from other shards to their earlier requests may arrive after the close
+    /// and be dropped, so they get a subset of `expected`.
+    closed_early: BTreeSet<usize>,
 }
 
 #[derive(Debug, Default)]
@@ -408,6 +427,14 @@ impl Model {
 
     /// Applies one framed payload (`None`: its length was over the maximum).
     fn payload(&mut self, conn: usize, payload: Option<&[u8]>, settings: &Settings) -> Flow {
+        let flow = self.apply(conn, payload, settings);
+        if flow == Flow::Close && settings.shards > 1 {
+            self.closed_early.insert(conn);
+        }
+        flow
+    }
+
+    fn apply(&mut self, conn: usize, payload: Option<&[u8]>, settings: &Settings) -> Flow {
         let Some(payload) = payload else {
             self.tell(conn, Event::Error(ErrorCode::FrameTooLarge as i32));
             self.close(conn);
@@ -624,25 +651,37 @@ impl Model {
 struct SimConn {
     /// The connection number the model knows it by.
     number: usize,
+    /// The shard that accepted it.
+    shard: ShardId,
     conn: Rc<ConnShared>,
     /// Whether it ever completed a login.
     logged_in: bool,
-    /// Per room: the last `seq` seen since the connection's latest join.
+    /// Per room it is in: the last `seq` seen since it joined.
     last_seq: BTreeMap<String, u64>,
+    /// A login waiting for its claim, and the bytes read after it (the reader holds
+    /// them until the answer arrives).
+    waiting: Option<(Arc<str>, Vec<u8>)>,
 }
 
-/// One shard's real session code driven without sockets, next to the model.
+/// The real shard code of a whole server driven without sockets or threads, next to
+/// the model. Cross-shard batches wait in per-pair FIFO queues, like the flume
+/// channels between executors.
 pub struct Sim {
     settings: Settings,
     config: SessionConfig,
-    state: ShardState,
+    shards: Vec<ShardState>,
+    /// Batches in flight, index `from * nr_shards + to`.
+    in_flight: Vec<VecDeque<Batch>>,
     conns: Vec<SimConn>,
     next_number: usize,
-    model: Model,
+    /// The reference model; `None` when batches are delivered in a fuzzed order, whose
+    /// outcomes only the model-free rules judge.
+    model: Option<Model>,
+    shutting_down: bool,
 }
 
 impl Sim {
-    /// A fresh single-shard server with `settings`.
+    /// A fresh server with `settings`.
     pub fn new(settings: Settings) -> Self {
         let limits = ShardLimits {
             max_room_members: settings.max_room_members,
@@ -654,21 +693,34 @@ impl Sim {
             max_rooms_per_connection: settings.max_rooms_per_connection,
             max_targets: settings.max_targets,
         };
+        let nr_shards = settings.shards.max(1);
+        let shards = (0..nr_shards)
+            .map(|id| {
+                let flush = Rc::new(LocalNotify::default());
+                ShardState::new(id, nr_shards, limits.clone(), flush)
+            })
+            .collect();
         Self {
-            state: ShardState::new(0, 1, limits, Rc::new(LocalNotify::default())),
+            shards,
+            in_flight: (0..nr_shards * nr_shards)
+                .map(|_| VecDeque::new())
+                .collect(),
+            model: (!settings.racy || nr_shards == 1).then(Model::default),
             settings,
             config,
             conns: Vec::new(),
             next_number: 0,
-            model: Model::default(),
+            shutting_down: false,
         }
     }
 
-    /// Runs `ops` in order, checking every connection's output after each.
+    /// Runs `ops` in order, checking every connection's output after each, then
+    /// disconnects everyone and checks that nothing was left behind.
     pub fn run(&mut self, ops: &[Op]) {
         for op in ops {
             self.step(op);
         }
+        self.teardown();
     }
 
     /// Applies one op, then checks what every connection received.
@@ -678,7 +730,10 @@ impl Sim {
             Op::Disconnect(pick) => {
                 if !self.conns.is_empty() {
                     let at = usize::from(*pick) % self.conns.len();
-                    self.disconnect(at);
+                    // A reader waiting for a claim is not reading: it cannot see EOF.
+                    if self.conns[at].waiting.is_none() {
+                        self.disconnect(at);
+                    }
                 }
             }
             Op::Input { conn, payloads } => {
@@ -689,18 +744,39 @@ impl Sim {
                     self.check();
                 }
                 let at = usize::from(*conn) % self.conns.len();
-                if self.conns[at].conn.out.is_closing() {
+                let wire = framed(payloads);
+                if let Some((_, held)) = &mut self.conns[at].waiting {
+                    held.extend_from_slice(&wire);
+                } else if self.conns[at].conn.out.is_closing() {
                     // The reader stops at its next read once output is closed.
                     self.disconnect(at);
                 } else {
-                    self.input(at, payloads);
+                    self.input(at, &wire);
+                }
+            }
+            Op::Deliver(pick) => {
+                let busy: Vec<usize> = (0..self.in_flight.len())
+                    .filter(|&pair| !self.in_flight[pair].is_empty())
+                    .collect();
+                if !busy.is_empty() {
+                    self.deliver(busy[usize::from(*pick) % busy.len()]);
                 }
             }
             Op::Shutdown => {
-                self.state
-                    .begin_shutdown(Instant::now() + Duration::from_secs(1));
-                self.model.shutdown();
+                self.shutting_down = true;
+                for shard in &mut self.shards {
+                    shard.begin_shutdown(Instant::now() + Duration::from_secs(1));
+                }
+                if let Some(model) = &mut self.model {
+                    model.shutdown();
+                }
             }
+        }
+        if self.model.is_some() {
+            self.settle();
+        } else {
+            self.collect();
+            self.resume();
         }
         self.check();
     }
@@ -711,20 +787,28 @@ impl Sim {
         }
         let number = self.next_number;
         self.next_number += 1;
-        let conn = self.state.register();
-        self.model.connect(number);
+        let shard = number % self.shards.len();
+        let conn = self.shards[shard].register();
+        if let Some(model) = &mut self.model {
+            model.connect(number);
+        }
         self.conns.push(SimConn {
             number,
+            shard,
             conn,
             logged_in: false,
             last_seq: BTreeMap::new(),
+            waiting: None,
         });
     }
 
     fn disconnect(&mut self, at: usize) {
         let gone = self.conns.remove(at);
-        self.state.disconnect(gone.conn.id);
-        self.model.disconnect(gone.number);
+        self.shards[gone.shard].disconnect(gone.conn.id);
+        if let Some(model) = &mut self.model {
+            model.disconnect(gone.number);
+        }
+        self.collect();
         // Whatever is still queued goes to a socket the client is done with (the
         // server may notify it of its own departure): it must only be well-formed.
         for frame in drain(&gone.conn) {
@@ -732,18 +816,69 @@ impl Sim {
         }
     }
 
-    /// What `connection::handle_frames` does with one read: frame, decode, handle.
-    fn input(&mut self, at: usize, payloads: &[Payload]) {
-        let mut wire = Vec::new();
-        for payload in payloads {
-            let bytes = payload.encode();
-            wire.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-            wire.extend_from_slice(&bytes);
+    /// Moves every shard's outbox into the channels, as the flushers do.
+    fn collect(&mut self) {
+        let nr_shards = self.shards.len();
+        for (from, shard) in self.shards.iter_mut().enumerate() {
+            for (to, batch) in shard.take_outbox() {
+                assert_ne!(from, to, "a shard handles its own messages in place");
+                self.in_flight[from * nr_shards + to].push_back(batch);
+            }
         }
+    }
+
+    /// Hands the oldest batch of one channel to its shard.
+    fn deliver(&mut self, pair: usize) {
+        let to = pair % self.shards.len();
+        if let Some(batch) = self.in_flight[pair].pop_front() {
+            // Only shard-to-shard messages: the simulation sends no control messages.
+            let _ = self.shards[to].handle_batch(batch);
+        }
+        self.collect();
+        self.resume();
+    }
+
+    /// Delivers every batch in flight, and whatever they cause, in channel order.
+    fn settle(&mut self) {
+        self.collect();
+        self.resume();
+        for _ in 0..100_000 {
+            let Some(pair) = self.in_flight.iter().position(|q| !q.is_empty()) else {
+                return;
+            };
+            self.deliver(pair);
+        }
+        panic!("messages between shards never settle");
+    }
+
+    /// Readers whose claim was answered go on with what they hold, as
+    /// `connection::read_frames` does; what they send is collected.
+    fn resume(&mut self) {
+        let mut at = 0;
+        while at < self.conns.len() {
+            let sim = &mut self.conns[at];
+            if sim.waiting.is_some() {
+                if let Some(ok) = sim.conn.claim.take() {
+                    let (player, held) = sim.waiting.take().expect("checked above");
+                    session::finish_login(&sim.conn, player, ok);
+                    self.input(at, &held);
+                } else if sim.conn.out.is_closing() {
+                    self.disconnect(at);
+                    continue;
+                }
+            }
+            at += 1;
+        }
+        self.collect();
+    }
+
+    /// What `connection::handle_frames` does with bytes read: frame, decode, handle.
+    fn input(&mut self, at: usize, wire: &[u8]) {
         let conn = self.conns[at].conn.clone();
         let number = self.conns[at].number;
+        let shard = self.conns[at].shard;
         let max = self.settings.max_frame_bytes;
-        let mut rest = &wire[..];
+        let mut rest = wire;
         loop {
             let range = match frame::next_frame(rest, max) {
                 Ok(Some(range)) => range,
@@ -753,18 +888,21 @@ impl Sim {
                 }
                 Err(e @ FrameError::TooLarge { .. }) => {
                     close_with(&conn, ErrorCode::FrameTooLarge, e.to_string());
-                    self.model.payload(number, None, &self.settings);
+                    if let Some(model) = &mut self.model {
+                        model.payload(number, None, &self.settings);
+                    }
                     return;
                 }
             };
             let payload = &rest[range.clone()];
             rest = &rest[range.end..];
             let prost_ok = ClientMessage::decode(payload).is_ok();
+            let state = &mut self.shards[shard];
             let outcome = match decode_request(payload) {
                 Ok(request) => {
                     assert!(prost_ok, "decode_request accepted what prost rejects");
                     check_agrees_with_prost(&request, payload);
-                    session::handle(&mut self.state, &conn, &self.config, request, payload)
+                    session::handle(state, &conn, &self.config, request, payload)
                 }
                 Err(e) => {
                     assert!(!prost_ok, "decode_request rejected what prost accepts");
@@ -772,38 +910,52 @@ impl Sim {
                     Outcome::Close
                 }
             };
-            let outcome = match outcome {
-                Outcome::AwaitClaim(player) => {
-                    // One shard: the owner is local, so the claim is answered inline.
-                    let ok = conn.claim.take().expect("a local claim is answered inline");
-                    session::finish_login(&conn, player, ok);
-                    Outcome::Continue
-                }
-                other => other,
-            };
-            let flow = self.model.payload(number, Some(payload), &self.settings);
+            if let Some(model) = &mut self.model {
+                let flow = model.payload(number, Some(payload), &self.settings);
+                let server = if outcome == Outcome::Close {
+                    Flow::Close
+                } else {
+                    Flow::Continue
+                };
+                assert_eq!(server, flow, "whether the connection closes");
+            }
             match outcome {
-                Outcome::Continue => assert_eq!(flow, Flow::Continue, "server went on"),
+                Outcome::Continue => {}
+                Outcome::AwaitClaim(player) => match conn.claim.take() {
+                    // The player id's owner is this shard: answered inline.
+                    Some(ok) => session::finish_login(&conn, player, ok),
+                    None => {
+                        assert!(self.shards.len() > 1, "a local claim is answered inline");
+                        self.conns[at].waiting = Some((player, rest.to_vec()));
+                        return;
+                    }
+                },
                 Outcome::Close => {
-                    assert_eq!(flow, Flow::Close, "server closed");
                     conn.out
                         .close_after(None, Instant::now() + Duration::from_secs(1));
                     return;
                 }
-                Outcome::AwaitClaim(_) => unreachable!("answered above"),
             }
         }
     }
 
     /// Drains every queue and compares it with the model; applies the model-free rules.
     fn check(&mut self) {
-        let mut expected = std::mem::take(&mut self.model.expected);
+        let mut expected = self.model.as_mut().map(|m| std::mem::take(&mut m.expected));
+        let closed_early = self
+            .model
+            .as_mut()
+            .map(|m| std::mem::take(&mut m.closed_early))
+            .unwrap_or_default();
         for sim in &mut self.conns {
             let mut got: Vec<Event> = drain(&sim.conn)
                 .iter()
                 .map(|f| Event::from_frame(f))
                 .collect();
             observe(sim, &got);
+            let Some(expected) = &mut expected else {
+                continue;
+            };
             if sim.conn.out.state() == OutState::Cut {
                 // A cut drops the backlog (nothing was partly written) for one error.
                 let slow = vec![Event::Error(ErrorCode::SlowConsumer as i32)];
@@ -812,41 +964,147 @@ impl Sim {
                     "conn {}: a cut queue holds only SLOW_CONSUMER: {got:?}",
                     sim.number
                 );
-                self.model.close(sim.number);
+                if let Some(model) = &mut self.model {
+                    model.close(sim.number);
+                }
                 expected.remove(&sim.number);
                 continue;
             }
             let mut want = expected.remove(&sim.number).unwrap_or_default();
             got.sort();
             want.sort();
-            assert_eq!(got, want, "conn {} received", sim.number);
+            if closed_early.contains(&sim.number) {
+                assert!(
+                    is_sub_multiset(&got, &want),
+                    "conn {} received {got:?}, not part of {want:?}",
+                    sim.number
+                );
+            } else {
+                assert_eq!(got, want, "conn {} received", sim.number);
+            }
         }
-        assert!(
-            expected.values().all(Vec::is_empty),
-            "events for unknown connections: {expected:?}"
-        );
+        if let Some(expected) = expected {
+            assert!(
+                expected.values().all(Vec::is_empty),
+                "events for unknown connections: {expected:?}"
+            );
+        }
+    }
+
+    /// Everyone leaves: once every message is delivered, no connection, room or
+    /// player id may be left anywhere, so every id can log in again.
+    fn teardown(&mut self) {
+        self.settle();
+        self.check();
+        while !self.conns.is_empty() {
+            self.disconnect(0);
+            self.settle();
+        }
+        for (id, shard) in self.shards.iter().enumerate() {
+            assert_eq!(
+                shard.connection_count(),
+                0,
+                "shard {id} still has connections"
+            );
+            assert_eq!(shard.owned_rooms(), 0, "shard {id} still owns rooms");
+        }
+        if self.shutting_down {
+            return;
+        }
+        // Valid ids only: the pool's first five.
+        let relogins: Vec<Rc<ConnShared>> = (0..5u8)
+            .map(|i| {
+                let shard = usize::from(i) % self.shards.len();
+                let conn = self.shards[shard].register();
+                let login = Payload::Login {
+                    player: i,
+                    token: Token::Right,
+                };
+                let payload = login.encode();
+                let request = decode_request(&payload).expect("a valid login");
+                let outcome = session::handle(
+                    &mut self.shards[shard],
+                    &conn,
+                    &self.config,
+                    request,
+                    &payload,
+                );
+                let Outcome::AwaitClaim(player) = outcome else {
+                    panic!("a fresh login waits for its claim: {outcome:?}");
+                };
+                self.settle();
+                let ok = conn
+                    .claim
+                    .take()
+                    .expect("the claim is answered once settled");
+                session::finish_login(&conn, player, ok);
+                conn
+            })
+            .collect();
+        for (i, conn) in relogins.iter().enumerate() {
+            let got: Vec<Event> = drain(conn).iter().map(|f| Event::from_frame(f)).collect();
+            assert_eq!(
+                got,
+                [Event::Login(ErrorCode::None as i32)],
+                "player id {:?} was released",
+                id(i as u8)
+            );
+        }
     }
 }
 
-/// Model-free rules on what one connection received.
+/// Whether sorted `part` is a sub-multiset of sorted `whole`.
+fn is_sub_multiset(part: &[Event], whole: &[Event]) -> bool {
+    let mut whole = whole.iter();
+    part.iter().all(|p| whole.any(|w| w == p))
+}
+
+/// Payloads framed back to back, as one read.
+fn framed(payloads: &[Payload]) -> Vec<u8> {
+    let mut wire = Vec::new();
+    for payload in payloads {
+        let bytes = payload.encode();
+        wire.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        wire.extend_from_slice(&bytes);
+    }
+    wire
+}
+
+/// Model-free rules on what one connection received, in order.
 fn observe(sim: &mut SimConn, events: &[Event]) {
+    let none = ErrorCode::None as i32;
     for event in events {
         match event {
-            Event::Login(code) if *code == ErrorCode::None as i32 => sim.logged_in = true,
-            Event::Join { room, code, .. } if *code == ErrorCode::None as i32 => {
-                // A join may recreate a room, which numbers from 1 again.
-                sim.last_seq.insert(room.clone(), 0);
+            Event::Login(code) if *code == none => sim.logged_in = true,
+            Event::Join { room, code, .. } if *code == none => {
+                let before = sim.last_seq.insert(room.clone(), 0);
+                assert_eq!(before, None, "conn {} joined {room:?} twice", sim.number);
             }
+            Event::Leave { room, code } if *code == none => {
+                let before = sim.last_seq.remove(room);
+                assert!(
+                    before.is_some(),
+                    "conn {} left {room:?} unjoined",
+                    sim.number
+                );
+            }
+            Event::JoinNote { room, .. } | Event::LeaveNote { room, .. } => assert!(
+                sim.last_seq.contains_key(room),
+                "conn {} notified about {room:?}, which it is not in",
+                sim.number
+            ),
             Event::Message { room, seq, .. } => {
                 assert!(
                     sim.logged_in,
                     "conn {} never logged in but got a MessageNotification",
                     sim.number
                 );
-                let last = sim
-                    .last_seq
-                    .get_mut(room)
-                    .expect("MessageNotification only for a room the connection joined");
+                let last = sim.last_seq.get_mut(room).unwrap_or_else(|| {
+                    panic!(
+                        "conn {} got a message for {room:?}, which it is not in",
+                        sim.number
+                    )
+                });
                 assert!(*seq > *last, "seq {seq} after {last} in room {room:?}");
                 *last = *seq;
             }

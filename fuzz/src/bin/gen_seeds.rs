@@ -223,6 +223,23 @@ fn session_seeds() -> Vec<(&'static str, Vec<u8>)> {
             ],
         ),
     ];
+    // Two clients' requests cross in flight; batches are delivered one by one.
+    let racy = vec![
+        Op::Connect,
+        Op::Connect,
+        input(0, vec![login(0), join(3), send(3, vec![], b"early")]),
+        input(1, vec![login(1), join(3)]),
+        Op::Deliver(0),
+        Op::Deliver(1),
+        input(
+            0,
+            vec![send(3, vec![], b"hello"), Payload::Leave { room: 3 }],
+        ),
+        Op::Deliver(1),
+        Op::Disconnect(1),
+        Op::Deliver(0),
+        Op::Deliver(0),
+    ];
     vec![
         ("chat", script::write(roomy, &chat)),
         (
@@ -263,6 +280,27 @@ fn session_seeds() -> Vec<(&'static str, Vec<u8>)> {
                     ..roomy
                 },
                 &too_large,
+            ),
+        ),
+        (
+            "two-shards",
+            script::write(
+                Tiers {
+                    two_shards: true,
+                    ..roomy
+                },
+                &chat,
+            ),
+        ),
+        (
+            "two-shards-racy",
+            script::write(
+                Tiers {
+                    two_shards: true,
+                    racy: true,
+                    ..roomy
+                },
+                &racy,
             ),
         ),
         (
