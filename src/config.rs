@@ -69,6 +69,11 @@ pub struct Config {
     #[arg(long, env = "CORECAST_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<Secret>,
 
+    /// Serve Prometheus `/metrics`, `/healthz` and `/readyz` over HTTP on this address
+    /// (e.g. 0.0.0.0:9090). Off by default.
+    #[arg(long, env = "CORECAST_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+
     /// Most rooms one connection may be in, joins still in flight included; a join past
     /// it gets FAILED_PRECONDITION.
     #[arg(
@@ -123,6 +128,7 @@ impl Default for Config {
             idle_timeout: 60,
             shutdown_grace: 5,
             auth_token: None,
+            metrics_listen: None,
             max_rooms_per_connection: 1000,
             max_targets: 256,
             max_messages_per_second: 1000,

@@ -21,6 +21,7 @@ use glommio::net::TcpStream;
 use crate::executor::ShardContext;
 use crate::frame::{self, FrameError};
 use crate::limits::TokenBucket;
+use crate::metrics::{self, Count, Disconnect};
 use crate::outbound::OutState;
 use crate::proto::ErrorCode;
 use crate::proto::{client_message::Data, ClientMessage};
@@ -56,6 +57,7 @@ pub fn spawn(ctx: &Rc<ShardContext>, stream: TcpStream) {
     let count = ctx.connections.fetch_add(1, Ordering::Relaxed) + 1;
     if count > ctx.max_connections {
         ctx.connections.fetch_sub(1, Ordering::Relaxed);
+        metrics::disconnect(Disconnect::ServerFull);
         reject(
             &stream,
             ErrorCode::ServerFull,
@@ -64,6 +66,7 @@ pub fn spawn(ctx: &Rc<ShardContext>, stream: TcpStream) {
         return;
     }
     ctx.live.set(ctx.live.get() + 1);
+    metrics::count(Count::Accepted);
     let guard = Rc::new(LiveGuard { ctx: ctx.clone() });
     if let Err(e) = configure(&stream, ctx) {
         tracing::debug!(error = %e, "socket setup failed");
@@ -124,6 +127,15 @@ async fn read_loop(
     _live: Rc<LiveGuard>,
 ) {
     let end = read_frames(&ctx, &conn, &stream).await;
+    metrics::disconnect(match &end {
+        ReadEnd::Eof | ReadEnd::Error(_) => Disconnect::ClientClosed,
+        ReadEnd::Idle => Disconnect::Idle,
+        ReadEnd::FrameTimeout => Disconnect::FrameTimeout,
+        ReadEnd::LoginTimeout => Disconnect::LoginTimeout,
+        ReadEnd::Closing if conn.out.state() == OutState::Cut => Disconnect::SlowConsumer,
+        ReadEnd::Closing if !ctx.is_ready() => Disconnect::Shutdown,
+        ReadEnd::Closing => Disconnect::ProtocolError,
+    });
     match &end {
         ReadEnd::FrameTimeout => {
             let message = format!(
@@ -293,6 +305,7 @@ async fn read_frames(
             if conn.out.is_closing() {
                 return ReadEnd::Closing;
             }
+            metrics::count(Count::BytesIn(n as u64));
             limit.bucket.refill(Instant::now());
             let scratch = ctx.scratch.borrow();
             if carry.is_empty() {

@@ -4,7 +4,7 @@
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,8 +13,9 @@ use glommio::net::TcpListener;
 
 use crate::config::Config;
 use crate::connection::{self, SCRATCH_BYTES};
+use crate::metrics::{self, Count, ShardStats};
 use crate::notify::LocalNotify;
-use crate::router::Batch;
+use crate::router::{Batch, Control};
 use crate::routing::ShardId;
 use crate::session::SessionConfig;
 use crate::shard::{ShardLimits, ShardState};
@@ -52,6 +53,8 @@ pub struct ShardContext {
     pub max_connections: usize,
     /// Every shard's inbox (indexed by shard id).
     peers: Vec<flume::Sender<Batch>>,
+    /// Accepting connections (`/readyz`); false from the start of a shutdown.
+    ready: Cell<bool>,
     /// Set by the flusher when a peer's inbox is deep: readers pause until it drains.
     peers_backlogged: Cell<bool>,
     stop_accepting: LocalNotify,
@@ -77,8 +80,12 @@ pub struct ShardSetup {
     pub connections: Arc<AtomicUsize>,
     /// `--max-connections`, resolved.
     pub max_connections: usize,
-    /// Told the bound address, or why binding failed.
-    pub bound: std::sync::mpsc::Sender<std::io::Result<SocketAddr>>,
+    /// Shards still draining in a shutdown (touched only at shutdown).
+    pub draining: Arc<AtomicUsize>,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz` (shard 0 only).
+    pub metrics: Option<SocketAddr>,
+    /// Told the bound addresses (clients, metrics), or why binding failed.
+    pub bound: std::sync::mpsc::Sender<std::io::Result<(SocketAddr, Option<SocketAddr>)>>,
 }
 
 /// Runs one shard until it has shut down.
@@ -90,10 +97,22 @@ pub async fn run_shard(setup: ShardSetup) {
             return;
         }
     };
+    let metrics_listener = match setup.metrics.map(TcpListener::bind).transpose() {
+        Ok(listener) => listener,
+        Err(e) => {
+            let _ = setup.bound.send(Err(std::io::Error::other(e.to_string())));
+            return;
+        }
+    };
     let local = listener
         .local_addr()
         .map_err(|e| std::io::Error::other(e.to_string()));
-    if setup.bound.send(local).is_err() {
+    let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+    if setup
+        .bound
+        .send(local.map(|addr| (addr, metrics_addr)))
+        .is_err()
+    {
         return;
     }
     let flush = Rc::new(LocalNotify::default());
@@ -118,6 +137,7 @@ pub async fn run_shard(setup: ShardSetup) {
         max_connections: setup.max_connections,
         peers: setup.peers,
         peers_backlogged: Cell::new(false),
+        ready: Cell::new(true),
         stop_accepting: LocalNotify::default(),
         shutdown_started: LocalNotify::default(),
         flush,
@@ -125,9 +145,14 @@ pub async fn run_shard(setup: ShardSetup) {
     glommio::spawn_local(accept_loop(ctx.clone(), listener)).detach();
     glommio::spawn_local(inbox_loop(ctx.clone(), setup.inbox)).detach();
     glommio::spawn_local(flush_loop(ctx.clone())).detach();
+    let serves_http = metrics_listener.is_some();
+    if let Some(listener) = metrics_listener {
+        glommio::spawn_local(crate::http::serve(ctx.clone(), listener)).detach();
+    }
 
     ctx.shutdown_started.notified().await;
     ctx.stop_accepting.notify();
+    ctx.ready.set(false);
     let grace = ctx.config.shutdown_grace();
     let deadline = Instant::now() + grace;
     ctx.state.borrow_mut().begin_shutdown(deadline);
@@ -135,6 +160,13 @@ pub async fn run_shard(setup: ShardSetup) {
     while ctx.live.get() > 0 && Instant::now() < give_up {
         let left = give_up.saturating_duration_since(Instant::now());
         future::or(ctx.live_changed.notified(), glommio::timer::sleep(left)).await;
+    }
+    setup.draining.fetch_sub(1, Ordering::AcqRel);
+    if serves_http {
+        // Keep answering /readyz (503) and /metrics until every shard has drained.
+        while setup.draining.load(Ordering::Acquire) > 0 && Instant::now() < give_up {
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+        }
     }
     tracing::debug!(
         shard = ctx.state.borrow().id(),
@@ -167,8 +199,14 @@ async fn inbox_loop(ctx: Rc<ShardContext>, inbox: flume::Receiver<Batch>) {
         let mut next = Some(first);
         let mut handled = 0;
         while let Some(batch) = next {
-            if ctx.state.borrow_mut().handle_batch(batch) {
-                ctx.shutdown_started.notify();
+            let controls = ctx.state.borrow_mut().handle_batch(batch);
+            for control in controls {
+                match control {
+                    Control::Shutdown => ctx.shutdown_started.notify(),
+                    Control::Stats(reply) => {
+                        let _ = reply.send(ctx.stats(&inbox));
+                    }
+                }
             }
             handled += 1;
             next = if handled < BATCHES_PER_TURN {
@@ -186,6 +224,7 @@ async fn flush_loop(ctx: Rc<ShardContext>) {
         ctx.flush.notified().await;
         let batches = ctx.state.borrow_mut().take_outbox();
         for (dest, batch) in batches {
+            metrics::count(Count::CrossShard(batch.len() as u64));
             let peer = &ctx.peers[dest];
             // A peer that already stopped (shutdown) no longer needs its messages.
             let _ = peer.send(batch);
@@ -197,6 +236,27 @@ async fn flush_loop(ctx: Rc<ShardContext>) {
 }
 
 impl ShardContext {
+    /// Every shard's inbox.
+    pub fn peers(&self) -> &[flume::Sender<Batch>] {
+        &self.peers
+    }
+
+    /// Whether the shard accepts connections (not shutting down).
+    pub fn is_ready(&self) -> bool {
+        self.ready.get()
+    }
+
+    fn stats(&self, inbox: &flume::Receiver<Batch>) -> ShardStats {
+        let state = self.state.borrow();
+        ShardStats {
+            shard: state.id(),
+            counters: metrics::snapshot(),
+            connections: self.live.get(),
+            rooms: state.owned_rooms(),
+            inbox_depth: inbox.len(),
+        }
+    }
+
     /// Pauses a reader while another shard's inbox is deeper than it can absorb, so
     /// that clients feeding a slower shard meet TCP backpressure instead of growing
     /// its queue without bound. Costs one `Cell` read when nothing is backlogged.

@@ -13,6 +13,8 @@
 //! - `routing`: `owner_shard(key, nr_shards)`.
 //! - `outbound`: a connection's byte-bounded queue of shared frames, `sendmsg` batches.
 //! - `limits`: the per-connection token bucket.
+//! - `metrics`: per-shard counters (thread-local, no atomics), Prometheus text.
+//! - `http`: the metrics/health responder (`/metrics`, `/healthz`, `/readyz`).
 //! - `notify`: a single-waiter wake-up for tasks on one shard.
 //! - `frame`: u32 length-prefixed framing, pure code over buffers.
 //! - `request`: client payload decoding, with a zero-allocation `SendMessage` view.
@@ -27,7 +29,9 @@ pub mod config;
 pub mod connection;
 pub mod executor;
 pub mod frame;
+pub mod http;
 pub mod limits;
+pub mod metrics;
 pub mod notify;
 pub mod outbound;
 pub mod proto;

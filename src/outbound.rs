@@ -53,6 +53,8 @@ pub struct Outbound {
     /// Whether the writer is in a blocking write of the front frame: a cut must then
     /// keep it, since any part of it may reach the socket.
     front_in_flight: Cell<bool>,
+    /// When the queue last went from empty to non-empty (delivery latency metric).
+    busy_since: Cell<Option<Instant>>,
     /// Wakes the writer: new frames or a state change.
     pub(crate) writer: LocalNotify,
 }
@@ -67,6 +69,7 @@ impl Outbound {
             state: Cell::new(OutState::Open),
             front_started: Cell::new(false),
             front_in_flight: Cell::new(false),
+            busy_since: Cell::new(None),
             writer: LocalNotify::default(),
         }
     }
@@ -86,6 +89,7 @@ impl Outbound {
         let mut queue = self.queue.borrow_mut();
         queue.push_back(frame);
         if queue.len() == 1 {
+            self.busy_since.set(Some(Instant::now()));
             // The writer sleeps only on an empty queue.
             self.writer.notify();
         }
@@ -103,6 +107,7 @@ impl Outbound {
         let mut queue = self.queue.borrow_mut();
         queue.push_back(frame);
         if queue.len() == 1 {
+            self.busy_since.set(Some(Instant::now()));
             self.writer.notify();
         }
         Push::Queued
@@ -198,6 +203,7 @@ impl Outbound {
 
     /// Marks `n` bytes from the front as written.
     pub fn consume(&self, mut n: usize) {
+        let written_total = n as u64;
         self.queued_bytes.set(self.queued_bytes.get() - n);
         let mut queue = self.queue.borrow_mut();
         while n > 0 {
@@ -214,6 +220,12 @@ impl Outbound {
                 n = 0;
             }
         }
+        if queue.is_empty() {
+            if let Some(since) = self.busy_since.take() {
+                crate::metrics::latency(since.elapsed());
+            }
+        }
+        crate::metrics::count(crate::metrics::Count::BytesOut(written_total));
         if queue.is_empty() && queue.capacity() > 4 * MAX_IOV {
             // A burst grew the ring; an idle connection should not keep it.
             queue.shrink_to(MAX_IOV);

@@ -25,8 +25,9 @@ pub fn ok() -> Option<Error> {
     })
 }
 
-/// An `Error` with a code and a human-readable message.
+/// An `Error` with a code and a human-readable message (counted in the metrics).
 pub fn err(code: ErrorCode, message: impl Into<String>) -> Option<Error> {
+    crate::metrics::error(code);
     Some(Error {
         code: code as i32,
         message: message.into(),
@@ -39,6 +40,7 @@ fn server(data: Data) -> Bytes {
 
 /// `ServerMessage.error`: an error not tied to a response.
 pub fn error(code: ErrorCode, message: impl Into<String>) -> Bytes {
+    crate::metrics::error(code);
     server(Data::Error(Error {
         code: code as i32,
         message: message.into(),

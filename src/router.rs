@@ -34,8 +34,17 @@ pub enum ShardMessage {
     ToOwner(OwnerRequest),
     /// From an owner to a shard hosting members.
     ToMembers(MemberEvent),
+    /// Server control, handled by the shard's executor.
+    Control(Control),
+}
+
+/// Control messages from the server handle or the metrics responder.
+#[derive(Debug)]
+pub enum Control {
     /// Begin graceful shutdown.
     Shutdown,
+    /// Reply with this shard's stats (a metrics scrape).
+    Stats(flume::Sender<crate::metrics::ShardStats>),
 }
 
 /// A request to the shard owning a room or a player id.

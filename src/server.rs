@@ -10,7 +10,7 @@ use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
 use crate::config::Config;
 use crate::executor::{run_shard, ShardSetup};
-use crate::router::{Batch, ShardMessage};
+use crate::router::{Batch, Control, ShardMessage};
 
 /// Locked memory each executor reserves for io_uring buffers. Sockets do not use it
 /// and the machines allow 8 MiB of memlock in all.
@@ -59,6 +59,7 @@ pub enum ServerError {
 /// A running server.
 pub struct Server {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     peers: Vec<flume::Sender<Batch>>,
     executors: Vec<ExecutorJoinHandle<()>>,
 }
@@ -86,10 +87,17 @@ impl Server {
         let max_connections = config.max_connections();
         let config = Arc::new(config);
         let connections = Arc::new(AtomicUsize::new(0));
+        let draining = Arc::new(AtomicUsize::new(nr_shards));
         let (peers, inboxes): (Vec<_>, Vec<_>) = (0..nr_shards).map(|_| flume::unbounded()).unzip();
 
+        let metrics = config.metrics_listen.as_deref().map(resolve).transpose()?;
+        if let Some(addr) = metrics.filter(|a| a.port() != 0) {
+            std::net::TcpListener::bind(addr)
+                .map_err(|source| ServerError::Bind { addr, source })?;
+        }
         let mut server = Server {
             addr: requested,
+            metrics_addr: None,
             peers: peers.clone(),
             executors: Vec::new(),
         };
@@ -104,6 +112,8 @@ impl Server {
                 peers: peers.clone(),
                 connections: connections.clone(),
                 max_connections,
+                draining: draining.clone(),
+                metrics: if id == 0 { metrics } else { None },
                 bound: bound_tx,
             };
             let started =
@@ -120,7 +130,10 @@ impl Server {
                 });
             match started {
                 // Port 0: the first shard's port is the one every other shard binds.
-                Ok(addr) => server.addr = addr,
+                Ok((addr, metrics_addr)) => {
+                    server.addr = addr;
+                    server.metrics_addr = server.metrics_addr.or(metrics_addr);
+                }
                 Err(e) => {
                     server.shutdown();
                     let _ = server.wait();
@@ -129,12 +142,20 @@ impl Server {
             }
         }
         tracing::info!("listening on {} ({} shards)", server.addr, nr_shards);
+        if let Some(addr) = server.metrics_addr {
+            tracing::info!("metrics and health on http://{addr}/metrics, /healthz, /readyz");
+        }
         Ok(server)
     }
 
     /// The bound address (the real port when `--listen` asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `/metrics`, `/healthz` and `/readyz` are served, if enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Number of shards.
@@ -145,7 +166,7 @@ impl Server {
     /// Starts a graceful shutdown; [`Server::wait`] returns when it is done.
     pub fn shutdown(&self) {
         for peer in &self.peers {
-            let _ = peer.send(vec![ShardMessage::Shutdown]);
+            let _ = peer.send(vec![ShardMessage::Control(Control::Shutdown)]);
         }
     }
 

@@ -179,6 +179,7 @@ fn login(
 /// Applies the owner's answer to a claim: the login response, and the session's player.
 pub fn finish_login(conn: &ConnShared, player: Arc<str>, ok: bool) {
     if ok {
+        crate::metrics::count(crate::metrics::Count::Login);
         *conn.player.borrow_mut() = Some(player);
         conn.reply(response::login(response::ok()));
     } else {

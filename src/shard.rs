@@ -19,13 +19,16 @@ use indexmap::IndexMap;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 use smallvec::SmallVec;
 
+use crate::metrics::{self, Count};
 use crate::notify::LocalNotify;
 use crate::outbound::{Outbound, Push};
 use crate::proto::{ErrorCode, RoomConfig};
 use crate::request::{decode_request, Request, SendView};
 use crate::response;
 use crate::room::Room;
-use crate::router::{Batch, ConnAddr, ConnId, MemberEvent, OwnerRequest, RoomKey, ShardMessage};
+use crate::router::{
+    Batch, ConnAddr, ConnId, Control, MemberEvent, OwnerRequest, RoomKey, ShardMessage,
+};
 use crate::routing::{owner_shard, ShardId};
 
 /// Room keys carry their owner shard in the bits above this.
@@ -295,23 +298,23 @@ impl ShardState {
 
     // ---- routing ----
 
-    /// Handles a batch from another shard.
-    pub fn handle_batch(&mut self, batch: Batch) -> bool {
-        let mut shutdown = false;
+    /// Handles a batch from another shard; returns its control messages.
+    pub fn handle_batch(&mut self, batch: Batch) -> SmallVec<[Control; 1]> {
+        let mut controls = SmallVec::new();
         for msg in batch {
             match msg {
-                ShardMessage::Shutdown => shutdown = true,
+                ShardMessage::Control(control) => controls.push(control),
                 other => self.handle(other),
             }
         }
-        shutdown
+        controls
     }
 
     fn handle(&mut self, msg: ShardMessage) {
         match msg {
             ShardMessage::ToOwner(req) => self.on_owner_request(req),
             ShardMessage::ToMembers(event) => self.on_member_event(event),
-            ShardMessage::Shutdown => {}
+            ShardMessage::Control(_) => {}
         }
     }
 
@@ -450,6 +453,7 @@ impl ShardState {
             );
             return;
         }
+        metrics::count(Count::Join);
         let notification = response::join_notification(&room.id, &player);
         let others = room.member_shards();
         room.add(player, from);
@@ -494,6 +498,7 @@ impl ShardState {
         if let Some(keys) = self.member_rooms.get_mut(&from) {
             keys.retain(|k| *k != key);
         }
+        metrics::count(Count::Leave);
         // Before the notifications: the leaver is unindexed when they arrive.
         let frame = response::leave(room_id, response::ok());
         self.tell_conn(
@@ -545,6 +550,7 @@ impl ShardState {
             self.reply(from, response::error(ErrorCode::NotInRoom, message));
             return;
         };
+        metrics::count(Count::MessageIn);
         let key = room.key;
         let seq = room.next_seq();
         // Encoded once; every recipient on every shard shares this allocation.
@@ -636,12 +642,14 @@ impl ShardState {
             }
             MemberEvent::Deliver { room, frame } => {
                 if let Some(members) = self.local_rooms.get(&room) {
+                    metrics::count(Count::Deliveries(members.len() as u64));
                     for member in members.values() {
                         member.push(frame.clone());
                     }
                 }
             }
             MemberEvent::DeliverTo { conns, frame } => {
+                metrics::count(Count::Deliveries(conns.len() as u64));
                 for conn in conns {
                     if let Some(c) = self.conns.get(&conn) {
                         c.push(frame.clone());
