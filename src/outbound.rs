@@ -80,19 +80,11 @@ impl Outbound {
         if self.state.get() != OutState::Open {
             return Push::Closed;
         }
-        let queued = self.queued_bytes.get() + frame.len();
-        if queued > self.max_bytes {
+        if self.queued_bytes.get() + frame.len() > self.max_bytes {
             self.cut(slow_consumer_frame());
             return Push::SlowConsumer;
         }
-        self.queued_bytes.set(queued);
-        let mut queue = self.queue.borrow_mut();
-        queue.push_back(frame);
-        if queue.len() == 1 {
-            self.busy_since.set(Some(Instant::now()));
-            // The writer sleeps only on an empty queue.
-            self.writer.notify();
-        }
+        self.enqueue(frame);
         Push::Queued
     }
 
@@ -103,14 +95,19 @@ impl Outbound {
         if self.state.get() != OutState::Open {
             return Push::Closed;
         }
+        self.enqueue(frame);
+        Push::Queued
+    }
+
+    fn enqueue(&self, frame: Bytes) {
         self.queued_bytes.set(self.queued_bytes.get() + frame.len());
         let mut queue = self.queue.borrow_mut();
         queue.push_back(frame);
         if queue.len() == 1 {
             self.busy_since.set(Some(Instant::now()));
+            // The writer sleeps only on an empty queue.
             self.writer.notify();
         }
-        Push::Queued
     }
 
     /// Marks the front frame as being written by a blocking write (or not any more).
@@ -124,8 +121,7 @@ impl Outbound {
             return;
         }
         if let Some(frame) = last {
-            self.queued_bytes.set(self.queued_bytes.get() + frame.len());
-            self.queue.borrow_mut().push_back(frame);
+            self.enqueue(frame);
         }
         self.state.set(OutState::Draining { deadline });
         self.writer.notify();

@@ -6,7 +6,7 @@ mod common;
 
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -359,41 +359,27 @@ fn several_slow_consumers_in_one_big_room_are_all_cut_and_readers_get_everything
             c
         })
         .collect();
-    let progress: Arc<Vec<AtomicU64>> = Arc::new((0..12).map(|_| AtomicU64::new(0)).collect());
-    let readers: Vec<_> = (0..12)
+    let readers: Vec<Client> = (0..12)
         .map(|i| {
             let mut r = server.login(&format!("reader-{i}"));
             r.join("big", None).unwrap();
-            let progress = progress.clone();
-            thread::spawn(move || {
-                r.set_timeout(Duration::from_secs(30));
-                let mut seqs = Vec::new();
-                for _ in 0..MESSAGES {
-                    seqs.push(next_message(&mut r).seq);
-                    progress[i].fetch_add(1, Ordering::Release);
-                }
-                seqs
-            })
+            r
         })
         .collect();
+    let readers = PacedReaders::spawn(readers, MESSAGES);
     let mut targets: Vec<String> = (0..4).map(|i| format!("slow-{i}")).collect();
     targets.extend((0..12).map(|i| format!("reader-{i}")));
     let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
     let body = vec![b'b'; 32 * 1024];
     for sent in 0..MESSAGES {
-        eventually(Duration::from_secs(30), || {
-            progress
-                .iter()
-                .all(|p| p.load(Ordering::Acquire) + WINDOW >= sent)
-                .then_some(())
-        });
+        readers.wait_within(sent, WINDOW);
         sender.send_message("big", &targets, body.clone()).unwrap();
         if sent % 100 == 0 {
             by.check();
         }
     }
-    for r in readers {
-        assert_eq!(r.join().unwrap(), (1..=MESSAGES).collect::<Vec<_>>());
+    for seqs in readers.join() {
+        assert_eq!(seqs, (1..=MESSAGES).collect::<Vec<_>>());
     }
     let mut left: Vec<String> = (0..4)
         .map(|_| {

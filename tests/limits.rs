@@ -4,9 +4,6 @@
 mod common;
 
 use std::io::Read;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::thread;
 use std::time::Duration;
 
 use common::*;
@@ -82,37 +79,21 @@ fn a_slow_consumer_is_cut_off_and_everyone_else_gets_every_message_in_order() {
     let mut slow = server.login("slow");
     sender.join("room", None).unwrap();
     slow.join("room", None).unwrap();
-    let progress: Arc<Vec<AtomicU64>> = Arc::new((0..3).map(|_| AtomicU64::new(0)).collect());
-    let handles: Vec<_> = (0..3)
+    let readers: Vec<Client> = (0..3)
         .map(|i| {
             let mut r = server.login(&format!("reader-{i}"));
             r.join("room", None).unwrap();
-            let progress = progress.clone();
-            thread::spawn(move || {
-                r.set_timeout(Duration::from_secs(20));
-                let mut seqs = Vec::new();
-                for _ in 0..MESSAGES {
-                    seqs.push(next_message(&mut r).seq);
-                    progress[i].fetch_add(1, Ordering::Release);
-                }
-                seqs
-            })
+            r
         })
         .collect();
+    let readers = PacedReaders::spawn(readers, MESSAGES);
     let targets = ["slow", "reader-0", "reader-1", "reader-2"];
     let body = vec![b'm'; 32 * 1024];
     for sent in 0..MESSAGES {
-        // Flow control against the readers only: the slow member never reads.
-        eventually(Duration::from_secs(20), || {
-            progress
-                .iter()
-                .all(|p| p.load(Ordering::Acquire) + WINDOW >= sent)
-                .then_some(())
-        });
+        readers.wait_within(sent, WINDOW);
         sender.send_message("room", &targets, body.clone()).unwrap();
     }
-    for h in handles {
-        let seqs = h.join().unwrap();
+    for seqs in readers.join() {
         assert_eq!(
             seqs,
             (1..=MESSAGES).collect::<Vec<_>>(),

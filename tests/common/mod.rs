@@ -150,3 +150,56 @@ pub fn assert_error(c: &mut Client, code: ErrorCode) {
     assert_eq!(got, code, "message: {message}");
     assert!(!message.is_empty(), "errors carry a message");
 }
+
+/// Readers that each collect `messages` seqs on their own thread and publish their
+/// progress, so a sender can keep them within a window (flow control against the
+/// readers only: a test's slow consumers never read).
+pub struct PacedReaders {
+    progress: std::sync::Arc<Vec<std::sync::atomic::AtomicU64>>,
+    handles: Vec<std::thread::JoinHandle<Vec<u64>>>,
+}
+
+impl PacedReaders {
+    pub fn spawn(readers: Vec<Client>, messages: u64) -> Self {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let progress: std::sync::Arc<Vec<AtomicU64>> =
+            std::sync::Arc::new(readers.iter().map(|_| AtomicU64::new(0)).collect());
+        let handles = readers
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut r)| {
+                let progress = progress.clone();
+                std::thread::spawn(move || {
+                    r.set_timeout(Duration::from_secs(30));
+                    (0..messages)
+                        .map(|_| {
+                            let seq = next_message(&mut r).seq;
+                            progress[i].fetch_add(1, Ordering::Release);
+                            seq
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        Self { progress, handles }
+    }
+
+    /// Waits until every reader has received all but `window` of `sent` messages.
+    pub fn wait_within(&self, sent: u64, window: u64) {
+        use std::sync::atomic::Ordering;
+        eventually(Duration::from_secs(30), || {
+            self.progress
+                .iter()
+                .all(|p| p.load(Ordering::Acquire) + window >= sent)
+                .then_some(())
+        });
+    }
+
+    /// Every reader's received seqs.
+    pub fn join(self) -> Vec<Vec<u64>> {
+        self.handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect()
+    }
+}
