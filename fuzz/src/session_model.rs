@@ -36,7 +36,7 @@ use corecast::proto::{
 use corecast::request::{decode_request, Request};
 use corecast::response;
 use corecast::router::Batch;
-use corecast::routing::ShardId;
+use corecast::routing::{owner_shard, ShardId};
 use corecast::session::{self, Outcome, SessionConfig, MAX_ID_BYTES};
 use corecast::shard::{ConnShared, ShardLimits, ShardState};
 
@@ -332,7 +332,7 @@ struct ModelRoom {
     seq: u64,
 }
 
-/// The reference model: PROTOCOL.md's rules over plain maps, one shard, no I/O.
+/// The reference model: PROTOCOL.md's rules over plain maps, synchronous, no I/O.
 #[derive(Debug, Default)]
 pub struct Model {
     /// Logged-in player -> connection number.
@@ -351,8 +351,13 @@ pub struct Model {
 
 #[derive(Debug, Default)]
 struct ModelConn {
+    /// The shard that accepted it.
+    shard: ShardId,
     player: Option<String>,
     rooms: Vec<String>,
+    /// `--max-rooms-per-connection` slots still held by answers on their way back from
+    /// another shard (a refused join, a leave): the server frees them on arrival.
+    held_slots: u32,
     closed: bool,
 }
 
@@ -370,14 +375,31 @@ impl Model {
         }
     }
 
+    fn hold_slot(&mut self, conn: usize) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.held_slots += 1;
+        }
+    }
+
+    /// Every answer has arrived: held slots are free again.
+    fn settled(&mut self) {
+        for c in self.conns.values_mut() {
+            c.held_slots = 0;
+        }
+    }
+
     fn close(&mut self, conn: usize) {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.closed = true;
         }
     }
 
-    fn connect(&mut self, conn: usize) {
-        self.conns.insert(conn, ModelConn::default());
+    fn connect(&mut self, conn: usize, shard: ShardId) {
+        let state = ModelConn {
+            shard,
+            ..ModelConn::default()
+        };
+        self.conns.insert(conn, state);
         if self.shutting_down {
             self.tell(conn, Event::Error(ErrorCode::ServerShuttingDown as i32));
             self.close(conn);
@@ -461,13 +483,19 @@ impl Model {
                 let player = player.expect("checked above");
                 let room_id = join.room_id;
                 let requested = join.room_config.map(|c| c.max_players);
-                let joined = self.conns[&conn].rooms.len();
+                let c = &self.conns[&conn];
+                let slots = c.rooms.len() as u64 + u64::from(c.held_slots);
+                let remote = owner_shard(&room_id, settings.shards.max(1)) != c.shard;
                 let code = if !valid(&room_id) {
                     ErrorCode::BadRequest
-                } else if joined as u64 >= u64::from(settings.max_rooms_per_connection) {
+                } else if slots >= u64::from(settings.max_rooms_per_connection) {
                     ErrorCode::FailedPrecondition
                 } else {
-                    self.join(conn, &player, &room_id, requested, settings)
+                    let code = self.join(conn, &player, &room_id, requested, settings);
+                    if code != ErrorCode::None && remote {
+                        self.hold_slot(conn);
+                    }
+                    code
                 };
                 if code != ErrorCode::None {
                     let event = Event::Join {
@@ -501,6 +529,9 @@ impl Model {
                 if code == ErrorCode::None {
                     if let Some(c) = self.conns.get_mut(&conn) {
                         c.rooms.retain(|r| *r != room_id);
+                        if owner_shard(&room_id, settings.shards.max(1)) != c.shard {
+                            c.held_slots += 1;
+                        }
                     }
                     self.remove_member(&room_id, &player);
                 }
@@ -790,7 +821,7 @@ impl Sim {
         let shard = number % self.shards.len();
         let conn = self.shards[shard].register();
         if let Some(model) = &mut self.model {
-            model.connect(number);
+            model.connect(number, shard);
         }
         self.conns.push(SimConn {
             number,
@@ -945,7 +976,10 @@ impl Sim {
         let closed_early = self
             .model
             .as_mut()
-            .map(|m| std::mem::take(&mut m.closed_early))
+            .map(|m| {
+                m.settled();
+                std::mem::take(&mut m.closed_early)
+            })
             .unwrap_or_default();
         for sim in &mut self.conns {
             let mut got: Vec<Event> = drain(&sim.conn)
