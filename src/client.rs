@@ -1,6 +1,7 @@
 //! A small blocking client over `std::net`: one connection, one thread. It is what the
 //! integration tests use and a reference for client authors; it is not built for
-//! thousands of connections (the load-test harness drives those itself).
+//! thousands of connections (the load-test harness drives those itself). It speaks
+//! plain TCP ([`Client::connect`]) or TLS ([`Client::connect_tls`], rustls).
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -9,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use prost::Message;
+use rustls::{ClientConnection, StreamOwned};
+use rustls_pki_types::ServerName;
 
 use crate::frame::{self, FrameError, FrameReader};
 use crate::proto::{
@@ -16,6 +19,7 @@ use crate::proto::{
     ClientMessage, ErrorCode, JoinRequest, JoinResponse, LeaveRequest, LeaveResponse, LoginRequest,
     LoginResponse, Ping, RoomConfig, SendMessage, ServerMessage,
 };
+use crate::tls::{self, TlsError};
 
 /// The largest frame the client accepts from a server.
 const MAX_INBOUND_FRAME: usize = 16 * 1024 * 1024;
@@ -46,11 +50,49 @@ pub enum ClientError {
         /// The server's message.
         message: String,
     },
+    /// The TLS configuration is unusable (a handshake failure is `Io`).
+    #[error("tls: {0}")]
+    Tls(#[from] TlsError),
+    /// [`Client::split`] of a TLS connection (one TLS session cannot be shared by two
+    /// threads without a lock; split is for plain TCP).
+    #[error("split needs a plain TCP connection")]
+    SplitTls,
+}
+
+/// The connection under a [`Client`]: plain TCP or TLS.
+enum Connection {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Read for Connection {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Connection::Plain(stream) => stream.read(buf),
+            Connection::Tls(stream) => stream.read(buf),
+        }
+    }
+}
+
+impl Write for Connection {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Connection::Plain(stream) => stream.write(buf),
+            Connection::Tls(stream) => stream.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Connection::Plain(stream) => stream.flush(),
+            Connection::Tls(stream) => stream.flush(),
+        }
+    }
 }
 
 /// One blocking connection to a corecast server.
 pub struct Client {
-    stream: TcpStream,
+    stream: Connection,
     reader: FrameReader,
     /// Messages received while waiting for another one, in arrival order.
     pending: VecDeque<ServerMessage>,
@@ -62,12 +104,61 @@ impl Client {
     pub fn connect(addr: impl ToSocketAddrs) -> Result<Self, ClientError> {
         let stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
-        Ok(Self {
+        Ok(Self::over(Connection::Plain(stream)))
+    }
+
+    /// Connects over TLS to a server started with `--tls-cert`/`--tls-key`, trusting
+    /// only `root_cert_der` (the server's self-signed certificate or its CA, DER) for
+    /// `server_name` (a DNS name or IP address in the certificate). The handshake
+    /// completes here, within the default 5 s timeout, so a bad certificate fails here.
+    /// [`Client::split`] is not available on a TLS client.
+    pub fn connect_tls(
+        addr: impl ToSocketAddrs,
+        server_name: &str,
+        root_cert_der: &[u8],
+    ) -> Result<Self, ClientError> {
+        let config = tls::client_config(root_cert_der)?;
+        let name = ServerName::try_from(server_name.to_owned())
+            .map_err(|_| TlsError::ServerName(server_name.into()))?;
+        let session = ClientConnection::new(config, name).map_err(TlsError::Rejected)?;
+        let socket = TcpStream::connect(addr)?;
+        socket.set_nodelay(true)?;
+        let mut stream = StreamOwned::new(session, socket);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while stream.conn.is_handshaking() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ClientError::Timeout);
+            }
+            stream.sock.set_read_timeout(Some(left))?;
+            match stream.conn.complete_io(&mut stream.sock) {
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(ClientError::Timeout)
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Self::over(Connection::Tls(Box::new(stream))))
+    }
+
+    fn over(stream: Connection) -> Self {
+        Self {
             stream,
             reader: FrameReader::new(),
             pending: VecDeque::new(),
             timeout: Duration::from_secs(5),
-        })
+        }
+    }
+
+    /// Whether the connection is TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream, Connection::Tls(_))
     }
 
     /// Sets how long the waiting calls wait.
@@ -77,12 +168,13 @@ impl Client {
 
     /// The server's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.stream.peer_addr()
+        self.stream.tcp().peer_addr()
     }
 
-    /// The underlying socket, for tests that misbehave on purpose.
+    /// The underlying TCP socket (under TLS, if any), for tests that misbehave on
+    /// purpose.
     pub fn stream(&self) -> &TcpStream {
-        &self.stream
+        self.stream.tcp()
     }
 
     /// Sends one `ClientMessage` frame.
@@ -91,7 +183,8 @@ impl Client {
         self.send_raw(&bytes)
     }
 
-    /// Writes raw bytes to the socket (tests of malformed input).
+    /// Writes raw bytes to the connection (tests of malformed input; under TLS they
+    /// are encrypted like any other bytes).
     pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
         self.stream.write_all(bytes)?;
         Ok(())
@@ -232,15 +325,19 @@ impl Client {
 
     /// Splits the connection into a sending and a receiving half that can live on two
     /// threads (both use the same socket, through `TcpStream::try_clone`). Messages
-    /// already received and bytes already buffered go to the receiving half.
+    /// already received and bytes already buffered go to the receiving half. Plain TCP
+    /// only: a TLS client gets [`ClientError::SplitTls`].
     pub fn split(self) -> Result<(ClientSender, ClientReceiver), ClientError> {
-        let write_stream = self.stream.try_clone()?;
+        let Connection::Plain(stream) = self.stream else {
+            return Err(ClientError::SplitTls);
+        };
+        let write_stream = stream.try_clone()?;
         Ok((
             ClientSender {
                 stream: write_stream,
             },
             ClientReceiver {
-                stream: self.stream,
+                stream,
                 reader: self.reader,
                 pending: self.pending,
             },
@@ -307,7 +404,7 @@ impl ClientReceiver {
 
 /// Reads until one whole `ServerMessage` is buffered, or `deadline` (None: no limit).
 fn read_message(
-    stream: &mut TcpStream,
+    stream: &mut (impl Read + AsTcp),
     reader: &mut FrameReader,
     deadline: Option<Instant>,
 ) -> Result<ServerMessage, ClientError> {
@@ -325,7 +422,7 @@ fn read_message(
             }
             None => None,
         };
-        stream.set_read_timeout(timeout)?;
+        stream.tcp().set_read_timeout(timeout)?;
         const CHUNK: usize = 64 * 1024;
         let dst = reader.read_buf(CHUNK);
         let read = stream.read(dst);
@@ -336,6 +433,8 @@ fn read_message(
                 return Err(match e.kind() {
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::Timeout,
                     io::ErrorKind::Interrupted => continue,
+                    // TLS: the server closed the socket without a close_notify (a cut).
+                    io::ErrorKind::UnexpectedEof => ClientError::Closed,
                     _ => ClientError::Io(e),
                 });
             }
@@ -343,6 +442,26 @@ fn read_message(
         reader.commit(CHUNK, n);
         if n == 0 {
             return Err(ClientError::Closed);
+        }
+    }
+}
+
+/// Gives the TCP socket under a connection (for its read timeout).
+trait AsTcp {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl AsTcp for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl AsTcp for Connection {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Connection::Plain(stream) => stream,
+            Connection::Tls(stream) => stream.get_ref(),
         }
     }
 }

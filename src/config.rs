@@ -1,5 +1,6 @@
 //! Server configuration: the command line, with `CORECAST_*` environment fallbacks.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -111,6 +112,16 @@ pub struct Config {
     /// Milliseconds a busy shard runs before it polls its I/O and channels again.
     #[arg(long, env = "CORECAST_PREEMPT_MS", default_value_t = 2)]
     pub preempt_ms: u64,
+
+    /// PEM file with the certificate chain (leaf first) for TLS on the client port.
+    /// Given with --tls-key, every client connection must speak TLS; without both, the
+    /// port is plain TCP.
+    #[arg(long, env = "CORECAST_TLS_CERT", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, env = "CORECAST_TLS_KEY", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -136,6 +147,8 @@ impl Default for Config {
             login_timeout: 10,
             spin_us: 0,
             preempt_ms: 2,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -245,6 +258,15 @@ mod tests {
             ..Config::default()
         };
         assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn tls_flags_parse() {
+        let config =
+            Config::try_parse_from(["corecast", "--tls-cert", "c.pem", "--tls-key", "k.pem"])
+                .unwrap();
+        assert_eq!(config.tls_cert, Some(PathBuf::from("c.pem")));
+        assert_eq!(config.tls_key, Some(PathBuf::from("k.pem")));
     }
 
     #[test]

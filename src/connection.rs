@@ -4,18 +4,20 @@
 //! polled, so an idle connection holds no read buffer), decodes every whole frame in
 //! place and keeps only a partial tail. The writer drains the [`Outbound`] queue with
 //! one `sendmsg` per batch and closes the socket when the queue is closed and drained.
+//! With TLS, a handshake task runs first, and the writer goes through rustls instead
+//! ([`transport`]).
 //!
 //! [`Outbound`]: crate::outbound::Outbound
+//! [`transport`]: crate::transport
 
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use futures_lite::{future, AsyncRead, AsyncWrite};
+use futures_lite::future;
 use glommio::net::TcpStream;
 
 use crate::executor::ShardContext;
@@ -29,12 +31,14 @@ use crate::request::{decode_request, Request};
 use crate::response;
 use crate::session::{self, Outcome};
 use crate::shard::ConnShared;
+use crate::tls::{self, HandshakeEnd};
+use crate::transport::{self, Transport};
 
 /// Frames handled per read before the reader lets other tasks run.
 const FRAMES_PER_TURN: usize = 256;
 
 /// Shortest read timeout handed to glommio (it rejects zero).
-const MIN_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1);
+const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 
 /// Size of the per-shard read scratch buffer.
 pub const SCRATCH_BYTES: usize = 64 * 1024;
@@ -72,6 +76,16 @@ pub fn spawn(ctx: &Rc<ShardContext>, stream: TcpStream) {
         tracing::debug!(error = %e, "socket setup failed");
         return;
     }
+    let accepted = Instant::now();
+    if ctx.tls.is_some() {
+        glommio::spawn_local(handshake_then_start(ctx.clone(), stream, guard, accepted)).detach();
+    } else {
+        start(ctx, Transport::Plain(stream), guard, accepted);
+    }
+}
+
+/// Registers the connection and starts its reader and writer.
+fn start(ctx: &Rc<ShardContext>, stream: Transport, guard: Rc<LiveGuard>, accepted: Instant) {
     let conn = ctx.state.borrow_mut().register();
     let stream = Rc::new(RefCell::new(stream));
     glommio::spawn_local(read_loop(
@@ -79,9 +93,36 @@ pub fn spawn(ctx: &Rc<ShardContext>, stream: TcpStream) {
         conn.clone(),
         stream.clone(),
         guard.clone(),
+        accepted,
     ))
     .detach();
     glommio::spawn_local(write_loop(conn, stream, guard)).detach();
+}
+
+/// Completes the TLS handshake, then starts the connection. The handshake counts
+/// against `--login-timeout` (a client that never finishes it must not hold a slot)
+/// and ends at once when the shard starts shutting down.
+async fn handshake_then_start(
+    ctx: Rc<ShardContext>,
+    stream: TcpStream,
+    guard: Rc<LiveGuard>,
+    accepted: Instant,
+) {
+    let Some(acceptor) = ctx.tls.clone() else {
+        return;
+    };
+    let limit = ctx.config.login_timeout();
+    match tls::accept(&acceptor, stream, limit, ctx.shutdown_started()).await {
+        Ok(stream) => start(&ctx, Transport::Tls(Box::new(stream)), guard, accepted),
+        Err(end) => {
+            tracing::debug!(?end, "TLS handshake did not complete");
+            metrics::disconnect(match end {
+                HandshakeEnd::Timeout => Disconnect::LoginTimeout,
+                HandshakeEnd::Shutdown => Disconnect::Shutdown,
+                HandshakeEnd::Failed(_) => Disconnect::ProtocolError,
+            });
+        }
+    }
 }
 
 fn configure(stream: &TcpStream, ctx: &ShardContext) -> glommio::Result<(), ()> {
@@ -123,10 +164,11 @@ enum ReadEnd {
 async fn read_loop(
     ctx: Rc<ShardContext>,
     conn: Rc<ConnShared>,
-    stream: Rc<RefCell<TcpStream>>,
+    stream: Rc<RefCell<Transport>>,
     _live: Rc<LiveGuard>,
+    accepted: Instant,
 ) {
-    let end = read_frames(&ctx, &conn, &stream).await;
+    let end = read_frames(&ctx, &conn, &stream, accepted).await;
     metrics::disconnect(match &end {
         ReadEnd::Eof | ReadEnd::Error(_) => Disconnect::ClientClosed,
         ReadEnd::Idle => Disconnect::Idle,
@@ -163,32 +205,45 @@ async fn read_loop(
 /// Reads and discards until the client closes or the grace period ends. Closing a
 /// socket that still has unread input makes the kernel send a reset, which destroys
 /// the final frames (an error, SERVER_SHUTTING_DOWN) the writer has just flushed.
-async fn linger(ctx: &ShardContext, stream: &RefCell<TcpStream>) {
+async fn linger(ctx: &ShardContext, stream: &RefCell<Transport>) {
     let deadline = Instant::now() + ctx.config.shutdown_grace();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero()
-            || stream
-                .borrow()
-                .set_read_timeout(Some(left.max(MIN_TIMEOUT)))
-                .is_err()
-        {
+        let timeout = Some(left.max(MIN_TIMEOUT));
+        if left.is_zero() || stream.borrow().set_read_timeout(timeout).is_err() {
             return;
         }
-        match read_into_scratch(ctx, stream).await {
+        match read_within(ctx, stream, timeout).await {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
     }
 }
 
-/// One non-blocking read into the shard's scratch buffer (borrowed only while polled).
-async fn read_into_scratch(ctx: &ShardContext, stream: &RefCell<TcpStream>) -> io::Result<usize> {
-    future::poll_fn(|cx| {
+/// One read into the shard's scratch buffer (borrowed only while polled), bounded by
+/// `timeout`, which the caller has also set as the socket's read timeout.
+async fn read_within(
+    ctx: &ShardContext,
+    stream: &RefCell<Transport>,
+    timeout: Option<Duration>,
+) -> io::Result<usize> {
+    let read = future::poll_fn(|cx| {
         let mut scratch = ctx.scratch.borrow_mut();
-        Pin::new(&mut *stream.borrow_mut()).poll_read(cx, &mut scratch[..])
-    })
-    .await
+        stream.borrow_mut().poll_read(cx, &mut scratch[..])
+    });
+    match timeout {
+        // One TLS read may take many socket reads (a record trickled in byte by byte),
+        // each with the socket's full timeout: bound the whole read instead.
+        Some(limit) if stream.borrow().is_tls() => {
+            let expire = async {
+                glommio::timer::sleep(limit).await;
+                Err(io::ErrorKind::TimedOut.into())
+            };
+            future::or(read, expire).await
+        }
+        // Plain TCP: one socket read, bounded by the socket's read timeout.
+        _ => read.await,
+    }
 }
 
 /// The per-connection request rate limit.
@@ -238,9 +293,9 @@ impl RateLimit {
 async fn read_frames(
     ctx: &ShardContext,
     conn: &ConnShared,
-    stream: &RefCell<TcpStream>,
+    stream: &RefCell<Transport>,
+    accepted: Instant,
 ) -> ReadEnd {
-    let accepted = Instant::now();
     let rate = ctx.config.max_messages_per_second;
     let mut limit = RateLimit {
         bucket: TokenBucket::new(rate, rate, accepted),
@@ -287,7 +342,7 @@ async fn read_frames(
             }
             // Only fails for a zero duration, which MIN_TIMEOUT rules out.
             let _ = stream.borrow().set_read_timeout(timeout);
-            let n = match read_into_scratch(ctx, stream).await {
+            let n = match read_within(ctx, stream, timeout).await {
                 Ok(0) => return ReadEnd::Eof,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
@@ -421,9 +476,14 @@ enum Wait {
     Deadline,
 }
 
-async fn write_loop(conn: Rc<ConnShared>, stream: Rc<RefCell<TcpStream>>, _live: Rc<LiveGuard>) {
+async fn write_loop(conn: Rc<ConnShared>, stream: Rc<RefCell<Transport>>, _live: Rc<LiveGuard>) {
     let fd = stream.borrow().as_raw_fd();
-    let written = write_frames(&conn, &stream, fd).await;
+    let tls = stream.borrow().is_tls();
+    let written = if tls {
+        transport::write_frames_tls(&conn, &stream).await
+    } else {
+        write_frames(&conn, &stream, fd).await
+    };
     if let Err(e) = &written {
         tracing::trace!(conn = conn.id, error = %e, "writer stopped");
     }
@@ -436,11 +496,12 @@ async fn write_loop(conn: Rc<ConnShared>, stream: Rc<RefCell<TcpStream>>, _live:
     } else {
         libc::SHUT_RDWR
     };
-    // SAFETY: the fd stays open while `stream` lives.
+    // SAFETY: the fd stays open while `stream` lives. For TLS this is the socket under
+    // the TLS stream: a cut still wakes the reader, whose TLS read then sees the end.
     unsafe { libc::shutdown(fd, how) };
 }
 
-async fn write_frames(conn: &ConnShared, stream: &RefCell<TcpStream>, fd: RawFd) -> io::Result<()> {
+async fn write_frames(conn: &ConnShared, stream: &RefCell<Transport>, fd: RawFd) -> io::Result<()> {
     loop {
         if conn.out.is_empty() {
             if conn.out.is_closing() {
@@ -465,9 +526,7 @@ async fn write_frames(conn: &ConnShared, stream: &RefCell<TcpStream>, fd: RawFd)
             continue;
         };
         let write = async {
-            let wrote =
-                future::poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_write(cx, &front))
-                    .await;
+            let wrote = future::poll_fn(|cx| stream.borrow_mut().poll_write(cx, &front)).await;
             Wait::Wrote(wrote)
         };
         let woken = async {

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
+use futures_rustls::TlsAcceptor;
 use glommio::net::TcpListener;
+use glommio::sync::Semaphore;
 
 use crate::config::Config;
 use crate::connection::{self, SCRATCH_BYTES};
@@ -51,6 +53,8 @@ pub struct ShardContext {
     pub connections: Arc<AtomicUsize>,
     /// `--max-connections`, resolved.
     pub max_connections: usize,
+    /// Set with `--tls-cert`/`--tls-key`: every connection starts with a TLS handshake.
+    pub tls: Option<TlsAcceptor>,
     /// Every shard's inbox (indexed by shard id).
     peers: Vec<flume::Sender<Batch>>,
     /// Accepting connections (`/readyz`); false from the start of a shutdown.
@@ -59,6 +63,9 @@ pub struct ShardContext {
     peers_backlogged: Cell<bool>,
     stop_accepting: LocalNotify,
     shutdown_started: LocalNotify,
+    /// Never has permits; closed when a shutdown starts, which wakes every task waiting
+    /// on it at once (TLS handshakes in progress, which no connection state tracks).
+    shutdown_gate: Semaphore,
     flush: Rc<LocalNotify>,
 }
 
@@ -84,6 +91,8 @@ pub struct ShardSetup {
     pub draining: Arc<AtomicUsize>,
     /// Where to serve `/metrics`, `/healthz` and `/readyz` (shard 0 only).
     pub metrics: Option<SocketAddr>,
+    /// TLS on the client port (`--tls-cert`/`--tls-key`), loaded once by the server.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Told the bound addresses (clients, metrics), or why binding failed.
     pub bound: std::sync::mpsc::Sender<std::io::Result<(SocketAddr, Option<SocketAddr>)>>,
 }
@@ -135,11 +144,13 @@ pub async fn run_shard(setup: ShardSetup) {
         live_changed: LocalNotify::default(),
         connections: setup.connections,
         max_connections: setup.max_connections,
+        tls: setup.tls.map(TlsAcceptor::from),
         peers: setup.peers,
         peers_backlogged: Cell::new(false),
         ready: Cell::new(true),
         stop_accepting: LocalNotify::default(),
         shutdown_started: LocalNotify::default(),
+        shutdown_gate: Semaphore::new(0),
         flush,
     });
     glommio::spawn_local(accept_loop(ctx.clone(), listener)).detach();
@@ -153,6 +164,7 @@ pub async fn run_shard(setup: ShardSetup) {
     ctx.shutdown_started.notified().await;
     ctx.stop_accepting.notify();
     ctx.ready.set(false);
+    ctx.shutdown_gate.close();
     let grace = ctx.config.shutdown_grace();
     let deadline = Instant::now() + grace;
     ctx.state.borrow_mut().begin_shutdown(deadline);
@@ -244,6 +256,12 @@ impl ShardContext {
     /// Whether the shard accepts connections (not shutting down).
     pub fn is_ready(&self) -> bool {
         self.ready.get()
+    }
+
+    /// Resolves once the shard has started shutting down (any number of waiters).
+    pub async fn shutdown_started(&self) {
+        // The gate has no permits: the wait ends only with its close.
+        let _ = self.shutdown_gate.acquire(1).await;
     }
 
     fn stats(&self, inbox: &flume::Receiver<Batch>) -> ShardStats {

@@ -4,7 +4,9 @@
 //! - `config`: the command line (`--listen`, `--shards`, limits), env fallbacks.
 //! - `server`: starts one pinned glommio executor per shard, the channel mesh, stop.
 //! - `executor`: one shard's tasks: accept loop, inbox, flusher, graceful shutdown.
-//! - `connection`: a client's reader and writer tasks.
+//! - `connection`: a client's reader and writer tasks (after a TLS handshake, if on).
+//! - `transport`: a connection's socket, plain TCP or TLS; the TLS writer.
+//! - `tls`: `--tls-cert`/`--tls-key` loading, the server handshake, client configs.
 //! - `session`: what a connection's requests do (validation, login, dispatch).
 //! - `shard`: one shard's state: owned rooms and player ids, local connections and
 //!   the room -> local members fan-out index; routing with a local fast path.
@@ -43,3 +45,5 @@ pub mod routing;
 pub mod server;
 pub mod session;
 pub mod shard;
+pub mod tls;
+pub mod transport;

@@ -11,6 +11,7 @@ use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 use crate::config::Config;
 use crate::executor::{run_shard, ShardSetup};
 use crate::router::{Batch, Control, ShardMessage};
+use crate::tls::{self, TlsError};
 
 /// Locked memory each executor reserves for io_uring buffers. Sockets do not use it
 /// and the machines allow 8 MiB of memlock in all.
@@ -38,6 +39,9 @@ pub enum ServerError {
     /// `--shards 0` or a bad CPU set.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// `--tls-cert`/`--tls-key` are incomplete or unusable.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
     /// glommio refused to start an executor.
     #[error("cannot start shard {shard}: {reason}")]
     Executor {
@@ -81,6 +85,8 @@ impl Server {
                 source,
             })?;
         }
+        // Before any shard starts: a bad certificate fails the start, not each handshake.
+        let tls = tls::server_config(config.tls_cert.as_deref(), config.tls_key.as_deref())?;
         if config.auth_token.is_none() {
             tracing::warn!("no --auth-token: every login is accepted (development default)");
         }
@@ -114,6 +120,7 @@ impl Server {
                 max_connections,
                 draining: draining.clone(),
                 metrics: if id == 0 { metrics } else { None },
+                tls: tls.clone(),
                 bound: bound_tx,
             };
             let started =
@@ -141,7 +148,12 @@ impl Server {
                 }
             }
         }
-        tracing::info!("listening on {} ({} shards)", server.addr, nr_shards);
+        let security = if tls.is_some() { ", TLS" } else { "" };
+        tracing::info!(
+            "listening on {} ({} shards{security})",
+            server.addr,
+            nr_shards
+        );
         if let Some(addr) = server.metrics_addr {
             tracing::info!("metrics and health on http://{addr}/metrics, /healthz, /readyz");
         }
