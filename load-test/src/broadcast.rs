@@ -11,7 +11,7 @@ use crate::check::CheckCounts;
 use crate::clock::mono_ns;
 use crate::latency::{new_histogram, LatencyRecorder, Window};
 use crate::schedule::{Schedule, SplitMix64};
-use crate::worker::{Progress, RunCounters, Timer, Worker};
+use crate::worker::{Progress, RunCounters, Timer, Worker, KEEPALIVE_NS};
 
 /// How often workers report progress.
 pub const PROGRESS_EVERY_NS: u64 = 250_000_000;
@@ -91,8 +91,13 @@ impl Worker {
         }
         let drain_deadline = send_end + timing.drain_ns;
         let mut next_progress = mono_ns() + PROGRESS_EVERY_NS;
+        let mut next_keepalive = mono_ns() + KEEPALIVE_NS;
         loop {
             let now = mono_ns();
+            if now >= next_keepalive {
+                self.keepalive_all();
+                next_keepalive = now + KEEPALIVE_NS;
+            }
             while let Some((_, timer)) = self.pop_due(now) {
                 match timer {
                     Timer::Send(s) => self.fire_send(s, now, send_end),

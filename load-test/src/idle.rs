@@ -16,10 +16,7 @@ use crate::latency::new_histogram;
 use crate::procstat;
 use crate::report::{write_outputs, Outputs, Report, ServerCost};
 use crate::scenario::run_prefix;
-use crate::worker::{RoomPlan, Worker, WorkerPlan};
-
-/// Keepalive period: corecast closes connections silent for 60 s by default.
-const KEEPALIVE_NS: u64 = 20_000_000_000;
+use crate::worker::{RoomPlan, Worker, WorkerPlan, KEEPALIVE_NS};
 
 fn idle_plan(target: &TargetArgs, prefix: String, connections: usize, rooms: usize) -> WorkerPlan {
     let mut plan = WorkerPlan {
@@ -67,11 +64,7 @@ fn hold(worker: &mut Worker, mut stop: impl FnMut(u64) -> bool) -> Result<()> {
             return Ok(());
         }
         if now >= next_keepalive {
-            for ci in 0..worker.conns.len() {
-                let conn = &mut worker.conns[ci];
-                conn.codec.keepalive(&mut conn.wbuf);
-                worker.mark_dirty(ci);
-            }
+            worker.keepalive_all();
             next_keepalive = now + KEEPALIVE_NS;
         }
         worker.pump(now + 100_000_000)?;

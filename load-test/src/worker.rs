@@ -23,6 +23,9 @@ use crate::targets::{Codec, Event, Target};
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 256 * 1024;
 
+/// How often every connection sends a keepalive (well under corecast's 60 s idle timeout).
+pub const KEEPALIVE_NS: u64 = 20_000_000_000;
+
 /// What one worker sets up and drives.
 #[derive(Debug, Clone)]
 pub struct WorkerPlan {
@@ -433,6 +436,17 @@ impl Worker {
         match self.timers.peek() {
             Some(Reverse((due, _))) if *due <= now => self.timers.pop().map(|Reverse(t)| t),
             _ => None,
+        }
+    }
+
+    /// Queues a keepalive on every connection: corecast closes a connection that sends
+    /// nothing for its `--idle-timeout` (60 s by default), and most members of a
+    /// broadcast scenario only listen.
+    pub fn keepalive_all(&mut self) {
+        for ci in 0..self.conns.len() {
+            let conn = &mut self.conns[ci];
+            conn.codec.keepalive(&mut conn.wbuf);
+            self.mark_dirty(ci);
         }
     }
 
