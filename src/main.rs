@@ -7,6 +7,9 @@ use signal_hook::iterator::Signals;
 
 use corecast::config::Config;
 
+#[cfg(feature = "pprof")]
+mod profiler;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -35,6 +38,12 @@ fn main() -> anyhow::Result<()> {
             }
         })
         .context("starting the signal thread")?;
+    #[cfg(feature = "pprof")]
+    let profile = profiler::SelfProfile::from_env()?;
     corecast::server::run(config, shutdown).context("corecast server")?;
+    #[cfg(feature = "pprof")]
+    if let Some(profile) = profile {
+        profile.finish()?;
+    }
     Ok(())
 }
