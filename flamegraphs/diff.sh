@@ -7,7 +7,8 @@
 #   flamegraphs/diff.sh BEFORE.folded AFTER.folded OUT.svg [TITLE]
 #
 # Also writes OUT.svg's mirror, OUT-negated.svg: the shape of BEFORE, so paths that
-# vanished in AFTER are visible too.
+# vanished in AFTER are visible too. MINWIDTH (default 0.1) leaves frames under that
+# percent of the samples out of the SVGs, as record.sh does.
 set -euo pipefail
 
 if [ $# -lt 3 ]; then
@@ -18,6 +19,7 @@ BEFORE=$1
 AFTER=$2
 OUT=$3
 TITLE=${4:-"$(basename "$BEFORE") -> $(basename "$AFTER")"}
+MINWIDTH=${MINWIDTH:-0.1}
 
 if ! command -v inferno-diff-folded >/dev/null || ! command -v inferno-flamegraph >/dev/null; then
   echo "installing inferno (cargo install inferno)"
@@ -37,9 +39,10 @@ unpack "$AFTER" "$TMP/after.folded"
 
 inferno-diff-folded -n "$TMP/before.folded" "$TMP/after.folded" >"$TMP/diff.folded"
 inferno-flamegraph --title "$TITLE" --subtitle "red: more samples in AFTER, blue: fewer (normalised)" \
-  --countname samples <"$TMP/diff.folded" >"$OUT"
+  --countname samples --minwidth "$MINWIDTH" <"$TMP/diff.folded" >"$OUT"
 inferno-diff-folded -n "$TMP/after.folded" "$TMP/before.folded" \
   | inferno-flamegraph --negate --title "$TITLE (shape of BEFORE)" \
     --subtitle "blue: fewer samples in AFTER, red: more (normalised)" --countname samples \
+    --minwidth "$MINWIDTH" \
     >"${OUT%.svg}-negated.svg"
 echo "wrote $OUT and ${OUT%.svg}-negated.svg"
