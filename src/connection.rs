@@ -62,11 +62,15 @@ pub fn spawn(ctx: &Rc<ShardContext>, stream: TcpStream) {
     if count > ctx.max_connections {
         ctx.connections.fetch_sub(1, Ordering::Relaxed);
         metrics::disconnect(Disconnect::ServerFull);
-        reject(
-            &stream,
-            ErrorCode::ServerFull,
-            "server is at --max-connections",
-        );
+        // A TLS client could not read a plain frame, and a handshake is what an
+        // overloaded server should not spend: it is just closed.
+        if ctx.tls.is_none() {
+            reject(
+                &stream,
+                ErrorCode::ServerFull,
+                "server is at --max-connections",
+            );
+        }
         return;
     }
     ctx.live.set(ctx.live.get() + 1);
@@ -119,6 +123,16 @@ async fn handshake_then_start(
             metrics::disconnect(match end {
                 HandshakeEnd::Timeout => Disconnect::LoginTimeout,
                 HandshakeEnd::Shutdown => Disconnect::Shutdown,
+                // Gone before finishing (a TCP health check, a client giving up).
+                HandshakeEnd::Failed(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+                    ) =>
+                {
+                    Disconnect::ClientClosed
+                }
+                // Not TLS, or a TLS error (an untrusted certificate, no common version).
                 HandshakeEnd::Failed(_) => Disconnect::ProtocolError,
             });
         }
@@ -127,7 +141,10 @@ async fn handshake_then_start(
 
 fn configure(stream: &TcpStream, ctx: &ShardContext) -> glommio::Result<(), ()> {
     stream.set_nodelay(true)?;
-    stream.set_read_timeout(ctx.config.idle_timeout())?;
+    // TLS reads are bounded by `read_within` and the handshake by its own limit.
+    if ctx.tls.is_none() {
+        stream.set_read_timeout(ctx.config.idle_timeout())?;
+    }
     Ok(())
 }
 
@@ -221,7 +238,8 @@ async fn linger(ctx: &ShardContext, stream: &RefCell<Transport>) {
 }
 
 /// One read into the shard's scratch buffer (borrowed only while polled), bounded by
-/// `timeout`, which the caller has also set as the socket's read timeout.
+/// `timeout`, which the caller has also set as the socket's read timeout (a no-op for
+/// TLS, which this bounds instead).
 async fn read_within(
     ctx: &ShardContext,
     stream: &RefCell<Transport>,

@@ -46,9 +46,16 @@ impl Transport {
         matches!(self, Transport::Tls(_))
     }
 
-    /// Sets the read timeout of the TCP socket (for TLS: of each socket read).
+    /// Sets the read timeout of a plain socket. TLS sockets keep none: their callers
+    /// bound each whole read instead, because rustls can return plaintext while leaving
+    /// a socket read pending, which would keep glommio's timer armed with a timeout
+    /// that no longer applies (a frame timeout firing on a connection that is merely
+    /// idle, say).
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> glommio::Result<(), ()> {
-        self.tcp().set_read_timeout(timeout)
+        match self {
+            Transport::Plain(stream) => stream.set_read_timeout(timeout),
+            Transport::Tls(_) => Ok(()),
+        }
     }
 
     /// Reads plaintext into `buf`.

@@ -118,7 +118,10 @@ fn a_tls_client_completes_the_whole_protocol() {
 #[test]
 fn a_plain_client_on_the_tls_port_fails_cleanly_and_tls_clients_keep_working() {
     let cert = certificate();
-    let server = start_with(tls_config(&cert));
+    let server = start_with(Config {
+        metrics_listen: Some("127.0.0.1:0".into()),
+        ..tls_config(&cert)
+    });
     let mut a = login(&server, &cert, "a");
     let mut b = login(&server, &cert, "b");
     a.join("r", None).unwrap();
@@ -133,6 +136,15 @@ fn a_plain_client_on_the_tls_port_fails_cleanly_and_tls_clients_keep_working() {
         }
         exchange(&mut a, &mut b, "r", &[attempt]);
     }
+    let http = server.server().metrics_addr().expect("metrics enabled");
+    let metrics = get(http, "/metrics");
+    assert_eq!(
+        value(
+            &metrics,
+            "corecast_disconnects_total{reason=\"protocol_error\"}"
+        ),
+        3.0
+    );
     // A TLS client that does not trust the server's certificate fails its handshake.
     let other = certificate();
     assert!(Client::connect_tls(server.addr, "localhost", &other.der).is_err());
@@ -295,6 +307,29 @@ fn a_slow_tls_consumer_is_cut_and_others_keep_going() {
     assert_eq!(left, "slow", "the slow consumer was cut");
     exchange(&mut sender, &mut reader, "r", b"after the cut");
     drop(slow);
+}
+
+#[test]
+fn over_max_connections_a_tls_client_is_closed_and_the_count_recovers() {
+    let cert = certificate();
+    let server = start_with(Config {
+        max_connections: Some(2),
+        ..tls_config(&cert)
+    });
+    let mut a = login(&server, &cert, "a");
+    let b = login(&server, &cert, "b");
+    match Client::connect_tls(server.addr, "localhost", &cert.der) {
+        Ok(mut third) => assert!(third.login("c", None).is_err(), "a third login"),
+        Err(ClientError::Timeout) => panic!("the server did not close the third client"),
+        Err(_) => {}
+    }
+    drop(b);
+    let mut c = eventually(Duration::from_secs(5), || {
+        let mut c = Client::connect_tls(server.addr, "localhost", &cert.der).ok()?;
+        c.login("c", None).ok().map(|()| c)
+    });
+    assert!(c.ping(1).is_ok());
+    assert!(a.ping(2).is_ok());
 }
 
 #[test]
