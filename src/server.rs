@@ -40,7 +40,7 @@ pub enum ServerError {
     #[error("invalid configuration: {0}")]
     Config(String),
     /// `--tls-cert`/`--tls-key` are incomplete or unusable.
-    #[error("TLS: {0}")]
+    #[error(transparent)]
     Tls(#[from] TlsError),
     /// glommio refused to start an executor.
     #[error("cannot start shard {shard}: {reason}")]
