@@ -32,7 +32,7 @@ use crate::response;
 use crate::session::{self, Outcome};
 use crate::shard::ConnShared;
 use crate::tls::{self, HandshakeEnd};
-use crate::transport::{self, Transport};
+use crate::transport::{self, wait_for_room, Transport, Wait};
 
 /// Frames handled per read before the reader lets other tasks run.
 const FRAMES_PER_TURN: usize = 256;
@@ -487,13 +487,6 @@ fn close_with(ctx: &ShardContext, conn: &ConnShared, code: ErrorCode, message: S
         .close_after(Some(response::error(code, message)), deadline);
 }
 
-/// What ended a wait for socket room.
-enum Wait {
-    Wrote(io::Result<usize>),
-    Woken,
-    Deadline,
-}
-
 async fn write_loop(conn: Rc<ConnShared>, stream: Rc<RefCell<Transport>>, _live: Rc<LiveGuard>) {
     let fd = stream.borrow().as_raw_fd();
     let tls = stream.borrow().is_tls();
@@ -543,29 +536,13 @@ async fn write_frames(conn: &ConnShared, stream: &RefCell<Transport>, fd: RawFd)
         let Some(front) = conn.out.front() else {
             continue;
         };
-        let write = async {
-            let wrote = future::poll_fn(|cx| stream.borrow_mut().poll_write(cx, &front)).await;
-            Wait::Wrote(wrote)
-        };
-        let woken = async {
-            conn.out.writer.notified().await;
-            Wait::Woken
-        };
-        let expire = async {
-            match deadline {
-                Some(at) => {
-                    glommio::timer::sleep(at.saturating_duration_since(Instant::now())).await;
-                    Wait::Deadline
-                }
-                None => future::pending().await,
-            }
-        };
+        let write = future::poll_fn(|cx| stream.borrow_mut().poll_write(cx, &front));
         conn.out.set_front_in_flight(true);
-        let waited = future::or(write, future::or(woken, expire)).await;
+        let waited = wait_for_room(&conn.out, deadline, write).await;
         conn.out.set_front_in_flight(false);
         match waited {
-            Wait::Wrote(Ok(n)) => conn.out.consume(n),
-            Wait::Wrote(Err(e)) => return Err(e),
+            Wait::Progress(Ok(n)) => conn.out.consume(n),
+            Wait::Progress(Err(e)) => return Err(e),
             Wait::Woken => {}
             Wait::Deadline => return Ok(()),
         }

@@ -105,11 +105,39 @@ impl AsRawFd for Transport {
     }
 }
 
-/// What ended a wait for the socket.
-enum Wait {
-    Progress(io::Result<()>),
+/// What ended a writer's wait for socket room.
+pub enum Wait<T> {
+    /// The write made progress (or failed).
+    Progress(T),
+    /// The queue changed: new frames, or a cut.
     Woken,
+    /// A draining connection's deadline passed.
     Deadline,
+}
+
+/// Waits for `progress` (a write that needs socket room), a change of `out`'s state,
+/// or, while draining, the drain deadline: the one wait both writers (plain and TLS)
+/// make when the socket is full. `deadline` is `None` for an open connection.
+pub async fn wait_for_room<T>(
+    out: &Outbound,
+    deadline: Option<Instant>,
+    progress: impl std::future::Future<Output = T>,
+) -> Wait<T> {
+    let progress = async { Wait::Progress(progress.await) };
+    let woken = async {
+        out.writer.notified().await;
+        Wait::Woken
+    };
+    let expire = async {
+        match deadline {
+            Some(at) => {
+                glommio::timer::sleep(at.saturating_duration_since(Instant::now())).await;
+                Wait::Deadline
+            }
+            None => future::pending().await,
+        }
+    };
+    future::or(progress, future::or(woken, expire)).await
 }
 
 /// The TLS writer: drains `conn`'s queue through rustls until the queue is closed and
@@ -165,21 +193,7 @@ pub async fn write_frames_tls(conn: &ConnShared, stream: &RefCell<Transport>) ->
                 }
             }
         };
-        let wrote = async { Wait::Progress(progress.await) };
-        let woken = async {
-            conn.out.writer.notified().await;
-            Wait::Woken
-        };
-        let expire = async {
-            match deadline {
-                Some(at) => {
-                    glommio::timer::sleep(at.saturating_duration_since(Instant::now())).await;
-                    Wait::Deadline
-                }
-                None => future::pending().await,
-            }
-        };
-        match future::or(wrote, future::or(woken, expire)).await {
+        match wait_for_room(&conn.out, deadline, progress).await {
             Wait::Progress(Ok(())) | Wait::Woken => {}
             Wait::Progress(Err(e)) => return Err(e),
             Wait::Deadline => return Ok(()),
