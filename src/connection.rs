@@ -178,6 +178,23 @@ enum ReadEnd {
     Closing,
 }
 
+/// Why a connection ended, for the metrics. The queue's state decides first: a
+/// server-side close (a slow-consumer cut, a shutdown, a protocol error) makes the
+/// writer shut the socket, so the reader then sees an ordinary end of stream.
+fn disconnect_reason(end: &ReadEnd, state: OutState, ready: bool) -> Disconnect {
+    match (state, end) {
+        (OutState::Cut, _) => Disconnect::SlowConsumer,
+        (OutState::Draining { .. }, _) if !ready => Disconnect::Shutdown,
+        (OutState::Draining { .. }, _) | (OutState::Open, ReadEnd::Closing) => {
+            Disconnect::ProtocolError
+        }
+        (OutState::Open, ReadEnd::Idle) => Disconnect::Idle,
+        (OutState::Open, ReadEnd::FrameTimeout) => Disconnect::FrameTimeout,
+        (OutState::Open, ReadEnd::LoginTimeout) => Disconnect::LoginTimeout,
+        (OutState::Open, ReadEnd::Eof | ReadEnd::Error(_)) => Disconnect::ClientClosed,
+    }
+}
+
 async fn read_loop(
     ctx: Rc<ShardContext>,
     conn: Rc<ConnShared>,
@@ -186,15 +203,7 @@ async fn read_loop(
     accepted: Instant,
 ) {
     let end = read_frames(&ctx, &conn, &stream, accepted).await;
-    metrics::disconnect(match &end {
-        ReadEnd::Eof | ReadEnd::Error(_) => Disconnect::ClientClosed,
-        ReadEnd::Idle => Disconnect::Idle,
-        ReadEnd::FrameTimeout => Disconnect::FrameTimeout,
-        ReadEnd::LoginTimeout => Disconnect::LoginTimeout,
-        ReadEnd::Closing if conn.out.state() == OutState::Cut => Disconnect::SlowConsumer,
-        ReadEnd::Closing if !ctx.is_ready() => Disconnect::Shutdown,
-        ReadEnd::Closing => Disconnect::ProtocolError,
-    });
+    metrics::disconnect(disconnect_reason(&end, conn.out.state(), ctx.is_ready()));
     match &end {
         ReadEnd::FrameTimeout => {
             let message = format!(
@@ -546,5 +555,49 @@ async fn write_frames(conn: &ConnShared, stream: &RefCell<Transport>, fd: RawFd)
             Wait::Woken => {}
             Wait::Deadline => return Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_side_close_is_counted_by_its_cause_not_by_the_eof_it_causes() {
+        let draining = OutState::Draining {
+            deadline: Instant::now(),
+        };
+        assert_eq!(
+            disconnect_reason(&ReadEnd::Eof, OutState::Cut, true),
+            Disconnect::SlowConsumer
+        );
+        assert_eq!(
+            disconnect_reason(&ReadEnd::Closing, OutState::Cut, true),
+            Disconnect::SlowConsumer
+        );
+        assert_eq!(
+            disconnect_reason(&ReadEnd::Eof, draining, false),
+            Disconnect::Shutdown
+        );
+        assert_eq!(
+            disconnect_reason(&ReadEnd::Closing, draining, true),
+            Disconnect::ProtocolError
+        );
+        assert_eq!(
+            disconnect_reason(&ReadEnd::Eof, OutState::Open, true),
+            Disconnect::ClientClosed
+        );
+        assert_eq!(
+            disconnect_reason(&ReadEnd::Idle, OutState::Open, true),
+            Disconnect::Idle
+        );
+        assert_eq!(
+            disconnect_reason(&ReadEnd::FrameTimeout, OutState::Open, true),
+            Disconnect::FrameTimeout
+        );
+        assert_eq!(
+            disconnect_reason(&ReadEnd::LoginTimeout, OutState::Open, true),
+            Disconnect::LoginTimeout
+        );
     }
 }

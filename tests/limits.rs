@@ -73,6 +73,7 @@ fn a_slow_consumer_is_cut_off_and_everyone_else_gets_every_message_in_order() {
     const WINDOW: u64 = 4;
     let server = start_with(Config {
         max_outbound_bytes: 256 * 1024,
+        metrics_listen: Some("127.0.0.1:0".into()),
         ..config()
     });
     let mut sender = server.login("sender");
@@ -137,6 +138,15 @@ fn a_slow_consumer_is_cut_off_and_everyone_else_gets_every_message_in_order() {
             other => Err(other),
         })
         .unwrap();
+    // Counted as a slow consumer, not as the end of stream the cut causes; the three
+    // readers, whose threads have finished and hung up, are the client closes.
+    let http = server.server().metrics_addr().unwrap();
+    let series = |reason: &str| format!("corecast_disconnects_total{{reason=\"{reason}\"}}");
+    let scrape = eventually(Duration::from_secs(5), || {
+        let scrape = http_get(http, "/metrics").1;
+        (metric(&scrape, &series("client_closed")) == 3.0).then_some(scrape)
+    });
+    assert_eq!(metric(&scrape, &series("slow_consumer")), 1.0);
 }
 
 #[test]

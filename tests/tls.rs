@@ -3,8 +3,8 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Read;
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -63,24 +63,6 @@ fn exchange(a: &mut Client, b: &mut Client, room: &str, body: &[u8]) {
     }
 }
 
-fn get(addr: SocketAddr, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: corecast\r\n\r\n").unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    response
-}
-
-fn value(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
-        .unwrap_or_else(|| panic!("no series {series} in:\n{metrics}"))
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn a_tls_client_completes_the_whole_protocol() {
     let cert = certificate();
@@ -137,9 +119,9 @@ fn a_plain_client_on_the_tls_port_fails_cleanly_and_tls_clients_keep_working() {
         exchange(&mut a, &mut b, "r", &[attempt]);
     }
     let http = server.server().metrics_addr().expect("metrics enabled");
-    let metrics = get(http, "/metrics");
+    let metrics = http_get(http, "/metrics").1;
     assert_eq!(
-        value(
+        metric(
             &metrics,
             "corecast_disconnects_total{reason=\"protocol_error\"}"
         ),
@@ -178,9 +160,9 @@ fn a_client_that_never_completes_the_handshake_is_closed_at_the_login_timeout() 
     );
     // The connection slot is free again and counted as a login timeout.
     let http = server.server().metrics_addr().expect("metrics enabled");
-    let metrics = get(http, "/metrics");
+    let metrics = http_get(http, "/metrics").1;
     assert_eq!(
-        value(
+        metric(
             &metrics,
             "corecast_disconnects_total{reason=\"login_timeout\"}"
         ),
@@ -202,14 +184,14 @@ fn metrics_count_tls_traffic() {
     b.join("r", None).unwrap();
     exchange(&mut a, &mut b, "r", b"counted");
     let http = server.server().metrics_addr().expect("metrics enabled");
-    let metrics = get(http, "/metrics");
-    assert_eq!(value(&metrics, "corecast_logins_total"), 2.0);
-    assert_eq!(value(&metrics, "corecast_messages_in_total"), 1.0);
+    let metrics = http_get(http, "/metrics").1;
+    assert_eq!(metric(&metrics, "corecast_logins_total"), 2.0);
+    assert_eq!(metric(&metrics, "corecast_messages_in_total"), 1.0);
     // The message to both members, and b's join notified to a.
-    assert_eq!(value(&metrics, "corecast_deliveries_total"), 3.0);
-    assert_eq!(value(&metrics, "corecast_connections_accepted_total"), 2.0);
-    assert!(value(&metrics, "corecast_bytes_in_total") > 0.0);
-    assert!(value(&metrics, "corecast_bytes_out_total") > 0.0);
+    assert_eq!(metric(&metrics, "corecast_deliveries_total"), 3.0);
+    assert_eq!(metric(&metrics, "corecast_connections_accepted_total"), 2.0);
+    assert!(metric(&metrics, "corecast_bytes_in_total") > 0.0);
+    assert!(metric(&metrics, "corecast_bytes_out_total") > 0.0);
 }
 
 #[test]
@@ -259,8 +241,8 @@ fn a_shutdown_does_not_wait_for_a_handshake_in_progress() {
     let silent = TcpStream::connect(server.addr).unwrap();
     let http = server.server().metrics_addr().expect("metrics enabled");
     eventually(Duration::from_secs(5), || {
-        let accepted = value(
-            &get(http, "/metrics"),
+        let accepted = metric(
+            &http_get(http, "/metrics").1,
             "corecast_connections_accepted_total",
         );
         (accepted == 2.0).then_some(())

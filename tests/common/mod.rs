@@ -203,3 +203,34 @@ impl PacedReaders {
             .collect()
     }
 }
+
+/// `GET path` over plain HTTP/1.1 (the metrics port): status and body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: corecast\r\n\r\n").unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response)
+        .unwrap_or_else(|e| panic!("GET {path}: {e} after {response:?}"));
+    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    (status, body)
+}
+
+/// The value of one Prometheus series (`name` or `name{labels}`) in a scrape.
+pub fn metric(scrape: &str, series: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .unwrap_or_else(|| panic!("no series {series} in:\n{scrape}"))
+        .parse()
+        .unwrap()
+}
