@@ -448,6 +448,7 @@ fn handle_frames(
     limit: &mut RateLimit,
     data: &[u8],
 ) -> (usize, Step) {
+    metrics::start_turn();
     let mut state = ctx.state.borrow_mut();
     let max = ctx.config.max_frame_bytes;
     let mut at = 0;

@@ -5,7 +5,7 @@
 
 use std::cell::Cell;
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::proto::ErrorCode;
 
@@ -136,6 +136,8 @@ struct Local {
 }
 
 thread_local! {
+    /// When the shard began its current turn (an inbox batch, a read's frames).
+    static TURN_STARTED: Cell<Option<Instant>> = const { Cell::new(None) };
     static LOCAL: Local = const {
         Local {
             accepted: Cell::new(0),
@@ -180,6 +182,17 @@ pub enum Count {
     BytesOut(u64),
     /// Messages sent to other shards.
     CrossShard(u64),
+}
+
+/// Reads the clock once for the shard's current turn; frames queued during the turn
+/// are stamped with it, so a fan-out to N members costs one clock read, not N.
+pub fn start_turn() {
+    TURN_STARTED.with(|t| t.set(Some(Instant::now())));
+}
+
+/// When the current turn started (the clock, outside any turn).
+pub fn turn_started() -> Instant {
+    TURN_STARTED.with(|t| t.get()).unwrap_or_else(Instant::now)
 }
 
 /// Adds to a counter of the current shard.
@@ -343,7 +356,7 @@ pub fn render(shards: &[ShardStats], ready: bool) -> String {
     let name = "corecast_delivery_latency_seconds";
     let _ = write!(
         out,
-        "# HELP {name} Enqueue to written, for the oldest frame of each write batch.\n# TYPE {name} histogram\n"
+        "# HELP {name} Queued to written, for the oldest frame of each write batch (queued = start of the shard turn that queued it).\n# TYPE {name} histogram\n"
     );
     let mut cumulative = 0;
     for (i, bound) in LATENCY_BUCKETS_US.iter().enumerate() {

@@ -104,7 +104,7 @@ impl Outbound {
         let mut queue = self.queue.borrow_mut();
         queue.push_back(frame);
         if queue.len() == 1 {
-            self.busy_since.set(Some(Instant::now()));
+            self.busy_since.set(Some(crate::metrics::turn_started()));
             // The writer sleeps only on an empty queue.
             self.writer.notify();
         }

@@ -300,6 +300,7 @@ impl ShardState {
 
     /// Handles a batch from another shard; returns its control messages.
     pub fn handle_batch(&mut self, batch: Batch) -> SmallVec<[Control; 1]> {
+        metrics::start_turn();
         let mut controls = SmallVec::new();
         for msg in batch {
             match msg {
