@@ -161,7 +161,7 @@ fn skip(buf: &mut &[u8], n: usize) -> Option<()> {
     Some(())
 }
 
-/// Converts the fallback path's owned message into the same shape as the fast path.
+/// The `SendMessage` `msg` carries, if that is what it is (the prost fallback path).
 pub fn is_send(msg: &ClientMessage) -> Option<&SendMessage> {
     match &msg.data {
         Some(Data::SendMessage(send)) => Some(send),
