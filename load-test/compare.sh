@@ -14,7 +14,8 @@
 # `nice -n N`; PRIORITY=none neither. corecast with --shards 1; redis-server with no
 # persistence and warning-level logs; nats-server with GOMAXPROCS=1 and its log sent
 # to /dev/null. Environment: SCENARIO, NAME, PRIORITY, CORECAST_PORT, REDIS_PORT,
-# NATS_PORT, TARGETS (default "corecast redis nats"), CARGO_TARGET_DIR, CORECAST_REV
+# NATS_PORT, TARGETS (default "corecast redis nats"; also "corecast-2shards": --shards 2,
+# both shards on CPU 0), CARGO_TARGET_DIR, CORECAST_REV
 # (shown in the results; default `git rev-parse --short HEAD`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -90,6 +91,13 @@ for target in $TARGETS; do
       taskset -c 0 "${PRIO[@]}" "$BIN/corecast" --listen "127.0.0.1:$port" --shards 1 \
         >"$LOGS/corecast.log" 2>&1 &
       ;;
+    corecast-2shards)
+      # Two shards on the same CPU: what cross-shard routing costs, with the CPU
+      # budget of the one-shard run (target 7 of the performance issue).
+      port=$CORECAST_PORT
+      taskset -c 0 "${PRIO[@]}" "$BIN/corecast" --listen "127.0.0.1:$port" --shards 2 \
+        >"$LOGS/corecast-2shards.log" 2>&1 &
+      ;;
     redis)
       port=$REDIS_PORT
       taskset -c 0 "${PRIO[@]}" redis-server --port "$port" --bind 127.0.0.1 \
@@ -111,7 +119,7 @@ for target in $TARGETS; do
     *) EXTRA=(--hgrm "$OUT/$target.hgrm" --tolerate-loss) ;;
   esac
   # shellcheck disable=SC2086 # SCENARIO is a list of arguments on purpose.
-  taskset -c 1 "${PRIO[@]}" "$LOAD" $SCENARIO --target "$target" --addr "127.0.0.1:$port" \
+  taskset -c 1 "${PRIO[@]}" "$LOAD" $SCENARIO --target "${target%%-*}" --addr "127.0.0.1:$port" \
     --server-pid "$SERVER_PID" --label "$target" --json "$OUT/$target.json" \
     "${EXTRA[@]}" --quiet | tee "$OUT/$target.txt"
   stop_server
