@@ -161,7 +161,7 @@ done
   echo "- Memory: $(free -g | awk '/Mem:/ {print $2}') GiB; kernel $(uname -r)"
   echo "- Load average before the runs: $LOADAVG_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- Server on CPU 0 (\`taskset -c 0\`), load generator on CPU 1 (\`taskset -c 1\`), both with priority $PRIORITY (${PRIO[*]:-default})"
-  echo "- corecast ${CORECAST_REV:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)} (--shards 1); $(redis-server --version | cut -d' ' -f1-3); nats-server $(nats-server --version | awk '{print $2}') (GOMAXPROCS=1)"
+  echo "- corecast ${CORECAST_REV:-$(git describe --always --dirty 2>/dev/null || echo unknown)} (--shards 1$(case " $TARGETS " in *" corecast-2shards "*) echo "; corecast-2shards: --shards 2, both shards on CPU 0" ;; esac)); $(redis-server --version | cut -d' ' -f1-3); nats-server $(nats-server --version | awk '{print $2}') (GOMAXPROCS=1)"
   echo "- Raw outputs: \`*.txt\` (tables), \`*.json\` (reports), \`*.hgrm\` (HdrHistogram)"
 } >"$OUT/README.md"
 echo "wrote $OUT/README.md, $OUT/latency.svg and $OUT/latency-log.svg"
