@@ -16,7 +16,7 @@
 # to /dev/null. Environment: SCENARIO, NAME, PRIORITY, CORECAST_PORT, REDIS_PORT,
 # NATS_PORT, TARGETS (default "corecast redis nats"; also "corecast-2shards": --shards 2,
 # both shards on CPU 0), CARGO_TARGET_DIR, CORECAST_REV
-# (shown in the results; default `git rev-parse --short HEAD`).
+# (shown in the results; default `git describe --always --dirty`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
