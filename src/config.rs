@@ -10,7 +10,8 @@ use crate::frame::DEFAULT_MAX_FRAME_BYTES;
 /// Default `--max-outbound-bytes`: 1 MiB per connection. It holds 16 maximum-size
 /// frames or ~7,000 typical 150-byte notifications of backlog on top of the kernel's
 /// own socket buffer, so a client that is briefly descheduled is never cut; and it
-/// bounds what a stuck client can pin: 10,000 stuck clients cost at most 10 GiB.
+/// bounds what a stuck client can pin: 10,000 stuck clients queue at most 10 GiB of
+/// frames (plus one response each).
 pub const DEFAULT_MAX_OUTBOUND_BYTES: usize = 1024 * 1024;
 
 /// Default `--max-room-members`. A joiner receives every member's id: at 10,000

@@ -88,12 +88,18 @@ impl Outbound {
         Push::Queued
     }
 
-    /// Queues a response to the client's own request. It counts towards the limit but
-    /// never cuts: responses are bounded by the client's (rate-limited) requests, and a
-    /// large room's `JoinResponse` must not cut its own joiner.
-    pub fn push_reply(&self, frame: Bytes) -> Push {
+    /// Queues a response to the client's own request. A response is queued whatever
+    /// its size while the queue is within its limit (a large room's `JoinResponse` must
+    /// not cut its own joiner); one to a client whose queue is already over the limit
+    /// cuts it like a notification would. Without that, a client that keeps sending
+    /// requests and never reads would grow its queue without bound, rate limit or not.
+    pub fn push_reply(&self, frame: Bytes, slow_consumer_frame: impl FnOnce() -> Bytes) -> Push {
         if self.state.get() != OutState::Open {
             return Push::Closed;
+        }
+        if self.queued_bytes.get() > self.max_bytes {
+            self.cut(slow_consumer_frame());
+            return Push::SlowConsumer;
         }
         self.enqueue(frame);
         Push::Queued
@@ -294,14 +300,27 @@ mod tests {
     }
 
     #[test]
-    fn replies_never_cut_but_count() {
+    fn a_reply_within_the_limit_is_queued_whatever_its_size_but_counts() {
         let out = Outbound::new(10);
-        assert_eq!(out.push_reply(frame(50)), Push::Queued);
+        assert_eq!(out.push_reply(frame(50), slow), Push::Queued);
         assert_eq!(out.queued_bytes(), 50);
         assert_eq!(
             out.push(frame(1), slow),
             Push::SlowConsumer,
             "notifications still do"
+        );
+    }
+
+    #[test]
+    fn a_reply_to_a_queue_already_over_the_limit_cuts() {
+        let out = Outbound::new(10);
+        assert_eq!(out.push_reply(frame(50), slow), Push::Queued);
+        assert_eq!(out.push_reply(frame(1), slow), Push::SlowConsumer);
+        assert_eq!(out.state(), OutState::Cut);
+        assert_eq!(
+            &out.front().unwrap()[..],
+            b"SLOW",
+            "the backlog went, the error stays"
         );
     }
 

@@ -55,24 +55,29 @@ pub struct ConnShared {
 }
 
 impl ConnShared {
-    /// Queues a response to this connection's own request (never cuts it).
+    /// Queues a response to this connection's own request (`Outbound::push_reply`).
     pub fn reply(&self, frame: Bytes) -> Push {
-        self.out.push_reply(frame)
+        self.cut_logged(self.out.push_reply(frame, slow_consumer_frame))
     }
 
     /// Queues a notification; a connection over its byte limit is cut as a slow consumer.
     pub fn push(&self, frame: Bytes) -> Push {
-        let pushed = self.out.push(frame, || {
-            response::error(
-                ErrorCode::SlowConsumer,
-                "outbound buffer over --max-outbound-bytes: disconnected",
-            )
-        });
+        self.cut_logged(self.out.push(frame, slow_consumer_frame))
+    }
+
+    fn cut_logged(&self, pushed: Push) -> Push {
         if pushed == Push::SlowConsumer {
             tracing::debug!(conn = self.id, "slow consumer cut");
         }
         pushed
     }
+}
+
+fn slow_consumer_frame() -> Bytes {
+    response::error(
+        ErrorCode::SlowConsumer,
+        "outbound buffer over --max-outbound-bytes: disconnected",
+    )
 }
 
 /// Local members of one room, in the order they joined (swap-removal aside).

@@ -194,3 +194,53 @@ fn an_idle_connection_is_closed_after_the_idle_timeout() {
     let mut buf = [0u8; 16];
     assert_eq!(raw.read(&mut buf).unwrap(), 0);
 }
+
+/// Responses count too: a client that keeps sending requests and never reads its
+/// responses is cut once its queue is over the limit, instead of growing it forever
+/// (with the rate limit off, as fast as the network allows).
+#[test]
+fn a_client_that_never_reads_its_responses_is_cut_as_a_slow_consumer() {
+    use corecast::proto::{client_message, ClientMessage, LoginRequest, Ping};
+    use std::io::Write;
+    /// Far more responses than the queue limit plus every socket buffer on the way.
+    const MAX_BYTES_SENT: usize = 64 << 20;
+    let server = start_with(Config {
+        max_outbound_bytes: 64 * 1024,
+        max_messages_per_second: 0,
+        metrics_listen: Some("127.0.0.1:0".into()),
+        ..config()
+    });
+    let (mut a, mut b) = bystanders(&server, "by");
+    let http = server.server().metrics_addr().unwrap();
+    let cuts = || {
+        let scrape = http_get(http, "/metrics").1;
+        metric(
+            &scrape,
+            "corecast_disconnects_total{reason=\"slow_consumer\"}",
+        )
+    };
+
+    let encode = |data| corecast::frame::encode(&ClientMessage { data: Some(data) });
+    let mut pinger = std::net::TcpStream::connect(server.addr).unwrap();
+    pinger
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let login = encode(client_message::Data::LoginRequest(LoginRequest {
+        player_id: "pinger".into(),
+        auth_config: None,
+    }));
+    pinger.write_all(&login).unwrap();
+    let chunk: Vec<u8> = (0..4096u64)
+        .flat_map(|nonce| encode(client_message::Data::Ping(Ping { nonce })))
+        .collect();
+    let mut sent = 0;
+    // Writes fail once the server has cut and closed the connection.
+    while sent < MAX_BYTES_SENT && pinger.write_all(&chunk).is_ok() {
+        sent += chunk.len();
+        if sent % (64 * chunk.len()) == 0 && cuts() >= 1.0 {
+            break;
+        }
+    }
+    eventually(Duration::from_secs(10), || (cuts() == 1.0).then_some(()));
+    assert_bystanders_fine(&mut a, &mut b, "by");
+}
