@@ -266,7 +266,7 @@ fn main() {
             let start = Instant::now();
             for _ in 0..count {
                 for conn in &conns {
-                    black_box(conn.push(frame.clone()));
+                    black_box(conn.push(&frame));
                 }
             }
             start.elapsed()

@@ -76,7 +76,9 @@ impl Outbound {
 
     /// Queues a frame; a frame that would pass the limit cuts the connection, and
     /// `slow_consumer_frame` is queued after the partly written frame, if any.
-    pub fn push(&self, frame: Bytes, slow_consumer_frame: impl FnOnce() -> Bytes) -> Push {
+    /// The frame is borrowed: a shared broadcast frame is cloned (a reference count)
+    /// only for a queue that takes it, not for one that is closing.
+    pub fn push(&self, frame: &Bytes, slow_consumer_frame: impl FnOnce() -> Bytes) -> Push {
         if self.state.get() != OutState::Open {
             return Push::Closed;
         }
@@ -84,7 +86,7 @@ impl Outbound {
             self.cut(slow_consumer_frame());
             return Push::SlowConsumer;
         }
-        self.enqueue(frame);
+        self.enqueue(frame.clone());
         Push::Queued
     }
 
@@ -250,8 +252,8 @@ mod tests {
     #[test]
     fn push_counts_bytes_and_consume_releases_them() {
         let out = Outbound::new(100);
-        assert_eq!(out.push(frame(40), slow), Push::Queued);
-        assert_eq!(out.push(frame(60), slow), Push::Queued);
+        assert_eq!(out.push(&frame(40), slow), Push::Queued);
+        assert_eq!(out.push(&frame(60), slow), Push::Queued);
         assert_eq!(out.queued_bytes(), 100);
         out.consume(50);
         assert_eq!(out.queued_bytes(), 50);
@@ -263,11 +265,11 @@ mod tests {
     #[test]
     fn passing_the_limit_cuts_and_keeps_a_partly_written_front() {
         let out = Outbound::new(100);
-        out.push(frame(60), slow);
-        out.push(frame(35), slow);
+        out.push(&frame(60), slow);
+        out.push(&frame(35), slow);
         out.consume(10);
         // 85 bytes queued; 20 more would make 105 > 100.
-        assert_eq!(out.push(frame(20), slow), Push::SlowConsumer);
+        assert_eq!(out.push(&frame(20), slow), Push::SlowConsumer);
         assert_eq!(out.state(), OutState::Cut);
         let queue = out.queue.borrow();
         assert_eq!(queue.len(), 2);
@@ -278,7 +280,7 @@ mod tests {
         );
         assert_eq!(&queue[1][..], b"SLOW");
         drop(queue);
-        assert_eq!(out.push(frame(1), slow), Push::Closed);
+        assert_eq!(out.push(&frame(1), slow), Push::Closed);
     }
 
     #[test]
@@ -286,10 +288,10 @@ mod tests {
         // The writer waits to write the front frame; a cut must not drop it, or the
         // bytes the blocking write then sends would be consumed from the wrong frame.
         let out = Outbound::new(100);
-        out.push(frame(60), slow);
+        out.push(&frame(60), slow);
         out.set_front_in_flight(true);
         let front = out.front().unwrap();
-        assert_eq!(out.push(frame(50), slow), Push::SlowConsumer);
+        assert_eq!(out.push(&frame(50), slow), Push::SlowConsumer);
         assert_eq!(out.queue.borrow().len(), 2);
         assert_eq!(out.front().unwrap(), front);
         out.consume(30);
@@ -305,7 +307,7 @@ mod tests {
         assert_eq!(out.push_reply(frame(50), slow), Push::Queued);
         assert_eq!(out.queued_bytes(), 50);
         assert_eq!(
-            out.push(frame(1), slow),
+            out.push(&frame(1), slow),
             Push::SlowConsumer,
             "notifications still do"
         );
@@ -327,8 +329,8 @@ mod tests {
     #[test]
     fn cut_with_an_unstarted_front_drops_the_backlog() {
         let out = Outbound::new(10);
-        out.push(frame(10), slow);
-        assert_eq!(out.push(frame(1), slow), Push::SlowConsumer);
+        out.push(&frame(10), slow);
+        assert_eq!(out.push(&frame(1), slow), Push::SlowConsumer);
         assert_eq!(out.queue.borrow().len(), 1);
         assert_eq!(out.queued_bytes(), 4);
     }
@@ -336,19 +338,19 @@ mod tests {
     #[test]
     fn close_after_queues_a_last_frame_beyond_the_limit() {
         let out = Outbound::new(10);
-        out.push(frame(10), slow);
+        out.push(&frame(10), slow);
         out.close_after(Some(frame(5)), Instant::now());
         assert!(matches!(out.state(), OutState::Draining { .. }));
         assert_eq!(out.queued_bytes(), 15);
-        assert_eq!(out.push(frame(1), slow), Push::Closed);
+        assert_eq!(out.push(&frame(1), slow), Push::Closed);
     }
 
     #[test]
     fn write_to_sends_every_queued_frame_in_one_call() {
         let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
         let out = Outbound::new(1000);
-        out.push(Bytes::from_static(b"ab"), slow);
-        out.push(Bytes::from_static(b"cde"), slow);
+        out.push(&Bytes::from_static(b"ab"), slow);
+        out.push(&Bytes::from_static(b"cde"), slow);
         use std::os::fd::AsRawFd;
         assert_eq!(out.write_to(a.as_raw_fd()).unwrap(), 5);
         assert!(out.is_empty());

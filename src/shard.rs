@@ -61,7 +61,7 @@ impl ConnShared {
     }
 
     /// Queues a notification; a connection over its byte limit is cut as a slow consumer.
-    pub fn push(&self, frame: Bytes) -> Push {
+    pub fn push(&self, frame: &Bytes) -> Push {
         self.cut_logged(self.out.push(frame, slow_consumer_frame))
     }
 
@@ -295,8 +295,9 @@ impl ShardState {
     /// already queued, and closes once flushed or at `deadline`.
     pub fn begin_shutdown(&mut self, deadline: Instant) {
         self.shutting_down = Some(deadline);
+        let frame = shutting_down_frame();
         for conn in self.conns.values() {
-            conn.out.close_after(Some(shutting_down_frame()), deadline);
+            conn.out.close_after(Some(frame.clone()), deadline);
             conn.wake.notify();
         }
     }
@@ -353,7 +354,11 @@ impl ShardState {
             .iter_mut()
             .enumerate()
             .filter(|(_, batch)| !batch.is_empty())
-            .map(|(dest, batch)| (dest, std::mem::take(batch)))
+            // The next batch starts with this one's capacity instead of regrowing.
+            .map(|(dest, batch)| {
+                let capacity = batch.len();
+                (dest, std::mem::replace(batch, Vec::with_capacity(capacity)))
+            })
             .collect()
     }
 
@@ -465,15 +470,7 @@ impl ShardState {
         room.add(player, from);
         let frame = response::join(&room_id, room.player_ids(), config, response::ok());
         self.member_rooms.entry(from).or_default().push(key);
-        for shard in others {
-            self.route(
-                shard,
-                ShardMessage::ToMembers(MemberEvent::Deliver {
-                    room: key,
-                    frame: notification.clone(),
-                }),
-            );
-        }
+        self.deliver(others, key, notification);
         // After the notifications: the joiner is not yet indexed when they arrive.
         self.tell_conn(
             from,
@@ -531,13 +528,17 @@ impl ShardState {
             return;
         }
         let notification = response::leave_notification(&room.id, player);
-        for shard in room.member_shards() {
+        let shards = room.member_shards();
+        self.deliver(shards, key, notification);
+    }
+
+    /// Sends one room-wide frame to each member shard, which fans it out locally.
+    fn deliver(&mut self, shards: SmallVec<[ShardId; 8]>, room: RoomKey, frame: Bytes) {
+        for shard in shards {
+            let frame = frame.clone();
             self.route(
                 shard,
-                ShardMessage::ToMembers(MemberEvent::Deliver {
-                    room: key,
-                    frame: notification.clone(),
-                }),
+                ShardMessage::ToMembers(MemberEvent::Deliver { room, frame }),
             );
         }
     }
@@ -562,15 +563,8 @@ impl ShardState {
         // Encoded once; every recipient on every shard shares this allocation.
         let frame = response::message_notification(player, &room.id, view.body, seq);
         if view.target_count() == 0 {
-            for shard in room.member_shards() {
-                self.route(
-                    shard,
-                    ShardMessage::ToMembers(MemberEvent::Deliver {
-                        room: key,
-                        frame: frame.clone(),
-                    }),
-                );
-            }
+            let shards = room.member_shards();
+            self.deliver(shards, key, frame);
             return;
         }
         let mut per_shard: SmallVec<[(ShardId, SmallVec<[ConnId; 4]>); 2]> = SmallVec::new();
@@ -604,15 +598,8 @@ impl ShardState {
                     c.claim.set(Some(ok));
                     c.wake.notify();
                 }
-                None if ok => {
-                    // The connection went away while its claim was in flight.
-                    let owner = owner_shard(&player, self.nr_shards);
-                    let from = self.addr(conn);
-                    self.route(
-                        owner,
-                        ShardMessage::ToOwner(OwnerRequest::Release { player, from }),
-                    );
-                }
+                // The connection went away while its claim was in flight.
+                None if ok => self.release(conn, player),
                 None => {}
             },
             MemberEvent::Joined { conn, room, frame } => {
@@ -650,7 +637,7 @@ impl ShardState {
                 if let Some(members) = self.local_rooms.get(&room) {
                     metrics::count(Count::Deliveries(members.len() as u64));
                     for member in members.values() {
-                        member.push(frame.clone());
+                        member.push(&frame);
                     }
                 }
             }
@@ -658,7 +645,7 @@ impl ShardState {
                 metrics::count(Count::Deliveries(conns.len() as u64));
                 for conn in conns {
                     if let Some(c) = self.conns.get(&conn) {
-                        c.push(frame.clone());
+                        c.push(&frame);
                     }
                 }
             }
@@ -672,15 +659,20 @@ impl ShardState {
                 }
                 if let Some((player, _)) = self.disconnecting.remove(&conn) {
                     self.forget(conn);
-                    let owner = owner_shard(&player, self.nr_shards);
-                    let from = self.addr(conn);
-                    self.route(
-                        owner,
-                        ShardMessage::ToOwner(OwnerRequest::Release { player, from }),
-                    );
+                    self.release(conn, player);
                 }
             }
         }
+    }
+
+    /// Gives `player` back to its owner once `conn` no longer holds it.
+    fn release(&mut self, conn: ConnId, player: Arc<str>) {
+        let owner = owner_shard(&player, self.nr_shards);
+        let from = self.addr(conn);
+        self.route(
+            owner,
+            ShardMessage::ToOwner(OwnerRequest::Release { player, from }),
+        );
     }
 
     fn unindex(&mut self, room: RoomKey, conn: ConnId) {
