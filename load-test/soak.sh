@@ -4,6 +4,7 @@
 # the harness reports any loss or disorder, if fds leak, or if RSS at the end is more
 # than 10% above its first sample after warm-up.
 #   load-test/soak.sh [OUTDIR]     (env: DURATION=600s PORT=17910 SAMPLE=30)
+# The server also serves /metrics on PORT+1; its counters at the end go to metrics.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-load-test/results/soak-$(date +%F)}
@@ -12,9 +13,10 @@ port=${PORT:-17910}
 sample=${SAMPLE:-30}
 mkdir -p "$out"
 cargo build --release -q -p corecast -p corecast-load
-bin=target/release
+bin=${CARGO_TARGET_DIR:-target}/release
 
-taskset -c 0 "$bin/corecast" --shards 1 --listen "127.0.0.1:$port" > "$out/server.log" 2>&1 &
+taskset -c 0 "$bin/corecast" --shards 1 --listen "127.0.0.1:$port" \
+  --metrics-listen "127.0.0.1:$((port + 1))" > "$out/server.log" 2>&1 &
 srv=$!
 trap 'kill -TERM $srv 2>/dev/null || true' EXIT
 for _ in $(seq 100); do grep -q "listening on" "$out/server.log" && break; sleep 0.1; done
@@ -30,6 +32,7 @@ taskset -c 1 "$bin/corecast-load" churn --addr "127.0.0.1:$port" --rooms 10 --me
   --drain 3s --server-pid $srv --quiet --json "$out/soak.json" > "$out/soak.txt" 2>&1 || status=$?
 sleep 2
 fds_after=$(ls /proc/$srv/fd | wc -l)
+curl -sf "http://127.0.0.1:$((port + 1))/metrics" > "$out/metrics.txt" || echo "metrics scrape failed"
 kill -TERM $srv; wait $srv || status=$?
 trap - EXIT
 

@@ -11,7 +11,7 @@ use crate::check::CheckCounts;
 use crate::clock::mono_ns;
 use crate::latency::{new_histogram, LatencyRecorder, Window};
 use crate::schedule::{Schedule, SplitMix64};
-use crate::worker::{Progress, RunCounters, Timer, Worker, KEEPALIVE_NS};
+use crate::worker::{Progress, RunCounters, Timer, Worker, KEEPALIVE_NS, KEEPALIVE_PARTS};
 
 /// How often workers report progress.
 pub const PROGRESS_EVERY_NS: u64 = 250_000_000;
@@ -91,12 +91,12 @@ impl Worker {
         }
         let drain_deadline = send_end + timing.drain_ns;
         let mut next_progress = mono_ns() + PROGRESS_EVERY_NS;
-        let mut next_keepalive = mono_ns() + KEEPALIVE_NS;
+        let mut next_keepalive = mono_ns() + KEEPALIVE_NS / KEEPALIVE_PARTS as u64;
         loop {
             let now = mono_ns();
             if now >= next_keepalive {
-                self.keepalive_all();
-                next_keepalive = now + KEEPALIVE_NS;
+                self.keepalive_some();
+                next_keepalive = now + KEEPALIVE_NS / KEEPALIVE_PARTS as u64;
             }
             while let Some((_, timer)) = self.pop_due(now) {
                 match timer {
@@ -114,7 +114,7 @@ impl Worker {
             {
                 break;
             }
-            let wake = next_progress.min(if now < send_end {
+            let wake = next_progress.min(next_keepalive).min(if now < send_end {
                 send_end
             } else {
                 drain_deadline

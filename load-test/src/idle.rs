@@ -16,7 +16,7 @@ use crate::latency::new_histogram;
 use crate::procstat;
 use crate::report::{write_outputs, Outputs, Report, ServerCost};
 use crate::scenario::run_prefix;
-use crate::worker::{RoomPlan, Worker, WorkerPlan, KEEPALIVE_NS};
+use crate::worker::{RoomPlan, Worker, WorkerPlan, KEEPALIVE_NS, KEEPALIVE_PARTS};
 
 fn idle_plan(target: &TargetArgs, prefix: String, connections: usize, rooms: usize) -> WorkerPlan {
     let mut plan = WorkerPlan {
@@ -57,15 +57,15 @@ fn idle_plan(target: &TargetArgs, prefix: String, connections: usize, rooms: usi
 /// Keeps `worker`'s connections alive until `stop` returns true.
 fn hold(worker: &mut Worker, mut stop: impl FnMut(u64) -> bool) -> Result<()> {
     worker.running = true;
-    let mut next_keepalive = mono_ns() + KEEPALIVE_NS;
+    let mut next_keepalive = mono_ns() + KEEPALIVE_NS / KEEPALIVE_PARTS as u64;
     loop {
         let now = mono_ns();
         if stop(now) {
             return Ok(());
         }
         if now >= next_keepalive {
-            worker.keepalive_all();
-            next_keepalive = now + KEEPALIVE_NS;
+            worker.keepalive_some();
+            next_keepalive = now + KEEPALIVE_NS / KEEPALIVE_PARTS as u64;
         }
         worker.pump(now + 100_000_000)?;
     }

@@ -3,7 +3,7 @@
 //! window, merges the workers' results into a [`Report`]. Also `--find-max`.
 
 use std::net::IpAddr;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
@@ -452,6 +452,12 @@ pub fn run_connect(args: &crate::cli::ConnectArgs) -> Result<bool> {
     let prefix = run_prefix(0);
     let before = sample_server(target.server_pid)?;
     let cpu_before = process_cpu_us();
+    let sampled_from = mono_ns();
+    // Every worker reports when its clients are all in (or it failed), then holds
+    // them open until the server has been sampled: the figures are of connected
+    // clients, not of a server busy closing them.
+    let (connected_tx, connected_rx) = mpsc::channel::<()>();
+    let release = Arc::new(Barrier::new(threads + 1));
     let view_total = (args.timeout * 1000.0) as u64;
     let mut view = LiveView::new(args.out.quiet, view_total);
     let (progress_tx, progress_rx) = mpsc::channel();
@@ -471,23 +477,36 @@ pub fn run_connect(args: &crate::cli::ConnectArgs) -> Result<bool> {
             timeout_ns: (args.timeout * 1e9) as u64,
         };
         let progress_tx = progress_tx.clone();
+        let connected_tx = connected_tx.clone();
+        let release = release.clone();
         handles.push(
             thread::Builder::new()
                 .name(format!("connect-{t}"))
                 .spawn(move || -> Result<(WorkerResult, u64)> {
                     set_fine_timer_slack();
-                    let mut w = Worker::new(plan)?;
-                    let start = w.run_connect(pacing, &progress_tx)?;
-                    Ok((w.finish(), start))
+                    let run = Worker::new(plan).and_then(|mut w| {
+                        let start = w.run_connect(pacing, &progress_tx)?;
+                        Ok((w, start))
+                    });
+                    let _ = connected_tx.send(());
+                    release.wait();
+                    run.map(|(w, start)| (w.finish(), start))
                 })
                 .context("spawn worker thread")?,
         );
     }
     drop(progress_tx);
+    drop(connected_tx);
     let wall_start = mono_ns();
-    while handles.iter().any(|h| !h.is_finished()) {
+    let mut connected = 0;
+    while connected < threads {
         if let Ok(p) = progress_rx.recv_timeout(Duration::from_millis(20)) {
             view.add(p);
+        }
+        connected += connected_rx.try_iter().count();
+        // A worker that ends before the release can only have panicked.
+        if handles.iter().any(|h| h.is_finished()) {
+            bail!("a connect worker thread panicked");
         }
         let now = mono_ns();
         view.tick(now, "connecting", (now - wall_start) / 1_000_000);
@@ -495,6 +514,8 @@ pub fn run_connect(args: &crate::cli::ConnectArgs) -> Result<bool> {
     view.finish();
     let after = sample_server(target.server_pid)?;
     let cpu_after = process_cpu_us();
+    let sampled_s = mono_ns().saturating_sub(sampled_from) as f64 / 1e9;
+    release.wait();
     let mut results = Vec::new();
     for h in handles {
         results.push(h.join().map_err(|_| anyhow!("worker thread panicked"))??);
@@ -544,13 +565,13 @@ pub fn run_connect(args: &crate::cli::ConnectArgs) -> Result<bool> {
             0.0
         },
         first_error,
-        harness_cpu_pct: (cpu_after - cpu_before) as f64 / (elapsed_s.max(1e-9) * 1e6) * 100.0,
+        harness_cpu_pct: (cpu_after - cpu_before) as f64 / (sampled_s.max(1e-9) * 1e6) * 100.0,
         harness_threads: threads,
         server: match (target.server_pid, before, after) {
             (Some(pid), Some(b), Some(a)) => Some(ServerCost {
                 pid,
                 cpu_us: a.cpu_us - b.cpu_us,
-                cpu_pct: (a.cpu_us - b.cpu_us) as f64 / (elapsed_s.max(1e-9) * 1e6) * 100.0,
+                cpu_pct: (a.cpu_us - b.cpu_us) as f64 / (sampled_s.max(1e-9) * 1e6) * 100.0,
                 cpu_us_per_1000_deliveries: (a.cpu_us - b.cpu_us) as f64 * 1000.0
                     / logged_in.max(1) as f64,
                 rss_before_kib: b.rss_kib,
