@@ -2,11 +2,11 @@
 //!
 //! Before glommio was patched (vendor/glommio/PATCHED.md) an executor could park with
 //! runnable tasks queued: in 207 runs of a variant of this test with longer timeouts,
-//! three saw a connection go 4 to 60 s without an answer and two never finished the
-//! server's shutdown. `tests/executor.rs` pins the cause down deterministically;
+//! three saw a connection left unanswered until the server's idle timeout closed it,
+//! and two never finished the server's shutdown. `tests/executor.rs` pins the cause down deterministically;
 //! this is the end-to-end check, and what to loop when touching the executor:
 //!
-//!     for i in $(seq 100); do cargo test --test stall || break; done
+//!     for i in $(seq 200); do cargo test -q --test stall || break; done
 
 mod common;
 
