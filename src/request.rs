@@ -18,10 +18,24 @@ pub enum Request<'a> {
     Message(ClientMessage),
 }
 
+impl Request<'_> {
+    /// The `SendMessage` this is, from either path: the zero-copy view, or prost's
+    /// message when only prost could decode it (repeated top-level fields).
+    pub fn send_view(&self) -> Option<SendView<'_>> {
+        match self {
+            Request::Send(view) => Some(*view),
+            Request::Message(ClientMessage {
+                data: Some(Data::SendMessage(send)),
+            }) => Some(SendView::of(send)),
+            Request::Message(_) => None,
+        }
+    }
+}
+
 /// A `SendMessage` whose strings and body borrow the frame they came in. Target ids
 /// are not collected: they are counted (and checked as UTF-8) when the view is made and
 /// read from the frame again when needed, so a frame full of ids allocates nothing.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SendView<'a> {
     /// The room to send to.
     pub room_id: &'a str,
@@ -30,7 +44,7 @@ pub struct SendView<'a> {
     targets: Targets<'a>,
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Targets<'a> {
     /// The `SendMessage` body on the wire, every field already validated.
     Wire { message: &'a [u8], count: usize },
@@ -161,14 +175,6 @@ fn skip(buf: &mut &[u8], n: usize) -> Option<()> {
     Some(())
 }
 
-/// The `SendMessage` `msg` carries, if that is what it is (the prost fallback path).
-pub fn is_send(msg: &ClientMessage) -> Option<&SendMessage> {
-    match &msg.data {
-        Some(Data::SendMessage(send)) => Some(send),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,8 +253,9 @@ mod tests {
         };
         assert_eq!(view.targets().collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(view.room_id, "r");
-        let prost = ClientMessage::decode(&payload[..]).unwrap();
-        assert_eq!(is_send(&prost).unwrap().target_ids, vec!["a", "b"]);
+        let prost = Request::Message(ClientMessage::decode(&payload[..]).unwrap());
+        let view = prost.send_view().unwrap();
+        assert_eq!(view.targets().collect::<Vec<_>>(), ["a", "b"]);
     }
 
     #[test]
@@ -263,11 +270,13 @@ mod tests {
     fn repeated_top_level_fields_follow_prost_merge_rules() {
         let mut payload = send(&["a"], "r1", b"x");
         payload.extend(send(&["b"], "r2", b""));
-        let Request::Message(msg) = decode_request(&payload).unwrap() else {
-            panic!("merging must go through prost");
-        };
-        let send = is_send(&msg).unwrap();
-        assert_eq!(send.target_ids, vec!["a", "b"]);
+        let request = decode_request(&payload).unwrap();
+        assert!(
+            matches!(request, Request::Message(_)),
+            "merging must go through prost"
+        );
+        let send = request.send_view().unwrap();
+        assert_eq!(send.targets().collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(send.room_id, "r2");
     }
 }

@@ -403,16 +403,13 @@ impl ShardState {
                 payload,
                 player,
                 from,
-            } => match decode_request(&payload) {
-                Ok(Request::Send(view)) => self.on_send(&view, &player, from),
-                Ok(Request::Message(msg)) => {
-                    if let Some(send) = crate::request::is_send(&msg) {
-                        self.on_send(&SendView::of(send), &player, from);
-                    }
+            } => {
+                // The sender's shard decoded this payload already: it cannot fail.
+                let request = decode_request(&payload).ok();
+                if let Some(view) = request.as_ref().and_then(Request::send_view) {
+                    self.on_send(&view, &player, from);
                 }
-                // The sender's shard decoded this payload already.
-                Err(_) => {}
-            },
+            }
             OwnerRequest::Disconnect { player, from } => {
                 for key in self.member_rooms.remove(&from).unwrap_or_default() {
                     self.remove_member(key, &player, from);
