@@ -61,7 +61,6 @@ pub struct ShardContext {
     ready: Cell<bool>,
     /// Set by the flusher when a peer's inbox is deep: readers pause until it drains.
     peers_backlogged: Cell<bool>,
-    stop_accepting: LocalNotify,
     shutdown_started: LocalNotify,
     /// Never has permits; closed when a shutdown starts, which wakes every task waiting
     /// on it at once (TLS handshakes in progress, which no connection state tracks).
@@ -148,7 +147,6 @@ pub async fn run_shard(setup: ShardSetup) {
         peers: setup.peers,
         peers_backlogged: Cell::new(false),
         ready: Cell::new(true),
-        stop_accepting: LocalNotify::default(),
         shutdown_started: LocalNotify::default(),
         shutdown_gate: Semaphore::new(0),
         flush,
@@ -162,7 +160,6 @@ pub async fn run_shard(setup: ShardSetup) {
     }
 
     ctx.shutdown_started.notified().await;
-    ctx.stop_accepting.notify();
     ctx.ready.set(false);
     ctx.shutdown_gate.close();
     let grace = ctx.config.shutdown_grace();
@@ -190,7 +187,7 @@ pub async fn run_shard(setup: ShardSetup) {
 async fn accept_loop(ctx: Rc<ShardContext>, listener: TcpListener) {
     loop {
         let accepted = future::or(async { Some(listener.accept().await) }, async {
-            ctx.stop_accepting.notified().await;
+            ctx.shutdown_started().await;
             None
         })
         .await;

@@ -356,7 +356,7 @@ pub fn render(shards: &[ShardStats], ready: bool) -> String {
     let name = "corecast_delivery_latency_seconds";
     let _ = write!(
         out,
-        "# HELP {name} Queued to written, for the oldest frame of each write batch (queued = start of the shard turn that queued it).\n# TYPE {name} histogram\n"
+        "# HELP {name} Time a connection's outbound queue stayed non-empty: from the start of the shard turn that queued a frame into an empty queue to the write that emptied it (one sample per busy period).\n# TYPE {name} histogram\n"
     );
     let mut cumulative = 0;
     for (i, bound) in LATENCY_BUCKETS_US.iter().enumerate() {

@@ -128,11 +128,6 @@ impl Room {
         self.members.keys().map(|p| p.to_string()).collect()
     }
 
-    /// Number of members.
-    pub fn len(&self) -> usize {
-        self.members.len()
-    }
-
     /// Whether the room has no members (and should be removed).
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
