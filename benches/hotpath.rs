@@ -140,7 +140,7 @@ fn shard_with_members(n: usize) -> (ShardState, Vec<Rc<ConnShared>>) {
     let mut state = ShardState::new(0, 1, limits, Rc::new(LocalNotify::default()));
     let conns: Vec<Rc<ConnShared>> = (0..n).map(|_| state.register()).collect();
     // What the owner sends after accepting each join: index the member, reply.
-    let joined = response::join(ROOM_ID, Vec::new(), None, response::ok());
+    let joined = response::join(ROOM_ID, std::iter::empty(), None, response::ok());
     let batch = conns
         .iter()
         .map(|c| {

@@ -298,7 +298,7 @@ impl RateLimit {
             Request::Message(ClientMessage {
                 data: Some(Data::JoinRequest(join)),
             }) => {
-                conn.reply(response::join(&join.room_id, Vec::new(), None, limited()));
+                conn.reply(response::join_rejected(&join.room_id, None, limited()));
             }
             Request::Message(ClientMessage {
                 data: Some(Data::LeaveRequest(leave)),

@@ -124,8 +124,8 @@ impl Room {
     }
 
     /// Member ids, in join order except after removals.
-    pub fn player_ids(&self) -> Vec<String> {
-        self.members.keys().map(|p| p.to_string()).collect()
+    pub fn player_ids(&self) -> impl Iterator<Item = &str> + Clone {
+        self.members.keys().map(|p| &**p)
     }
 
     /// Whether the room has no members (and should be removed).

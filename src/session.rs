@@ -106,12 +106,8 @@ pub fn handle(
                 return Outcome::Continue;
             };
             if let Err((code, message)) = validate_id("room_id", &join.room_id) {
-                conn.reply(response::join(
-                    &join.room_id,
-                    Vec::new(),
-                    None,
-                    response::err(code, message),
-                ));
+                let error = response::err(code, message);
+                conn.reply(response::join_rejected(&join.room_id, None, error));
                 return Outcome::Continue;
             }
             if conn.room_slots.get() >= config.max_rooms_per_connection {
@@ -120,7 +116,7 @@ pub fn handle(
                     conn.room_slots.get()
                 );
                 let error = response::err(ErrorCode::FailedPrecondition, message);
-                conn.reply(response::join(&join.room_id, Vec::new(), None, error));
+                conn.reply(response::join_rejected(&join.room_id, None, error));
                 return Outcome::Continue;
             }
             conn.room_slots.set(conn.room_slots.get() + 1);

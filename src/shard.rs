@@ -448,7 +448,7 @@ impl ShardState {
             max_players: room.max_players,
         });
         if let Err((code, message)) = room.check_join(&player, max_players, cap) {
-            let frame = response::join(&room_id, Vec::new(), config, response::err(code, message));
+            let frame = response::join_rejected(&room_id, config, response::err(code, message));
             if room.is_empty() {
                 self.drop_room(key);
             }
