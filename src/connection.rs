@@ -15,6 +15,7 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
@@ -532,6 +533,8 @@ async fn write_frames(conn: &ConnShared, stream: &RefCell<Transport>, fd: RawFd)
             continue;
         }
         match conn.out.write_to(fd) {
+            // A frame left half written means the socket is full: wait, don't retry.
+            Ok(_) if conn.out.front_started() => {}
             Ok(_) => continue,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
@@ -543,17 +546,20 @@ async fn write_frames(conn: &ConnShared, stream: &RefCell<Transport>, fd: RawFd)
             // A slow consumer's last frame does not fit: give up now.
             OutState::Cut => return Ok(()),
         };
-        let Some(front) = conn.out.front() else {
-            continue;
-        };
-        let write = future::poll_fn(|cx| stream.borrow_mut().poll_write(cx, &front));
-        conn.out.set_front_in_flight(true);
-        let waited = wait_for_room(&conn.out, deadline, write).await;
-        conn.out.set_front_in_flight(false);
-        match waited {
-            Wait::Progress(Ok(n)) => conn.out.consume(n),
+        // Wait for room by writing the front frame as soon as the socket takes it. The
+        // frame is read from the queue at each poll and consumed in the same poll
+        // (glommio's `poll_write` sends synchronously or not at all), so nothing is held
+        // across the wait and a cut meanwhile may drop an unstarted front.
+        let write = future::poll_fn(|cx| {
+            let Some(front) = conn.out.front() else {
+                return Poll::Ready(Ok(()));
+            };
+            let written = stream.borrow_mut().poll_write(cx, &front);
+            written.map_ok(|n| conn.out.consume(n))
+        });
+        match wait_for_room(&conn.out, deadline, write).await {
+            Wait::Progress(Ok(())) | Wait::Woken => {}
             Wait::Progress(Err(e)) => return Err(e),
-            Wait::Woken => {}
             Wait::Deadline => return Ok(()),
         }
     }

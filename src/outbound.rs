@@ -50,9 +50,6 @@ pub struct Outbound {
     state: Cell<OutState>,
     /// Whether the front frame has been partly written (it must then be finished).
     front_started: Cell<bool>,
-    /// Whether the writer is in a blocking write of the front frame: a cut must then
-    /// keep it, since any part of it may reach the socket.
-    front_in_flight: Cell<bool>,
     /// When the queue last went from empty to non-empty (delivery latency metric).
     busy_since: Cell<Option<Instant>>,
     /// Wakes the writer: new frames or a state change.
@@ -68,7 +65,6 @@ impl Outbound {
             max_bytes,
             state: Cell::new(OutState::Open),
             front_started: Cell::new(false),
-            front_in_flight: Cell::new(false),
             busy_since: Cell::new(None),
             writer: LocalNotify::default(),
         }
@@ -118,9 +114,9 @@ impl Outbound {
         }
     }
 
-    /// Marks the front frame as being written by a blocking write (or not any more).
-    pub fn set_front_in_flight(&self, in_flight: bool) {
-        self.front_in_flight.set(in_flight);
+    /// Whether the front frame is partly written (it must then be finished first).
+    pub fn front_started(&self) -> bool {
+        self.front_started.get()
     }
 
     /// Queues a last frame (beyond the limit), then drains until `deadline`.
@@ -137,8 +133,7 @@ impl Outbound {
 
     fn cut(&self, last: Bytes) {
         let mut queue = self.queue.borrow_mut();
-        let front_busy = self.front_started.get() || self.front_in_flight.get();
-        let keep = usize::from(front_busy && !queue.is_empty());
+        let keep = usize::from(self.front_started.get() && !queue.is_empty());
         queue.truncate(keep);
         queue.push_back(last);
         self.queued_bytes.set(queue.iter().map(Bytes::len).sum());
@@ -281,24 +276,6 @@ mod tests {
         assert_eq!(&queue[1][..], b"SLOW");
         drop(queue);
         assert_eq!(out.push(&frame(1), slow), Push::Closed);
-    }
-
-    #[test]
-    fn a_cut_during_a_blocking_write_keeps_the_frame_being_written() {
-        // The writer waits to write the front frame; a cut must not drop it, or the
-        // bytes the blocking write then sends would be consumed from the wrong frame.
-        let out = Outbound::new(100);
-        out.push(&frame(60), slow);
-        out.set_front_in_flight(true);
-        let front = out.front().unwrap();
-        assert_eq!(out.push(&frame(50), slow), Push::SlowConsumer);
-        assert_eq!(out.queue.borrow().len(), 2);
-        assert_eq!(out.front().unwrap(), front);
-        out.consume(30);
-        out.set_front_in_flight(false);
-        assert_eq!(out.queued_bytes(), 30 + 4);
-        out.consume(30);
-        assert_eq!(&out.front().unwrap()[..], b"SLOW");
     }
 
     #[test]
