@@ -2,6 +2,8 @@
 //! stdin and stdout; one types, the test reads what the other prints. Every wait is
 //! for an expected line, with a timeout (a reader thread per process and a channel).
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -10,11 +12,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use common::*;
 
 use corecast::client::Client;
 use corecast::config::Config;
 use corecast::proto::{server_message::Data, ErrorCode};
-use corecast::server::Server;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -133,36 +135,17 @@ impl Drop for Chat {
     }
 }
 
-fn start_server(config: Config) -> Server {
-    Server::start(config).expect("server starts")
-}
-
-fn stop_server(server: Server) {
-    server.shutdown();
-    server.wait().expect("server stops cleanly");
-}
-
-fn test_config() -> Config {
-    Config {
-        listen: "127.0.0.1:0".into(),
-        shards: Some(2),
-        shutdown_grace: 2,
-        ..Config::default()
-    }
-}
-
 #[test]
 fn two_chat_clients_talk() {
-    let server = start_server(test_config());
-    let addr = server.local_addr();
+    let server = start();
+    let addr = server.addr;
 
     let mut ann = Chat::joined(addr, "ann", "lobby", "ann");
     let mut ben = Chat::joined(addr, "ben", "lobby", "ann, ben");
     ann.expect("* ben joined lobby");
 
     // A third member through the library client, to check a targeted message skips it.
-    let mut cat = Client::connect(addr).expect("connect");
-    cat.login("cat", None).expect("login");
+    let mut cat = server.login("cat");
     cat.join("lobby", None).expect("join");
     ann.expect("* cat joined lobby");
     ben.expect("* cat joined lobby");
@@ -176,13 +159,7 @@ fn two_chat_clients_talk() {
     ben.type_line("/to ann psst");
     ben.expect("[lobby] you -> ann: psst");
     ann.expect("[lobby] ben: psst");
-    let body = cat
-        .expect(|d| match d {
-            Data::MessageNotification(m) => Ok(m.body),
-            other => Err(other),
-        })
-        .expect("cat gets the broadcast");
-    assert_eq!(&body[..], b"hello, lobby");
+    assert_eq!(&next_message(&mut cat).body[..], b"hello, lobby");
     // Ping barrier: had the targeted message reached cat, it would come first.
     cat.send(corecast::proto::client_message::Data::Ping(
         corecast::proto::Ping { nonce: 7 },
@@ -238,14 +215,14 @@ fn two_chat_clients_talk() {
 
     // End of input also quits cleanly.
     assert!(ben.finish().success(), "ben exits 0 at end of input");
-    stop_server(server);
+    server.stop().expect("server stops cleanly");
 }
 
 #[test]
 fn server_shutdown_is_reported() {
-    let server = start_server(test_config());
-    let mut ann = Chat::joined(server.local_addr(), "ann", "lobby", "ann");
-    stop_server(server);
+    let server = start();
+    let mut ann = Chat::joined(server.addr, "ann", "lobby", "ann");
+    server.stop().expect("server stops cleanly");
     let name = ErrorCode::ServerShuttingDown.as_str_name();
     let line = ann.next_line();
     assert!(
@@ -272,8 +249,8 @@ fn token_is_sent_and_checked() {
         "s3cret",
     ])
     .expect("valid flags");
-    let server = start_server(config);
-    let addr = server.local_addr();
+    let server = start_with(config);
+    let addr = server.addr;
 
     let mut ann = Chat::start(addr, &["--token", "s3cret", "ann"]);
     ann.expect("* joined lobby (members: ann)");
@@ -292,7 +269,7 @@ fn token_is_sent_and_checked() {
     );
 
     assert!(ann.finish().success());
-    stop_server(server);
+    server.stop().expect("server stops cleanly");
 }
 
 #[test]
@@ -322,8 +299,8 @@ fn help_lists_the_commands() {
 /// receiver waiting with no timeout.
 #[test]
 fn client_split_halves_work() {
-    let server = start_server(test_config());
-    let addr = server.local_addr();
+    let server = start();
+    let addr = server.addr;
     let mut ann = Client::connect(addr).expect("connect");
     ann.login("ann", None).expect("login");
     ann.join("lobby", None).expect("join");
@@ -361,13 +338,7 @@ fn client_split_halves_work() {
         matches!(&second, Data::MessageNotification(m) if m.body == "from the sending half"),
         "then ann's own broadcast, got {second:?}"
     );
-    let body = ben
-        .expect(|d| match d {
-            Data::MessageNotification(m) => Ok(m.body),
-            other => Err(other),
-        })
-        .expect("ben gets it");
-    assert_eq!(&body[..], b"from the sending half");
+    assert_eq!(&next_message(&mut ben).body[..], b"from the sending half");
     // The receiver is now blocked with no timeout: close() must wake it.
     sender.close().expect("close");
     let ended = reader.join().expect("reader thread");
@@ -376,5 +347,5 @@ fn client_split_halves_work() {
         "got {ended:?}"
     );
     drop(ben);
-    stop_server(server);
+    server.stop().expect("server stops cleanly");
 }

@@ -17,30 +17,7 @@ fn shutdown_flushes_queued_messages_then_sends_server_shutting_down_and_returns(
     let mut b = server.login("b");
     a.join("r", None).unwrap();
     b.join("r", None).unwrap();
-    for i in 0..50u8 {
-        a.send_message("r", &[], vec![i]).unwrap();
-    }
-    // Every message was accepted before the shutdown starts.
-    for _ in 0..50 {
-        next_message(&mut a);
-    }
-    let started = Instant::now();
-    let stopping = std::thread::spawn(move || server.stop());
-    for i in 0..50u8 {
-        assert_eq!(&next_message(&mut b).body[..], &[i]);
-    }
-    for c in [&mut a, &mut b] {
-        assert_error(c, ErrorCode::ServerShuttingDown);
-        c.expect_closed().unwrap();
-    }
-    // Clients that read everything and close let the server finish before its grace.
-    drop((a, b));
-    stopping.join().unwrap().expect("clean stop");
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert_graceful_shutdown(server, a, b, 50);
 }
 
 #[test]

@@ -202,29 +202,7 @@ fn graceful_shutdown_reaches_tls_clients_then_closes_them() {
     let mut b = login(&server, &cert, "b");
     a.join("r", None).unwrap();
     b.join("r", None).unwrap();
-    for i in 0..20u8 {
-        a.send_message("r", &[], vec![i]).unwrap();
-    }
-    for _ in 0..20 {
-        next_message(&mut a);
-    }
-    let started = Instant::now();
-    let stopping = std::thread::spawn(move || server.stop());
-    for i in 0..20u8 {
-        assert_eq!(&next_message(&mut b).body[..], &[i]);
-    }
-    for c in [&mut a, &mut b] {
-        assert_error(c, ErrorCode::ServerShuttingDown);
-        // A close_notify, then the end of the stream: `Closed`, not a truncation.
-        c.expect_closed().unwrap();
-    }
-    drop((a, b));
-    stopping.join().unwrap().expect("clean stop");
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert_graceful_shutdown(server, a, b, 20);
 }
 
 #[test]

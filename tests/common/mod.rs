@@ -234,3 +234,33 @@ pub fn metric(scrape: &str, series: &str) -> f64 {
         .parse()
         .unwrap()
 }
+
+/// The graceful-shutdown contract, for `a` and `b` already in room "r": `a` sends
+/// `messages` messages (all accepted before the stop), the server stops, `b` still gets
+/// every one in order, both then get SERVER_SHUTTING_DOWN and a clean end of stream,
+/// and clients that read everything let the stop finish well within its grace.
+pub fn assert_graceful_shutdown(server: TestServer, mut a: Client, mut b: Client, messages: u8) {
+    for i in 0..messages {
+        a.send_message("r", &[], vec![i]).unwrap();
+    }
+    for _ in 0..messages {
+        next_message(&mut a);
+    }
+    let started = Instant::now();
+    let stopping = std::thread::spawn(move || server.stop());
+    for i in 0..messages {
+        assert_eq!(&next_message(&mut b).body[..], &[i]);
+    }
+    for c in [&mut a, &mut b] {
+        assert_error(c, ErrorCode::ServerShuttingDown);
+        // Under TLS, a close_notify then the end of the stream: `Closed`, not a truncation.
+        c.expect_closed().unwrap();
+    }
+    drop((a, b));
+    stopping.join().unwrap().expect("clean stop");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+}
