@@ -15,30 +15,12 @@ use crate::clock::{children_cpu_us, mono_ns, process_cpu_us};
 use crate::latency::new_histogram;
 use crate::procstat;
 use crate::report::{write_outputs, Outputs, Report, ServerCost};
-use crate::scenario::run_prefix;
+use crate::scenario::{base_plan, run_prefix};
 use crate::worker::{RoomPlan, Worker, WorkerPlan, KEEPALIVE_NS, KEEPALIVE_PARTS};
 
 fn idle_plan(target: &TargetArgs, prefix: String, connections: usize, rooms: usize) -> WorkerPlan {
-    let mut plan = WorkerPlan {
-        index: 0,
-        target: target.target,
-        addr: target.addr,
-        token: target.token.clone(),
-        prefix,
-        rooms: Vec::new(),
-        clients: 0,
-        rate: 0.0,
-        arrivals: crate::schedule::Arrivals::Constant,
-        body_size: crate::body::STAMP_LEN,
-        churn_rate: 0.0,
-        setup_concurrency: target.setup_concurrency.max(1),
-        sources: (0..target.source_addrs)
-            .map(|i| std::net::IpAddr::from([127, 0, 0, 2 + i]))
-            .collect(),
-        seed: 0,
-        skip_counter: None,
-        spin_ns: 0,
-    };
+    let mut plan = base_plan(target, "", 0);
+    plan.prefix = prefix;
     if rooms == 0 {
         plan.clients = connections;
     } else {

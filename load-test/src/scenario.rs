@@ -73,7 +73,9 @@ fn sources(target: &TargetArgs) -> Vec<IpAddr> {
         .collect()
 }
 
-fn base_plan(target: &TargetArgs, prefix: &str, index: usize) -> WorkerPlan {
+/// A worker's plan with nothing to do yet: target, setup and sources from `target`,
+/// names under `prefix` + `w<index>`.
+pub(crate) fn base_plan(target: &TargetArgs, prefix: &str, index: usize) -> WorkerPlan {
     WorkerPlan {
         index,
         target: target.target,
