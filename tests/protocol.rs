@@ -258,6 +258,7 @@ fn broadcast_reaches_every_member_including_the_sender_with_increasing_seq() {
             .send_message("room", &[], vec![i])
             .unwrap();
     }
+    let mut first: Option<Vec<Vec<u8>>> = None;
     for m in members.iter_mut() {
         let got: Vec<(u64, Vec<u8>)> = (0..10)
             .map(|_| next_message(m))
@@ -265,6 +266,13 @@ fn broadcast_reaches_every_member_including_the_sender_with_increasing_seq() {
             .collect();
         let seqs: Vec<u64> = got.iter().map(|g| g.0).collect();
         assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
+        // Every message once, and the same order for every member (the senders write
+        // on different connections, so that order is the room's, not the test's).
+        let bodies: Vec<Vec<u8>> = got.into_iter().map(|g| g.1).collect();
+        let mut sorted = bodies.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..10u8).map(|i| vec![i]).collect::<Vec<_>>());
+        assert_eq!(first.get_or_insert_with(|| bodies.clone()), &bodies);
     }
 }
 
