@@ -44,35 +44,19 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn run(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
         Command::Fanout(a) => {
-            let spec = BroadcastSpec {
-                scenario: "fanout",
-                rooms: a.rooms,
-                members: a.members,
-                senders: a.senders,
-                churners: 0,
-                churn_rate: 0.0,
-            };
+            let spec = BroadcastSpec::new("fanout", a.rooms, a.members, a.senders);
             scenario::run_broadcast(&spec, &a.target, &a.load, &a.out)
         }
         Command::Chat(a) => {
-            let spec = BroadcastSpec {
-                scenario: "chat",
-                rooms: a.rooms,
-                members: a.members,
-                senders: a.members,
-                churners: 0,
-                churn_rate: 0.0,
-            };
+            // Everyone sends.
+            let spec = BroadcastSpec::new("chat", a.rooms, a.members, a.members);
             scenario::run_broadcast(&spec, &a.target, &a.load, &a.out)
         }
         Command::Churn(a) => {
             let spec = BroadcastSpec {
-                scenario: "churn",
-                rooms: a.rooms,
-                members: a.members,
-                senders: a.senders,
                 churners: a.churners,
                 churn_rate: a.churn_rate,
+                ..BroadcastSpec::new("churn", a.rooms, a.members, a.senders)
             };
             scenario::run_broadcast(&spec, &a.target, &a.load, &a.out)
         }

@@ -40,6 +40,18 @@ pub struct BroadcastSpec {
 }
 
 impl BroadcastSpec {
+    /// A scenario without churners.
+    pub fn new(scenario: &'static str, rooms: usize, members: usize, senders: usize) -> Self {
+        Self {
+            scenario,
+            rooms,
+            members,
+            senders,
+            churners: 0,
+            churn_rate: 0.0,
+        }
+    }
+
     fn params(&self, load: &LoadArgs, rate: f64) -> String {
         let mut p = format!(
             "rooms={} members={} senders={} rate={}/s{} body={}B",
