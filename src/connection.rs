@@ -291,9 +291,7 @@ impl RateLimit {
         }
         let limited = || response::err(ErrorCode::RateLimited, "over --max-messages-per-second");
         match request {
-            Request::Message(ClientMessage {
-                data: Some(Data::LoginRequest(_)),
-            }) => {
+            _ if request.login_view().is_some() => {
                 conn.reply(response::login(limited()));
             }
             Request::Message(ClientMessage {

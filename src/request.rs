@@ -1,19 +1,24 @@
-//! Client payload decoding. `SendMessage`, the one request on the hot path, is read as
-//! a zero-allocation view borrowing the read buffer; anything else (and any
-//! `SendMessage` the view does not understand to the letter) goes through prost, which
-//! stays the authority on what is valid.
+//! Client payload decoding. `SendMessage`, the one request on the hot path, and
+//! `LoginRequest`, the one with two strings, are read as zero-allocation views
+//! borrowing the read buffer; anything else (and any such message the views do not
+//! understand to the letter) goes through prost, which stays the authority on what is
+//! valid.
 
 use bytes::Buf;
 use prost::encoding::{decode_key, decode_varint, WireType};
 use prost::Message;
 
-use crate::proto::{client_message::Data, ClientMessage, SendMessage};
+use crate::proto::{
+    client_message::Data, login_request::AuthConfig, ClientMessage, LoginRequest, SendMessage,
+};
 
 /// A decoded client payload.
 #[derive(Debug, PartialEq)]
 pub enum Request<'a> {
     /// A `SendMessage`, borrowing the payload.
     Send(SendView<'a>),
+    /// A `LoginRequest`, borrowing the payload.
+    Login(LoginView<'a>),
     /// Any other message (or a `SendMessage` only prost could decode).
     Message(ClientMessage),
 }
@@ -27,7 +32,40 @@ impl Request<'_> {
             Request::Message(ClientMessage {
                 data: Some(Data::SendMessage(send)),
             }) => Some(SendView::of(send)),
-            Request::Message(_) => None,
+            Request::Message(_) | Request::Login(_) => None,
+        }
+    }
+
+    /// The `LoginRequest` this is, from either path.
+    pub fn login_view(&self) -> Option<LoginView<'_>> {
+        match self {
+            Request::Login(view) => Some(*view),
+            Request::Message(ClientMessage {
+                data: Some(Data::LoginRequest(login)),
+            }) => Some(LoginView::of(login)),
+            Request::Message(_) | Request::Send(_) => None,
+        }
+    }
+}
+
+/// A `LoginRequest` whose strings borrow the frame they came in: decoding a login
+/// allocates nothing, and the session then allocates the player id once.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LoginView<'a> {
+    /// The player id.
+    pub player_id: &'a str,
+    /// The bearer token, if `auth_config` is set (possibly empty).
+    pub token: Option<&'a str>,
+}
+
+impl<'a> LoginView<'a> {
+    /// A view over an owned `LoginRequest` (the prost fallback path).
+    pub fn of(msg: &'a LoginRequest) -> Self {
+        Self {
+            player_id: &msg.player_id,
+            token: msg.auth_config.as_ref().map(|config| match config {
+                AuthConfig::Bearer(bearer) => bearer.token.as_str(),
+            }),
         }
     }
 }
@@ -102,23 +140,30 @@ pub fn decode_request(payload: &[u8]) -> Result<Request<'_>, prost::DecodeError>
     if let Some(view) = send_view(payload) {
         return Ok(Request::Send(view));
     }
+    if let Some(view) = login_view(payload) {
+        return Ok(Request::Login(view));
+    }
     let msg = ClientMessage::decode(payload)?;
     Ok(Request::Message(msg))
+}
+
+/// The payload's only top-level field, if it is exactly one length-delimited field
+/// numbered `tag`. More top-level fields bring in oneof merging rules: prost handles
+/// those.
+fn only_field(payload: &[u8], tag: u32) -> Option<&[u8]> {
+    let mut buf = payload;
+    let (found, wire) = decode_key(&mut buf).ok()?;
+    if found != tag || wire != WireType::LengthDelimited {
+        return None;
+    }
+    let inner = take_len_delimited(&mut buf)?;
+    buf.is_empty().then_some(inner)
 }
 
 /// The fast path: `Some` only for a payload that is exactly one well-formed
 /// `send_message` field; `None` defers to prost, errors included.
 fn send_view(payload: &[u8]) -> Option<SendView<'_>> {
-    let mut buf = payload;
-    let (tag, wire) = decode_key(&mut buf).ok()?;
-    if tag != 4 || wire != WireType::LengthDelimited {
-        return None;
-    }
-    let inner = take_len_delimited(&mut buf)?;
-    if !buf.is_empty() {
-        // More top-level fields: oneof merging rules apply; let prost handle them.
-        return None;
-    }
+    let inner = only_field(payload, 4)?;
     let mut view = SendView::default();
     let mut count = 0;
     let mut buf = inner;
@@ -143,6 +188,45 @@ fn send_view(payload: &[u8]) -> Option<SendView<'_>> {
         count,
     };
     Some(view)
+}
+
+/// The login fast path: `Some` only for a payload that is exactly one well-formed
+/// `login_request` field with at most one `bearer`; `None` defers to prost. A string
+/// field that repeats keeps its last value, as prost does.
+fn login_view(payload: &[u8]) -> Option<LoginView<'_>> {
+    let mut buf = only_field(payload, 1)?;
+    let mut view = LoginView::default();
+    while !buf.is_empty() {
+        let (tag, wire) = decode_key(&mut buf).ok()?;
+        if (1..=2).contains(&tag) && wire != WireType::LengthDelimited {
+            return None;
+        }
+        let field = skip_field(&mut buf, wire)?;
+        match tag {
+            1 => view.player_id = std::str::from_utf8(field).ok()?,
+            // A second `bearer` merges into the first: prost's job.
+            2 if view.token.is_some() => return None,
+            2 => view.token = Some(bearer_token(field)?),
+            _ => {}
+        }
+    }
+    Some(view)
+}
+
+/// The `token` of an `AuthConfigBearer` message ("" when absent, as in proto3).
+fn bearer_token(mut buf: &[u8]) -> Option<&str> {
+    let mut token = "";
+    while !buf.is_empty() {
+        let (tag, wire) = decode_key(&mut buf).ok()?;
+        if tag == 1 && wire != WireType::LengthDelimited {
+            return None;
+        }
+        let field = skip_field(&mut buf, wire)?;
+        if tag == 1 {
+            token = std::str::from_utf8(field).ok()?;
+        }
+    }
+    Some(token)
 }
 
 /// Skips one field's value; returns its bytes for length-delimited fields. Groups
@@ -201,6 +285,51 @@ mod tests {
         assert_eq!(view.body, b"hi");
         assert_eq!(view.target_count(), 2);
         assert_eq!(view.targets().collect::<Vec<_>>(), ["bob", "eve"]);
+    }
+
+    fn login(player: &str, token: Option<&str>) -> Vec<u8> {
+        ClientMessage {
+            data: Some(Data::LoginRequest(LoginRequest {
+                player_id: player.into(),
+                auth_config: token.map(|t| {
+                    AuthConfig::Bearer(crate::proto::AuthConfigBearer { token: t.into() })
+                }),
+            })),
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn login_decodes_as_a_borrowed_view() {
+        for token in [None, Some(""), Some("s3cret")] {
+            let payload = login("alice", token);
+            let request = decode_request(&payload).unwrap();
+            let Request::Login(view) = request else {
+                panic!("expected the fast path for {token:?}");
+            };
+            assert_eq!(view.player_id, "alice");
+            // proto3 does not send an empty token, but the oneof case still shows.
+            assert_eq!(view.token, token);
+            assert_eq!(request.login_view(), Some(view));
+            assert_eq!(request.send_view(), None);
+        }
+    }
+
+    #[test]
+    fn a_login_with_two_bearers_is_merged_by_prost() {
+        let mut payload = login("alice", Some("one"));
+        // Append a second `bearer` inside the login_request: rebuild the outer length.
+        let mut inner = payload[2..].to_vec();
+        inner.extend_from_slice(&[0x12, 0x05, 0x0a, 0x03, b't', b'w', b'o']);
+        payload = vec![0x0a, inner.len() as u8];
+        payload.extend_from_slice(&inner);
+        let request = decode_request(&payload).unwrap();
+        assert!(
+            matches!(request, Request::Message(_)),
+            "prost merges bearers"
+        );
+        let view = request.login_view().unwrap();
+        assert_eq!((view.player_id, view.token), ("alice", Some("two")));
     }
 
     #[test]

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 use crate::config::{Config, Secret};
-use crate::proto::{client_message::Data, login_request::AuthConfig, ErrorCode, LoginRequest};
-use crate::request::{Request, SendView};
+use crate::proto::{client_message::Data, ErrorCode};
+use crate::request::{LoginView, Request, SendView};
 use crate::response;
 use crate::room::Rejection;
 use crate::shard::{ConnShared, ShardState};
@@ -64,14 +64,11 @@ pub fn validate_id(what: &str, id: &str) -> Result<(), Rejection> {
 }
 
 /// Whether `login` carries the configured token (constant-time in the token's bytes).
-pub fn authorized(login: &LoginRequest, expected: Option<&Secret>) -> bool {
+pub fn authorized(login: &LoginView<'_>, expected: Option<&Secret>) -> bool {
     let Some(expected) = expected else {
         return true;
     };
-    let given = match &login.auth_config {
-        Some(AuthConfig::Bearer(bearer)) => bearer.token.as_bytes(),
-        None => &[],
-    };
+    let given = login.token.unwrap_or_default().as_bytes();
     bool::from(given.ct_eq(expected.expose().as_bytes()))
 }
 
@@ -85,6 +82,7 @@ pub fn handle(
 ) -> Outcome {
     let data = match request {
         Request::Send(view) => return send(state, conn, config, &view, payload),
+        Request::Login(view) => return login(state, conn, config, view),
         Request::Message(msg) => msg.data,
     };
     let Some(data) = data else {
@@ -99,7 +97,7 @@ pub fn handle(
             conn.reply(response::pong(ping.nonce));
             Outcome::Continue
         }
-        Data::LoginRequest(login) => self::login(state, conn, config, login),
+        Data::LoginRequest(login) => self::login(state, conn, config, LoginView::of(&login)),
         Data::SendMessage(send_msg) => send(state, conn, config, &SendView::of(&send_msg), payload),
         Data::JoinRequest(join) => {
             let Some(player) = logged_in(conn) else {
@@ -145,7 +143,7 @@ fn login(
     state: &mut ShardState,
     conn: &ConnShared,
     config: &SessionConfig,
-    login: LoginRequest,
+    login: LoginView<'_>,
 ) -> Outcome {
     if conn.player.borrow().is_some() {
         let err = response::err(
@@ -163,7 +161,7 @@ fn login(
         )));
         return Outcome::Close;
     }
-    if let Err((code, message)) = validate_id("player_id", &login.player_id) {
+    if let Err((code, message)) = validate_id("player_id", login.player_id) {
         conn.reply(response::login(response::err(code, message)));
         return Outcome::Continue;
     }
@@ -229,12 +227,11 @@ fn logged_in(conn: &ConnShared) -> Option<Arc<str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::AuthConfigBearer;
 
-    fn login_with(token: Option<&str>) -> LoginRequest {
-        LoginRequest {
-            player_id: "p".into(),
-            auth_config: token.map(|t| AuthConfig::Bearer(AuthConfigBearer { token: t.into() })),
+    fn login_with(token: Option<&str>) -> LoginView<'_> {
+        LoginView {
+            player_id: "p",
+            token,
         }
     }
 

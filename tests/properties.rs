@@ -255,6 +255,106 @@ proptest! {
     }
 }
 
+/// One `LoginRequest` field as it goes on the wire: `player_id`, a `bearer` made of
+/// token and unknown fields, or an unknown field.
+#[derive(Debug, Clone)]
+enum LoginField {
+    Player(String),
+    Bearer(Vec<LoginField>),
+    Other(Field),
+}
+
+impl LoginField {
+    fn encode(&self, buf: &mut Vec<u8>) {
+        match self {
+            // Field 1 has the same shape in both messages (player_id, token).
+            LoginField::Player(p) => Field::Target(p.clone()).encode(buf),
+            LoginField::Bearer(fields) => {
+                let mut inner = Vec::new();
+                for f in fields {
+                    f.encode(&mut inner);
+                }
+                encode_key(2, WireType::LengthDelimited, buf);
+                encode_varint(inner.len() as u64, buf);
+                buf.extend_from_slice(&inner);
+            }
+            LoginField::Other(f) => f.encode(buf),
+        }
+    }
+}
+
+fn unknown_field() -> impl Strategy<Value = Field> {
+    field().prop_filter("unknown fields only", |f| {
+        !matches!(f, Field::Target(_) | Field::Room(_) | Field::Body(_))
+    })
+}
+
+fn bearer_field() -> impl Strategy<Value = LoginField> {
+    prop_oneof![
+        2 => text().prop_map(LoginField::Player),
+        1 => unknown_field().prop_map(LoginField::Other),
+    ]
+}
+
+fn login_field() -> impl Strategy<Value = LoginField> {
+    prop_oneof![
+        3 => text().prop_map(LoginField::Player),
+        2 => vec(bearer_field(), 0..4).prop_map(LoginField::Bearer),
+        1 => unknown_field().prop_map(LoginField::Other),
+    ]
+}
+
+/// A `ClientMessage` holding one `login_request` made of `fields`.
+fn login_payload(fields: &[LoginField]) -> Vec<u8> {
+    let mut inner = Vec::new();
+    for f in fields {
+        f.encode(&mut inner);
+    }
+    let mut payload = Vec::new();
+    encode_key(1, WireType::LengthDelimited, &mut payload);
+    encode_varint(inner.len() as u64, &mut payload);
+    payload.extend_from_slice(&inner);
+    payload
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    /// Valid logins with repeated and unknown fields read exactly what prost reads,
+    /// through the zero-copy view whenever `bearer` appears at most once.
+    #[test]
+    fn login_view_agrees_with_prost_on_valid_logins(fields in vec(login_field(), 0..6)) {
+        let payload = login_payload(&fields);
+        let request = decode_request(&payload).expect("a valid LoginRequest");
+        let bearers = fields.iter().filter(|f| matches!(f, LoginField::Bearer(_))).count();
+        prop_assert_eq!(
+            matches!(request, Request::Login(_)),
+            bearers <= 1,
+            "the fast path reads logins with at most one bearer"
+        );
+        check_agrees_with_prost(&request, &payload);
+    }
+
+    /// Valid logins with one byte changed, cut short or followed by more fields.
+    #[test]
+    fn decode_request_agrees_with_prost_on_damaged_logins(
+        fields in vec(login_field(), 0..5),
+        at in any::<Index>(),
+        byte in any::<u8>(),
+        cut in any::<Index>(),
+        extra in vec(login_field(), 0..3),
+    ) {
+        let mut payload = login_payload(&fields);
+        let i = at.index(payload.len());
+        payload[i] = byte;
+        agrees_with_prost(&payload)?;
+        payload.truncate(cut.index(payload.len() + 1));
+        agrees_with_prost(&payload)?;
+        payload.extend(login_payload(&extra));
+        agrees_with_prost(&payload)?;
+    }
+}
+
 // ---- (c) hand-written encoders against prost ----
 
 fn prost_frame(data: Out) -> Bytes {

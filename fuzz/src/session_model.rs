@@ -33,7 +33,7 @@ use corecast::proto::{
     AuthConfigBearer, ClientMessage, ErrorCode, JoinRequest, LeaveRequest, LoginRequest, Ping,
     RoomConfig, SendMessage, ServerMessage,
 };
-use corecast::request::{decode_request, Request};
+use corecast::request::{decode_request, LoginView, Request};
 use corecast::response;
 use corecast::router::Batch;
 use corecast::routing::{owner_shard, ShardId};
@@ -1179,6 +1179,12 @@ pub fn check_agrees_with_prost(request: &Request<'_>, payload: &[u8]) {
             assert!(view
                 .targets()
                 .eq(send.target_ids.iter().map(String::as_str)));
+        }
+        Request::Login(view) => {
+            let Some(In::LoginRequest(login)) = reference.data else {
+                panic!("login fast path on a payload prost reads as {reference:?}");
+            };
+            assert_eq!(*view, LoginView::of(&login));
         }
         Request::Message(msg) => assert_eq!(*msg, reference),
     }
