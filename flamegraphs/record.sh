@@ -5,6 +5,7 @@
 #   flamegraphs/record.sh fanout --rooms 10 --members 100 --senders 1 --rate 100
 #   EVENT=cycles CALL_GRAPH=dwarf flamegraphs/record.sh chat --rooms 200 --members 5 --rate 10
 #   MODE=pprof flamegraphs/record.sh connect --clients 10000 --concurrency 64
+#   MODE=offcpu DURATION=5 flamegraphs/record.sh connect --clients 19000 --connect-rate 10000
 #
 # Builds the `profiling` cargo profile (release + debug symbols) with frame pointers
 # (RUSTFLAGS=-C force-frame-pointers=yes), starts `corecast --shards 1` pinned to CPU 0
@@ -26,6 +27,11 @@
 #                      samples itself (cargo feature `pprof`, CORECAST_PPROF), for
 #                      machines where perf_event_open is not permitted; it covers the
 #                      server's whole life (setup included) and user space only.
+#                      offcpu: where the server's threads wait instead of running,
+#                      weighted by microseconds: every `sched_switch` system-wide
+#                      (`perf record -e sched:sched_switch -a -g`), each of the
+#                      server's switch-outs charged the time until it runs again
+#                      (flamegraphs/offcpu.py; needs python3). EVENT and FREQ unused.
 #   EVENT=cpu-clock    perf event (`cycles` where hardware counters exist).
 #   CALL_GRAPH=fp      fp (frame pointers) or dwarf (bigger perf.data, slower, sees
 #                      through code without frame pointers such as libc).
@@ -71,7 +77,7 @@ KEEP_DATA=${KEEP_DATA:-0}
 MINWIDTH=${MINWIDTH:-0.1}
 read -r -a EXTRA_SERVER_ARGS <<<"${SERVER_ARGS:-}"
 
-case $MODE in perf | pprof) ;; *) echo "MODE must be perf or pprof" >&2; exit 2 ;; esac
+case $MODE in perf | pprof | offcpu) ;; *) echo "MODE must be perf, pprof or offcpu" >&2; exit 2 ;; esac
 case $CALL_GRAPH in fp | dwarf) ;; *) echo "CALL_GRAPH must be fp or dwarf" >&2; exit 2 ;; esac
 case $PRIORITY in
   rt) PRIO=(chrt -f 20) PERF_PRIO=(chrt -f 10) ;;
@@ -81,7 +87,7 @@ case $PRIORITY in
 esac
 
 # Tools: perf from Debian, inferno from crates.io.
-if [ "$MODE" = perf ] && ! command -v perf >/dev/null; then
+if [ "$MODE" != pprof ] && ! command -v perf >/dev/null; then
   echo "installing linux-perf from Debian"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
@@ -160,7 +166,7 @@ start_load() {
 }
 PERF_CMD=()
 start_sampler() {
-  if [ "$MODE" = perf ]; then
+  if [ "$MODE" != pprof ]; then
     local cg=$CALL_GRAPH
     [ "$cg" = dwarf ] && cg=dwarf,16384
     # A 32 MiB buffer (dwarf samples are 16 KiB each), and with PRIORITY=rt perf
@@ -168,6 +174,11 @@ start_sampler() {
     # server and the load (so it does not add to their latency).
     PERF_CMD=(perf record -e "$EVENT" -F "$FREQ" -g --call-graph "$cg" -m 32M
       -p "$SERVER_PID" -o "$WORK/perf.data" -- sleep "$DURATION")
+    if [ "$MODE" = offcpu ]; then
+      # System-wide: a thread is switched back in from another task's context.
+      PERF_CMD=(perf record -e sched:sched_switch -a -g --call-graph "$cg" -m 32M
+        -o "$WORK/perf.data" -- sleep "$DURATION")
+    fi
     echo "sampling: ${PERF_CMD[*]}"
     "${PERF_PRIO[@]}" "${PERF_CMD[@]}" 2>"$WORK/perf.log" &
   else
@@ -191,6 +202,7 @@ else
 fi
 wait "$PERF_PID" || { cat "$WORK/perf.log" >&2; echo "perf record failed" >&2; exit 1; }
 PERF_PID=
+ls "/proc/$SERVER_PID/task" >"$WORK/tids"
 
 LOAD_STATUS=0
 wait "$LOAD_PID" || LOAD_STATUS=$?
@@ -234,6 +246,11 @@ if [ "$MODE" = perf ]; then
   perf script -i "$WORK/perf.data" -F comm,tid,time,event,ip,sym,dso 2>/dev/null \
     | inferno-collapse-perf --all >"$FOLDED"
   [ "$KEEP_DATA" = 1 ] && cp "$WORK/perf.data" "$OUT_DIR/$NAME.perf.data"
+elif [ "$MODE" = offcpu ]; then
+  SUBTITLE="off-CPU microseconds (perf sched:sched_switch -a, --call-graph $CALL_GRAPH), ${DURATION}s, --shards 1 on CPU 0"
+  perf script -i "$WORK/perf.data" -F comm,tid,time,event,trace,ip,sym 2>/dev/null \
+    | python3 flamegraphs/offcpu.py "$WORK/tids" "$FOLDED" >"$WORK/offcpu.txt"
+  [ "$KEEP_DATA" = 1 ] && cp "$WORK/perf.data" "$OUT_DIR/$NAME.perf.data"
 else
   SUBTITLE="pprof-rs (SIGPROF) at $FREQ Hz, whole server run, --shards 1 on CPU 0"
   [ -s "$WORK/pprof.folded" ] || { cat "$WORK/server.log" >&2; echo "no pprof profile written" >&2; exit 1; }
@@ -242,8 +259,10 @@ fi
 [ -s "$FOLDED" ] || { echo "no samples collected" >&2; exit 1; }
 # Frames under MINWIDTH percent of the samples (about a pixel) are left out of the
 # SVG, which keeps it small; the .folded file keeps every stack.
+COUNTNAME=samples
+[ "$MODE" = offcpu ] && COUNTNAME=us
 inferno-flamegraph --title "$TITLE" --subtitle "$SUBTITLE" --colors rust \
-  --countname samples --minwidth "$MINWIDTH" <"$FOLDED" >"$SVG"
+  --countname "$COUNTNAME" --minwidth "$MINWIDTH" <"$FOLDED" >"$SVG"
 
 {
   echo "# $NAME"
@@ -264,8 +283,14 @@ inferno-flamegraph --title "$TITLE" --subtitle "$SUBTITLE" --colors rust \
   echo
   cat "$WORK/load.txt"
   echo
-  echo "## Hot paths (flamegraphs/hotpaths.sh $NAME.folded)"
-  echo
-  flamegraphs/hotpaths.sh "$FOLDED"
+  if [ "$MODE" = offcpu ]; then
+    echo "## Off-CPU time (flamegraphs/offcpu.py)"
+    echo
+    cat "$WORK/offcpu.txt"
+  else
+    echo "## Hot paths (flamegraphs/hotpaths.sh $NAME.folded)"
+    echo
+    flamegraphs/hotpaths.sh "$FOLDED"
+  fi
 } >"$REPORT"
 echo "wrote $SVG, $FOLDED ($(wc -c <"$FOLDED") bytes) and $REPORT"
