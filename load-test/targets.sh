@@ -14,6 +14,9 @@ run fanout-128 "corecast redis nats" \
   "fanout --rooms 10 --members 100 --senders 1 --rate 50 --body-size 128 --duration 30s --warmup 5s --drain 2s"
 run fanout-findmax "corecast redis nats" \
   "fanout --rooms 10 --members 100 --senders 1 --rate 50 --body-size 128 --find-max --step-factor 1.4 --duration 30s --warmup 5s --drain 2s"
+# Half of fanout-findmax's highest sustainable rate (137,200 deliveries/s): target 3.
+run fanout-half "corecast redis nats" \
+  "fanout --rooms 10 --members 100 --senders 1 --rate 68.6 --body-size 128 --duration 30s --warmup 5s --drain 2s"
 run chat-1000x5 "corecast corecast-2shards redis nats" \
   "chat --rooms 1000 --members 5 --rate 2 --body-size 128 --duration 30s --warmup 5s --drain 2s"
 run idle-19k corecast "idle --connections 19000 --hold 30s"
