@@ -9,7 +9,7 @@ use std::time::Duration;
 use corecast::config::Config;
 use corecast::server::Server;
 
-use common::{harness, num};
+use common::{args, harness, num, short_run};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -21,32 +21,6 @@ fn server() -> Server {
         ..Config::default()
     })
     .expect("corecast starts")
-}
-
-fn short_run(addr: &str) -> Vec<String> {
-    [
-        "--addr",
-        addr,
-        "--duration",
-        "1s",
-        "--warmup",
-        "200ms",
-        "--drain",
-        "3s",
-        "--setup-timeout",
-        "20s",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
-
-fn args<'a>(scenario: &'a [&'a str], common: &'a [String]) -> Vec<&'a str> {
-    scenario
-        .iter()
-        .copied()
-        .chain(common.iter().map(String::as_str))
-        .collect()
 }
 
 #[test]

@@ -5,19 +5,22 @@ mod common;
 
 use std::time::Duration;
 
-use common::{harness, nats, num, redis, Peer};
+use common::{args, harness, nats, num, redis, short_run, Peer};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
+/// `--target TARGET` and the short run against `peer`.
+fn target_run(peer: &Peer, target: &str) -> Vec<String> {
+    let mut common = short_run(&peer.addr.to_string());
+    common.extend(["--target".to_string(), target.to_string()]);
+    common
+}
+
 fn fanout_is_clean(peer: &Peer, target: &str) {
-    let addr = peer.addr.to_string();
     let pid = peer.pid().to_string();
-    let args = [
+    let common = target_run(peer, target);
+    let scenario = [
         "fanout",
-        "--target",
-        target,
-        "--addr",
-        &addr,
         "--rooms",
         "2",
         "--members",
@@ -26,16 +29,10 @@ fn fanout_is_clean(peer: &Peer, target: &str) {
         "2",
         "--rate",
         "200",
-        "--duration",
-        "1s",
-        "--warmup",
-        "200ms",
-        "--drain",
-        "3s",
         "--server-pid",
         &pid,
     ];
-    let run = harness(&args, LIMIT);
+    let run = harness(&args(&scenario, &common), LIMIT);
     let r = &run.report;
     assert_eq!(run.code, 0, "{}", run.stdout);
     assert_eq!(r["target"], target);
@@ -49,19 +46,7 @@ fn fanout_is_clean(peer: &Peer, target: &str) {
 }
 
 fn churn_and_loss(peer: &Peer, target: &str) {
-    let addr = peer.addr.to_string();
-    let common = [
-        "--target",
-        target,
-        "--addr",
-        &addr,
-        "--duration",
-        "1s",
-        "--warmup",
-        "200ms",
-        "--drain",
-        "3s",
-    ];
+    let common = target_run(peer, target);
     let churn = [
         "churn",
         "--members",
@@ -75,8 +60,7 @@ fn churn_and_loss(peer: &Peer, target: &str) {
         "--rate",
         "200",
     ];
-    let args: Vec<&str> = churn.iter().chain(common.iter()).copied().collect();
-    let run = harness(&args, LIMIT);
+    let run = harness(&args(&churn, &common), LIMIT);
     assert_eq!(run.code, 0, "{}", run.stdout);
     assert!(num(&run.report, &["churn_ops"]) > 40.0, "{}", run.stdout);
     assert_eq!(
@@ -95,8 +79,7 @@ fn churn_and_loss(peer: &Peer, target: &str) {
         "--debug-skip-counter",
         "10",
     ];
-    let args: Vec<&str> = lossy.iter().chain(common.iter()).copied().collect();
-    let run = harness(&args, LIMIT);
+    let run = harness(&args(&lossy, &common), LIMIT);
     assert_eq!(run.code, 1, "{}", run.stdout);
     assert_eq!(num(&run.report, &["checks", "lost"]), 5.0);
 }

@@ -191,3 +191,32 @@ pub fn num(report: &serde_json::Value, path: &[&str]) -> f64 {
     v.as_f64()
         .unwrap_or_else(|| panic!("{path:?} is not a number in {report:#}"))
 }
+
+/// `--addr ADDR` and a short measured window (1 s after 200 ms of warm-up, 3 s to
+/// drain): the arguments every broadcast scenario in these tests shares.
+pub fn short_run(addr: &str) -> Vec<String> {
+    [
+        "--addr",
+        addr,
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--drain",
+        "3s",
+        "--setup-timeout",
+        "20s",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// `scenario` followed by `common`.
+pub fn args<'a>(scenario: &[&'a str], common: &'a [String]) -> Vec<&'a str> {
+    scenario
+        .iter()
+        .copied()
+        .chain(common.iter().map(String::as_str))
+        .collect()
+}
