@@ -193,6 +193,14 @@ pub struct FanoutArgs {
     pub senders: usize,
     #[command(flatten)]
     #[allow(missing_docs)]
+    pub run: BroadcastArgs,
+}
+
+/// What every broadcast scenario (fanout, chat, churn) takes besides its rooms.
+#[derive(Debug, Clone, Args)]
+pub struct BroadcastArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
     pub target: TargetArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -213,13 +221,7 @@ pub struct ChatArgs {
     pub members: usize,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub target: TargetArgs,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub load: LoadArgs,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub out: OutputArgs,
+    pub run: BroadcastArgs,
 }
 
 /// `churn`.
@@ -242,13 +244,7 @@ pub struct ChurnArgs {
     pub churn_rate: f64,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub target: TargetArgs,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub load: LoadArgs,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub out: OutputArgs,
+    pub run: BroadcastArgs,
 }
 
 /// `connect`.

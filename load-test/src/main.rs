@@ -45,12 +45,12 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
         Command::Fanout(a) => {
             let spec = BroadcastSpec::new("fanout", a.rooms, a.members, a.senders);
-            scenario::run_broadcast(&spec, &a.target, &a.load, &a.out)
+            scenario::run_broadcast(&spec, &a.run)
         }
         Command::Chat(a) => {
             // Everyone sends.
             let spec = BroadcastSpec::new("chat", a.rooms, a.members, a.members);
-            scenario::run_broadcast(&spec, &a.target, &a.load, &a.out)
+            scenario::run_broadcast(&spec, &a.run)
         }
         Command::Churn(a) => {
             let spec = BroadcastSpec {
@@ -58,7 +58,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 churn_rate: a.churn_rate,
                 ..BroadcastSpec::new("churn", a.rooms, a.members, a.senders)
             };
-            scenario::run_broadcast(&spec, &a.target, &a.load, &a.out)
+            scenario::run_broadcast(&spec, &a.run)
         }
         Command::Connect(a) => scenario::run_connect(&a),
         Command::Idle(a) => idle::run_idle(&a),

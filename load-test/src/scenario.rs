@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 
 use crate::broadcast::{Timing, WorkerResult};
 use crate::check::CheckCounts;
-use crate::cli::{LoadArgs, OutputArgs, TargetArgs};
+use crate::cli::{BroadcastArgs, LoadArgs, OutputArgs, TargetArgs};
 use crate::clock::{mono_ns, process_cpu_us, process_preemptions, set_fine_timer_slack};
 use crate::connect::ConnectPacing;
 use crate::latency::{new_histogram, Percentiles, Window};
@@ -373,12 +373,8 @@ pub fn run_broadcast_once(
 
 /// Runs a broadcast scenario (or `--find-max` over it), prints and writes the report.
 /// Returns whether the run counts as a success for the exit code.
-pub fn run_broadcast(
-    spec: &BroadcastSpec,
-    target: &TargetArgs,
-    load: &LoadArgs,
-    out: &OutputArgs,
-) -> Result<bool> {
+pub fn run_broadcast(spec: &BroadcastSpec, args: &BroadcastArgs) -> Result<bool> {
+    let BroadcastArgs { target, load, out } = args;
     let outputs = Outputs {
         json: out.json.as_deref(),
         hgrm: out.hgrm.as_deref(),
