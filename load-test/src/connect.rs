@@ -67,13 +67,13 @@ impl Worker {
                 self.send_progress(progress);
                 next_progress = now + PROGRESS_EVERY_NS;
             }
-            let finished = self.ready_count + self.counters.connect_failures as usize;
+            let finished = self.ready_count + self.counters.incidents.connect_failures as usize;
             if finished >= n && self.timers.is_empty() {
                 break;
             }
             if now > deadline {
                 let unfinished = n.saturating_sub(finished);
-                self.counters.connect_failures += unfinished as u64;
+                self.counters.incidents.connect_failures += unfinished as u64;
                 self.note_error(format!(
                     "{unfinished} clients not logged in after the timeout"
                 ));

@@ -14,8 +14,8 @@ use crate::cli::{IdleArgs, IdleChildArgs, TargetArgs};
 use crate::clock::{children_cpu_us, mono_ns, process_cpu_us};
 use crate::latency::new_histogram;
 use crate::procstat;
-use crate::report::{write_outputs, Outputs, Report, ServerCost};
-use crate::scenario::{base_plan, run_prefix};
+use crate::report::{write_outputs, Outputs, Report};
+use crate::scenario::{base_plan, command_line, run_prefix, server_cost, unix_now};
 use crate::worker::{RoomPlan, Worker, WorkerPlan, KEEPALIVE_NS, KEEPALIVE_PARTS};
 
 fn idle_plan(target: &TargetArgs, prefix: String, connections: usize, rooms: usize) -> WorkerPlan {
@@ -163,33 +163,20 @@ pub fn run_idle(args: &IdleArgs) -> Result<bool> {
             .unwrap_or_else(|| format!("{} idle", target.target.name())),
         scenario: "idle".into(),
         target: target.target.name().into(),
-        command: std::env::args().collect::<Vec<_>>().join(" "),
+        command: command_line(),
         params: format!(
             "connections={} rooms={} hold={}s",
             args.connections, args.rooms, args.hold
         ),
-        unix_time: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+        unix_time: unix_now(),
         duration_s: args.hold,
         connections: held,
         harness_cpu_pct: (process_cpu_us() + children_cpu_us() - cpu_before) as f64
             / (elapsed_s * 1e6)
             * 100.0,
         harness_threads: 1,
-        server: match (target.server_pid, before, after) {
-            (Some(pid), Some(b), Some(a)) => Some(ServerCost {
-                pid,
-                cpu_us: a.cpu_us - b.cpu_us,
-                cpu_pct: 0.0,
-                cpu_us_per_1000_deliveries: 0.0,
-                rss_before_kib: b.rss_kib,
-                rss_after_kib: a.rss_kib,
-                rss_per_connection_bytes: (a.rss_kib as f64 - b.rss_kib as f64) * 1024.0
-                    / held.max(1) as f64,
-            }),
-            _ => None,
-        },
+        // No deliveries: CPU over the whole run, RSS per held connection.
+        server: server_cost(target.server_pid, before, before, after, elapsed_s, 0, held),
         ..Report::default()
     };
     print!("{}", report.table());

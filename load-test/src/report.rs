@@ -31,6 +31,47 @@ pub struct ServerCost {
     pub rss_per_connection_bytes: f64,
 }
 
+/// What went wrong or churned during a run: counted by each worker, summed into the
+/// report (a flat part of its JSON).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Incidents {
+    /// Connections the server closed during the run.
+    pub disconnects: u64,
+    /// Errors the server sent during the run.
+    pub server_errors: u64,
+    /// The first error or disconnect.
+    pub first_error: Option<String>,
+    /// Churn joins + leaves done.
+    pub churn_ops: u64,
+    /// Churn operations skipped (previous still pending).
+    pub churn_skipped: u64,
+    /// Connect scenario: clients that failed.
+    pub connect_failures: u64,
+}
+
+impl Incidents {
+    /// Adds `other`'s counts; the first error stays the first one seen.
+    pub fn add(&mut self, other: &Incidents) {
+        self.disconnects += other.disconnects;
+        self.server_errors += other.server_errors;
+        self.churn_ops += other.churn_ops;
+        self.churn_skipped += other.churn_skipped;
+        self.connect_failures += other.connect_failures;
+        if self.first_error.is_none() {
+            self.first_error.clone_from(&other.first_error);
+        }
+    }
+
+    /// The sum over `all`.
+    pub fn sum<'a>(all: impl IntoIterator<Item = &'a Incidents>) -> Incidents {
+        let mut total = Incidents::default();
+        for i in all {
+            total.add(i);
+        }
+        total
+    }
+}
+
 /// One step of `--find-max`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Step {
@@ -83,18 +124,9 @@ pub struct Report {
     pub send_lag: Percentiles,
     /// Loss, duplicate and order checks.
     pub checks: CheckCounts,
-    /// Connections the server closed during the run.
-    pub disconnects: u64,
-    /// Errors the server sent during the run.
-    pub server_errors: u64,
-    /// The first error or disconnect.
-    pub first_error: Option<String>,
-    /// Churn joins + leaves done.
-    pub churn_ops: u64,
-    /// Churn operations skipped (previous still pending).
-    pub churn_skipped: u64,
-    /// Connect scenario: clients that failed.
-    pub connect_failures: u64,
+    /// Disconnects, server errors, churn and connect failures.
+    #[serde(flatten)]
+    pub incidents: Incidents,
     /// Connect scenario: logins per second.
     pub connections_per_s: f64,
     /// Harness CPU over the window as a share of one core, percent (all threads).
@@ -120,7 +152,7 @@ impl Report {
 
     /// Whether anything was lost (or duplicated, reordered, unexpected).
     pub fn has_errors(&self) -> bool {
-        !self.checks.is_clean() || self.connect_failures > 0
+        !self.checks.is_clean() || self.incidents.connect_failures > 0
     }
 
     /// Achieved over offered deliveries.
@@ -140,7 +172,11 @@ impl Report {
         let _ = writeln!(t, "  connections            {}", self.connections);
         if self.scenario == "connect" {
             let _ = writeln!(t, "  logins/s               {:.0}", self.connections_per_s);
-            let _ = writeln!(t, "  failures               {}", self.connect_failures);
+            let _ = writeln!(
+                t,
+                "  failures               {}",
+                self.incidents.connect_failures
+            );
         } else if self.scenario != "idle" {
             let _ = writeln!(
                 t,
@@ -194,11 +230,11 @@ impl Report {
                 ms(self.send_lag.max_us)
             );
         }
-        if self.churn_ops > 0 || self.churn_skipped > 0 {
+        if self.incidents.churn_ops > 0 || self.incidents.churn_skipped > 0 {
             let _ = writeln!(
                 t,
                 "  churn                  {} joins/leaves, {} skipped",
-                self.churn_ops, self.churn_skipped
+                self.incidents.churn_ops, self.incidents.churn_skipped
             );
             let _ = writeln!(
                 t,
@@ -206,14 +242,14 @@ impl Report {
                 self.all_deliveries_per_s
             );
         }
-        if self.disconnects > 0 || self.server_errors > 0 {
+        if self.incidents.disconnects > 0 || self.incidents.server_errors > 0 {
             let _ = writeln!(
                 t,
                 "  server                 {} disconnects, {} errors",
-                self.disconnects, self.server_errors
+                self.incidents.disconnects, self.incidents.server_errors
             );
         }
-        if let Some(e) = &self.first_error {
+        if let Some(e) = &self.incidents.first_error {
             let _ = writeln!(t, "  first error            {e}");
         }
         let _ = writeln!(
@@ -285,7 +321,7 @@ impl Report {
                 self.checks.seq_reorders,
                 self.checks.seq_gaps,
                 self.checks.unexpected,
-                self.connect_failures
+                self.incidents.connect_failures
             );
         }
         t
@@ -446,7 +482,7 @@ fn markdown_connections_table(reports: &[Report]) -> String {
             ms(r.latency.p99_us),
             ms(r.latency.p999_us),
             ms(r.latency.max_us),
-            r.connect_failures,
+            r.incidents.connect_failures,
             per_k,
             rss,
             r.harness_cpu_pct

@@ -18,7 +18,7 @@ use crate::connect::ConnectPacing;
 use crate::latency::{new_histogram, Percentiles, Window};
 use crate::procstat::{self, ProcSample};
 use crate::progress::LiveView;
-use crate::report::{write_outputs, Outputs, Report, ServerCost, Step};
+use crate::report::{write_outputs, Incidents, Outputs, Report, ServerCost, Step};
 use crate::schedule::Arrivals;
 use crate::worker::{RoomPlan, Worker, WorkerPlan};
 
@@ -125,7 +125,10 @@ fn merge(results: &[WorkerResult]) -> (Histogram<u64>, Histogram<u64>, CheckCoun
     (latency, lag, checks)
 }
 
-fn server_cost(
+/// The server's cost: CPU from `start` to `end` over `window_s` seconds and per 1000
+/// `deliveries` (connect: logins), RSS from `before` (before connecting) to `end` per
+/// connection. `None` without `--server-pid` or its samples.
+pub(crate) fn server_cost(
     pid: Option<u32>,
     before: Option<ProcSample>,
     start: Option<ProcSample>,
@@ -152,8 +155,16 @@ fn server_cost(
     })
 }
 
-fn command_line() -> String {
+/// The harness's own command line, for the report.
+pub(crate) fn command_line() -> String {
     std::env::args().collect::<Vec<_>>().join(" ")
+}
+
+/// Seconds since the Unix epoch, for the report.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Runs a broadcast scenario once at `rate` msgs/s per sender.
@@ -332,9 +343,7 @@ pub fn run_broadcast_once(
         target: target.target.name().into(),
         command: command_line(),
         params: spec.params(load, rate),
-        unix_time: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+        unix_time: unix_now(),
         duration_s: window_s,
         warmup_s: load.warmup,
         connections,
@@ -345,11 +354,7 @@ pub fn run_broadcast_once(
         all_deliveries_per_s: all_delivered as f64 / window_s,
         send_lag: Percentiles::of(&lag),
         checks,
-        disconnects: sum(|r| r.counters.disconnects),
-        server_errors: sum(|r| r.counters.server_errors),
-        first_error: results.iter().find_map(|r| r.counters.first_error.clone()),
-        churn_ops: sum(|r| r.counters.churn_ops),
-        churn_skipped: sum(|r| r.counters.churn_skipped),
+        incidents: Incidents::sum(results.iter().map(|r| &r.counters.incidents)),
         harness_cpu_pct: match (cpu_start, cpu_end) {
             (Some(a), Some(b)) => (b - a) as f64 / (window_s * 1e6) * 100.0,
             _ => 0.0,
@@ -538,13 +543,11 @@ pub fn run_connect(args: &crate::cli::ConnectArgs) -> Result<bool> {
         .unwrap_or(0);
     let elapsed_s = last_ready.saturating_sub(first_start) as f64 / 1e9;
     let mut connect_latency = new_histogram();
-    let mut failures = 0;
-    let mut first_error = None;
     for (r, _) in &results {
         let _ = connect_latency.add(&r.send_lag);
-        failures += r.counters.connect_failures;
-        first_error = first_error.or(r.counters.first_error.clone());
     }
+    let incidents = Incidents::sum(results.iter().map(|(r, _)| &r.counters.incidents));
+    let failures = incidents.connect_failures;
     let logged_in = connect_latency.len();
     let mut report = Report {
         label: args
@@ -563,34 +566,27 @@ pub fn run_connect(args: &crate::cli::ConnectArgs) -> Result<bool> {
                 None => format!("concurrency={}", args.concurrency),
             }
         ),
-        unix_time: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+        unix_time: unix_now(),
         duration_s: elapsed_s,
         connections: logged_in,
-        connect_failures: failures,
+        incidents,
         connections_per_s: if elapsed_s > 0.0 {
             logged_in as f64 / elapsed_s
         } else {
             0.0
         },
-        first_error,
         harness_cpu_pct: (cpu_after - cpu_before) as f64 / (sampled_s.max(1e-9) * 1e6) * 100.0,
         harness_threads: threads,
-        server: match (target.server_pid, before, after) {
-            (Some(pid), Some(b), Some(a)) => Some(ServerCost {
-                pid,
-                cpu_us: a.cpu_us - b.cpu_us,
-                cpu_pct: (a.cpu_us - b.cpu_us) as f64 / (sampled_s.max(1e-9) * 1e6) * 100.0,
-                cpu_us_per_1000_deliveries: (a.cpu_us - b.cpu_us) as f64 * 1000.0
-                    / logged_in.max(1) as f64,
-                rss_before_kib: b.rss_kib,
-                rss_after_kib: a.rss_kib,
-                rss_per_connection_bytes: (a.rss_kib as f64 - b.rss_kib as f64) * 1024.0
-                    / logged_in.max(1) as f64,
-            }),
-            _ => None,
-        },
+        // CPU per 1000 logins, RSS per logged-in connection.
+        server: server_cost(
+            target.server_pid,
+            before,
+            before,
+            after,
+            sampled_s.max(1e-9),
+            logged_in,
+            logged_in,
+        ),
         ..Report::default()
     };
     report.set_latency(&connect_latency);

@@ -17,6 +17,7 @@ use crate::clock::mono_ns;
 use crate::conn::{start_connect, Conn, ConnState, Role};
 use crate::latency::{new_histogram, LatencyRecorder, Window};
 use crate::poller::{Poller, Ready, READ, WRITE};
+use crate::report::Incidents;
 use crate::schedule::{Arrivals, Schedule};
 use crate::targets::{Codec, Event, Target};
 
@@ -163,18 +164,8 @@ pub struct RunCounters {
     pub delivered_in_window: u64,
     /// All deliveries received during the window, churners' included.
     pub all_delivered_in_window: u64,
-    /// Connections the server closed during the run.
-    pub disconnects: u64,
-    /// Errors the server reported during the run.
-    pub server_errors: u64,
-    /// The first of those errors or disconnects.
-    pub first_error: Option<String>,
-    /// Joins and leaves done by churners.
-    pub churn_ops: u64,
-    /// Churn operations skipped because the previous one was still pending.
-    pub churn_skipped: u64,
-    /// Connect scenario: connections that failed.
-    pub connect_failures: u64,
+    /// Disconnects, server errors, churn and connect failures.
+    pub incidents: Incidents,
 }
 
 /// One worker's state.
@@ -358,7 +349,7 @@ impl Worker {
         let socket = match start_connect(self.plan.addr, source) {
             Ok(s) => s,
             Err(e) if self.running => {
-                self.counters.connect_failures += 1;
+                self.counters.incidents.connect_failures += 1;
                 self.note_error(format!("connect: {e}"));
                 self.conns[ci].state = ConnState::Closed;
                 return Ok(());
@@ -381,8 +372,8 @@ impl Worker {
 
     /// Records the first error of the run.
     pub fn note_error(&mut self, msg: String) {
-        if self.counters.first_error.is_none() {
-            self.counters.first_error = Some(msg);
+        if self.counters.incidents.first_error.is_none() {
+            self.counters.incidents.first_error = Some(msg);
         }
     }
 
@@ -600,7 +591,7 @@ impl Worker {
                 if !self.running {
                     bail!("server rejected {who}: {msg}");
                 }
-                self.counters.server_errors += 1;
+                self.counters.incidents.server_errors += 1;
                 self.note_error(format!("{who}: {msg}"));
                 Ok(())
             }
@@ -728,10 +719,10 @@ impl Worker {
             bail!("connection {who} failed during setup: {why}");
         }
         if matches!(was, ConnState::Connecting | ConnState::LoggingIn) {
-            self.counters.connect_failures += 1;
+            self.counters.incidents.connect_failures += 1;
             self.in_flight = self.in_flight.saturating_sub(1);
         } else {
-            self.counters.disconnects += 1;
+            self.counters.incidents.disconnects += 1;
         }
         self.note_error(format!("{who}: {why}"));
         Ok(())
@@ -811,11 +802,11 @@ impl Worker {
                 conn.codec.leave(&mut conn.wbuf, room);
             }
             _ => {
-                self.counters.churn_skipped += 1;
+                self.counters.incidents.churn_skipped += 1;
                 return;
             }
         }
-        self.counters.churn_ops += 1;
+        self.counters.incidents.churn_ops += 1;
         self.mark_dirty(ci);
     }
 }
