@@ -125,13 +125,15 @@ enum Field {
     UnknownBytes(u32, Vec<u8>),
 }
 
+/// A length-delimited field `tag` holding `value`.
+fn bytes(tag: u32, value: &[u8], buf: &mut Vec<u8>) {
+    encode_key(tag, WireType::LengthDelimited, buf);
+    encode_varint(value.len() as u64, buf);
+    buf.extend_from_slice(value);
+}
+
 impl Field {
     fn encode(&self, buf: &mut Vec<u8>) {
-        let bytes = |tag: u32, value: &[u8], buf: &mut Vec<u8>| {
-            encode_key(tag, WireType::LengthDelimited, buf);
-            encode_varint(value.len() as u64, buf);
-            buf.extend_from_slice(value);
-        };
         match self {
             Field::Target(t) => bytes(1, t.as_bytes(), buf),
             Field::Room(r) => bytes(2, r.as_bytes(), buf),
@@ -174,9 +176,7 @@ fn send_payload(fields: &[Field]) -> Vec<u8> {
         f.encode(&mut inner);
     }
     let mut payload = Vec::new();
-    encode_key(4, WireType::LengthDelimited, &mut payload);
-    encode_varint(inner.len() as u64, &mut payload);
-    payload.extend_from_slice(&inner);
+    bytes(4, &inner, &mut payload);
     payload
 }
 
@@ -191,6 +191,24 @@ fn agrees_with_prost(payload: &[u8]) -> Result<(), TestCaseError> {
         Err(_) => prop_assert!(reference.is_err(), "rejected what prost accepts"),
     }
     Ok(())
+}
+
+/// `payload` with byte `at` set to `byte`, then cut at `cut`, then followed by
+/// `extra`: `decode_request` agrees with prost at each stage.
+fn damaged_agree_with_prost(
+    mut payload: Vec<u8>,
+    at: Index,
+    byte: u8,
+    cut: Index,
+    extra: &[u8],
+) -> Result<(), TestCaseError> {
+    let i = at.index(payload.len());
+    payload[i] = byte;
+    agrees_with_prost(&payload)?;
+    payload.truncate(cut.index(payload.len() + 1));
+    agrees_with_prost(&payload)?;
+    payload.extend_from_slice(extra);
+    agrees_with_prost(&payload)
 }
 
 proptest! {
@@ -221,14 +239,7 @@ proptest! {
         cut in any::<Index>(),
         extra in vec(field(), 0..3),
     ) {
-        let mut payload = send_payload(&fields);
-        let i = at.index(payload.len());
-        payload[i] = byte;
-        agrees_with_prost(&payload)?;
-        payload.truncate(cut.index(payload.len() + 1));
-        agrees_with_prost(&payload)?;
-        payload.extend(send_payload(&extra));
-        agrees_with_prost(&payload)?;
+        damaged_agree_with_prost(send_payload(&fields), at, byte, cut, &send_payload(&extra))?;
     }
 
     /// A prost-encoded `SendMessage` reads back field for field through the view.
@@ -267,17 +278,9 @@ enum LoginField {
 impl LoginField {
     fn encode(&self, buf: &mut Vec<u8>) {
         match self {
-            // Field 1 has the same shape in both messages (player_id, token).
-            LoginField::Player(p) => Field::Target(p.clone()).encode(buf),
-            LoginField::Bearer(fields) => {
-                let mut inner = Vec::new();
-                for f in fields {
-                    f.encode(&mut inner);
-                }
-                encode_key(2, WireType::LengthDelimited, buf);
-                encode_varint(inner.len() as u64, buf);
-                buf.extend_from_slice(&inner);
-            }
+            // Field 1 is `player_id` in the login and `token` in a bearer.
+            LoginField::Player(p) => bytes(1, p.as_bytes(), buf),
+            LoginField::Bearer(fields) => bytes(2, &login_fields(fields), buf),
             LoginField::Other(f) => f.encode(buf),
         }
     }
@@ -304,16 +307,18 @@ fn login_field() -> impl Strategy<Value = LoginField> {
     ]
 }
 
-/// A `ClientMessage` holding one `login_request` made of `fields`.
-fn login_payload(fields: &[LoginField]) -> Vec<u8> {
+fn login_fields(fields: &[LoginField]) -> Vec<u8> {
     let mut inner = Vec::new();
     for f in fields {
         f.encode(&mut inner);
     }
+    inner
+}
+
+/// A `ClientMessage` holding one `login_request` made of `fields`.
+fn login_payload(fields: &[LoginField]) -> Vec<u8> {
     let mut payload = Vec::new();
-    encode_key(1, WireType::LengthDelimited, &mut payload);
-    encode_varint(inner.len() as u64, &mut payload);
-    payload.extend_from_slice(&inner);
+    bytes(1, &login_fields(fields), &mut payload);
     payload
 }
 
@@ -344,14 +349,7 @@ proptest! {
         cut in any::<Index>(),
         extra in vec(login_field(), 0..3),
     ) {
-        let mut payload = login_payload(&fields);
-        let i = at.index(payload.len());
-        payload[i] = byte;
-        agrees_with_prost(&payload)?;
-        payload.truncate(cut.index(payload.len() + 1));
-        agrees_with_prost(&payload)?;
-        payload.extend(login_payload(&extra));
-        agrees_with_prost(&payload)?;
+        damaged_agree_with_prost(login_payload(&fields), at, byte, cut, &login_payload(&extra))?;
     }
 }
 
