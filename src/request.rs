@@ -137,33 +137,33 @@ impl<'a> SendView<'a> {
 
 /// Decodes one client payload (the bytes after the length prefix).
 pub fn decode_request(payload: &[u8]) -> Result<Request<'_>, prost::DecodeError> {
-    if let Some(view) = send_view(payload) {
-        return Ok(Request::Send(view));
+    let view = match only_field(payload) {
+        Some((4, send)) => send_view(send).map(Request::Send),
+        Some((1, login)) => login_view(login).map(Request::Login),
+        _ => None,
+    };
+    match view {
+        Some(view) => Ok(view),
+        None => Ok(Request::Message(ClientMessage::decode(payload)?)),
     }
-    if let Some(view) = login_view(payload) {
-        return Ok(Request::Login(view));
-    }
-    let msg = ClientMessage::decode(payload)?;
-    Ok(Request::Message(msg))
 }
 
-/// The payload's only top-level field, if it is exactly one length-delimited field
-/// numbered `tag`. More top-level fields bring in oneof merging rules: prost handles
-/// those.
-fn only_field(payload: &[u8], tag: u32) -> Option<&[u8]> {
+/// The payload's only top-level field, with its number, if the payload is exactly one
+/// length-delimited field. More top-level fields bring in oneof merging rules: prost
+/// handles those.
+fn only_field(payload: &[u8]) -> Option<(u32, &[u8])> {
     let mut buf = payload;
-    let (found, wire) = decode_key(&mut buf).ok()?;
-    if found != tag || wire != WireType::LengthDelimited {
+    let (tag, wire) = decode_key(&mut buf).ok()?;
+    if wire != WireType::LengthDelimited {
         return None;
     }
     let inner = take_len_delimited(&mut buf)?;
-    buf.is_empty().then_some(inner)
+    buf.is_empty().then_some((tag, inner))
 }
 
-/// The fast path: `Some` only for a payload that is exactly one well-formed
-/// `send_message` field; `None` defers to prost, errors included.
-fn send_view(payload: &[u8]) -> Option<SendView<'_>> {
-    let inner = only_field(payload, 4)?;
+/// The fast path: `Some` only for a well-formed `SendMessage` (the bytes of the
+/// payload's only field, `send_message`); `None` defers to prost, errors included.
+fn send_view(inner: &[u8]) -> Option<SendView<'_>> {
     let mut view = SendView::default();
     let mut count = 0;
     let mut buf = inner;
@@ -190,11 +190,10 @@ fn send_view(payload: &[u8]) -> Option<SendView<'_>> {
     Some(view)
 }
 
-/// The login fast path: `Some` only for a payload that is exactly one well-formed
-/// `login_request` field with at most one `bearer`; `None` defers to prost. A string
-/// field that repeats keeps its last value, as prost does.
-fn login_view(payload: &[u8]) -> Option<LoginView<'_>> {
-    let mut buf = only_field(payload, 1)?;
+/// The login fast path: `Some` only for a well-formed `LoginRequest` (the bytes of the
+/// payload's only field, `login_request`) with at most one `bearer`; `None` defers to
+/// prost. A string field that repeats keeps its last value, as prost does.
+fn login_view(mut buf: &[u8]) -> Option<LoginView<'_>> {
     let mut view = LoginView::default();
     while !buf.is_empty() {
         let (tag, wire) = decode_key(&mut buf).ok()?;
