@@ -55,6 +55,15 @@ fn login(server: &TestServer, cert: &Certificate, player: &str) -> Client {
     c
 }
 
+/// TLS clients "a" and "b", logged in, both in `room`.
+fn pair_in_room(server: &TestServer, cert: &Certificate, room: &str) -> (Client, Client) {
+    let mut a = login(server, cert, "a");
+    let mut b = login(server, cert, "b");
+    a.join(room, None).unwrap();
+    b.join(room, None).unwrap();
+    (a, b)
+}
+
 /// Two TLS clients in one room: each message reaches both, in order.
 fn exchange(a: &mut Client, b: &mut Client, room: &str, body: &[u8]) {
     a.send_message(room, &[], body.to_vec()).unwrap();
@@ -104,10 +113,7 @@ fn a_plain_client_on_the_tls_port_fails_cleanly_and_tls_clients_keep_working() {
         metrics_listen: Some("127.0.0.1:0".into()),
         ..tls_config(&cert)
     });
-    let mut a = login(&server, &cert, "a");
-    let mut b = login(&server, &cert, "b");
-    a.join("r", None).unwrap();
-    b.join("r", None).unwrap();
+    let (mut a, mut b) = pair_in_room(&server, &cert, "r");
     for attempt in 0..3 {
         let mut plain = server.connect();
         match plain.login("plain", None) {
@@ -178,10 +184,7 @@ fn metrics_count_tls_traffic() {
         metrics_listen: Some("127.0.0.1:0".into()),
         ..tls_config(&cert)
     });
-    let mut a = login(&server, &cert, "a");
-    let mut b = login(&server, &cert, "b");
-    a.join("r", None).unwrap();
-    b.join("r", None).unwrap();
+    let (mut a, mut b) = pair_in_room(&server, &cert, "r");
     exchange(&mut a, &mut b, "r", b"counted");
     let http = server.server().metrics_addr().expect("metrics enabled");
     let metrics = http_get(http, "/metrics").1;
@@ -198,10 +201,7 @@ fn metrics_count_tls_traffic() {
 fn graceful_shutdown_reaches_tls_clients_then_closes_them() {
     let cert = certificate();
     let server = start_with(tls_config(&cert));
-    let mut a = login(&server, &cert, "a");
-    let mut b = login(&server, &cert, "b");
-    a.join("r", None).unwrap();
-    b.join("r", None).unwrap();
+    let (a, b) = pair_in_room(&server, &cert, "r");
     assert_graceful_shutdown(server, a, b, 20);
 }
 
