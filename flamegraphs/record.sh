@@ -172,13 +172,12 @@ start_sampler() {
     # A 32 MiB buffer (dwarf samples are 16 KiB each), and with PRIORITY=rt perf
     # runs SCHED_FIFO 10: above other work (a starved perf loses samples), below the
     # server and the load (so it does not add to their latency).
-    PERF_CMD=(perf record -e "$EVENT" -F "$FREQ" -g --call-graph "$cg" -m 32M
-      -p "$SERVER_PID" -o "$WORK/perf.data" -- sleep "$DURATION")
-    if [ "$MODE" = offcpu ]; then
-      # System-wide: a thread is switched back in from another task's context.
-      PERF_CMD=(perf record -e sched:sched_switch -a -g --call-graph "$cg" -m 32M
-        -o "$WORK/perf.data" -- sleep "$DURATION")
-    fi
+    # What to sample: the server's CPU (perf), or every context switch on the
+    # machine (offcpu: a thread is switched back in from another task's context).
+    local what=(-e "$EVENT" -F "$FREQ" -p "$SERVER_PID")
+    [ "$MODE" = offcpu ] && what=(-e sched:sched_switch -a)
+    PERF_CMD=(perf record "${what[@]}" -g --call-graph "$cg" -m 32M
+      -o "$WORK/perf.data" -- sleep "$DURATION")
     echo "sampling: ${PERF_CMD[*]}"
     "${PERF_PRIO[@]}" "${PERF_CMD[@]}" 2>"$WORK/perf.log" &
   else
