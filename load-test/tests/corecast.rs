@@ -4,14 +4,10 @@
 
 mod common;
 
-use std::time::Duration;
-
 use corecast::config::Config;
 use corecast::server::Server;
 
-use common::{args, harness, num, short_run};
-
-const LIMIT: Duration = Duration::from_secs(60);
+use common::{args, churn_is_clean, harness, num, short_run, LIMIT};
 
 fn server() -> Server {
     Server::start(Config {
@@ -130,28 +126,7 @@ fn chat_and_churn_are_clean() {
     assert_eq!(num(&run.report, &["offered_msgs_per_s"]), 750.0);
     assert_eq!(num(&run.report, &["checks", "lost"]), 0.0);
 
-    let churn = [
-        "churn",
-        "--members",
-        "10",
-        "--senders",
-        "2",
-        "--churners",
-        "5",
-        "--churn-rate",
-        "100",
-        "--rate",
-        "300",
-    ];
-    let run = harness(&args(&churn, &common), LIMIT);
-    assert_eq!(run.code, 0, "{}", run.stdout);
-    assert!(num(&run.report, &["churn_ops"]) > 50.0, "{}", run.stdout);
-    assert_eq!(
-        num(&run.report, &["checks", "unexpected"]),
-        0.0,
-        "{}",
-        run.stdout
-    );
+    churn_is_clean(&common);
 }
 
 #[test]

@@ -220,3 +220,33 @@ pub fn args<'a>(scenario: &[&'a str], common: &'a [String]) -> Vec<&'a str> {
         .chain(common.iter().map(String::as_str))
         .collect()
 }
+
+/// How long one harness run in these tests may take.
+pub const LIMIT: Duration = Duration::from_secs(60);
+
+/// A short churn run with the arguments `common` (address, target, window): it passes,
+/// churners join and leave, and nothing unexpected arrives.
+pub fn churn_is_clean(common: &[String]) {
+    let churn = [
+        "churn",
+        "--members",
+        "10",
+        "--senders",
+        "2",
+        "--churners",
+        "5",
+        "--churn-rate",
+        "100",
+        "--rate",
+        "300",
+    ];
+    let run = harness(&args(&churn, common), LIMIT);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert!(num(&run.report, &["churn_ops"]) > 50.0, "{}", run.stdout);
+    assert_eq!(
+        num(&run.report, &["checks", "unexpected"]),
+        0.0,
+        "{}",
+        run.stdout
+    );
+}
