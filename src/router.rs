@@ -97,11 +97,14 @@ pub enum MemberEvent {
     },
     /// A join was refused: send the connection `frame` and free its room slot.
     JoinRejected { conn: ConnId, frame: Bytes },
-    /// The connection left: drop it from `room`'s index, then send it `frame`.
+    /// The connection left `room` (or is leaving every room as it disconnects): drop
+    /// it from the room's index, then send it `frame` (its LeaveResponse; none on a
+    /// disconnect). Sent before the room's LeaveNotification, so that the leaver is
+    /// not among those notified.
     Left {
         conn: ConnId,
         room: RoomKey,
-        frame: Bytes,
+        frame: Option<Bytes>,
     },
     /// A frame for one connection (a response or an error).
     Reply { conn: ConnId, frame: Bytes },

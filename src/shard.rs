@@ -412,7 +412,7 @@ impl ShardState {
             }
             OwnerRequest::Disconnect { player, from } => {
                 for key in self.member_rooms.remove(&from).unwrap_or_default() {
-                    self.remove_member(key, &player, from);
+                    self.leave_room(key, &player, from, None);
                 }
                 self.tell_conn(from, MemberEvent::DisconnectDone { conn: from.conn });
             }
@@ -499,14 +499,21 @@ impl ShardState {
             keys.retain(|k| *k != key);
         }
         metrics::count(Count::Leave);
-        // Before the notifications: the leaver is unindexed when they arrive.
         let frame = response::leave(room_id, response::ok());
+        self.leave_room(key, player, from, Some(frame));
+    }
+
+    /// `from` leaves room `key`: its shard unindexes it (and sends it `response`)
+    /// before the others' LeaveNotification arrives on the same FIFO channel, so the
+    /// leaver is never notified of its own leave. What was sent to the room before
+    /// (the echo of its last message) still reaches it.
+    fn leave_room(&mut self, key: RoomKey, player: &str, from: ConnAddr, response: Option<Bytes>) {
         self.tell_conn(
             from,
             MemberEvent::Left {
                 conn: from.conn,
                 room: key,
-                frame,
+                frame: response,
             },
         );
         self.remove_member(key, player, from);
@@ -622,7 +629,9 @@ impl ShardState {
                     c.room_slots.set(c.room_slots.get().saturating_sub(1));
                     c.rooms.borrow_mut().retain(|k| *k != room);
                     self.unindex(room, conn);
-                    c.reply(frame);
+                    if let Some(frame) = frame {
+                        c.reply(frame);
+                    }
                 }
             }
             MemberEvent::Reply { conn, frame } => {

@@ -840,8 +840,10 @@ impl Sim {
             model.disconnect(gone.number);
         }
         self.collect();
-        // Whatever is still queued goes to a socket the client is done with (the
-        // server may notify it of its own departure): it must only be well-formed.
+        // Whatever is still queued goes to a socket the client is done with (the echo
+        // of its last messages, say): it must only be well-formed. That it is never
+        // its own LeaveNotification is checked against the real server
+        // (tests/adversarial.rs, a_leaving_connection_is_not_told_of_its_own_leave).
         for frame in drain(&gone.conn) {
             Event::from_frame(&frame);
         }
