@@ -457,10 +457,15 @@ pub fn run_broadcast(spec: &BroadcastSpec, args: &BroadcastArgs) -> Result<bool>
 /// The connect scenario.
 pub fn run_connect(args: &crate::cli::ConnectArgs) -> Result<bool> {
     let target = &args.target;
-    if args.clients > 19_900 {
+    let limit = corecast::config::raise_nofile_limit();
+    let room = limit.saturating_sub(corecast::config::FD_RESERVE);
+    if args.clients as u64 > room {
         bail!(
-            "--clients {} exceeds what one process can hold (file limit); use `idle` for more",
-            args.clients
+            "--clients {} exceeds the {room} connections this process can hold (open-file \
+             limit {limit}, less {} descriptors kept for the harness); use `idle`, which \
+             spreads clients over processes, for more",
+            args.clients,
+            corecast::config::FD_RESERVE
         );
     }
     let threads = target.threads.clamp(1, args.clients.max(1));

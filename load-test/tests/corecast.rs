@@ -1,6 +1,7 @@
 //! The harness against a real corecast server (in this process, port 0): a clean run
 //! reports no loss and sane figures; an injected loss is caught and fails the run;
-//! churn, connect and idle work end to end.
+//! churn, connect and idle work end to end; connect refuses more clients than the
+//! process's open-file limit allows.
 
 mod common;
 
@@ -206,4 +207,38 @@ fn idle_spreads_over_child_processes() {
     let run = harness(&idle, LIMIT);
     assert_eq!(run.code, 0, "{}", run.stdout);
     assert_eq!(num(&run.report, &["connections"]), 600.0);
+}
+
+#[test]
+fn connect_refuses_more_clients_than_the_open_file_limit_allows() {
+    use std::os::unix::process::CommandExt;
+    let server = server();
+    let addr = server.local_addr().to_string();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_corecast-load"));
+    command.args(["connect", "--addr", &addr, "--clients", "1000", "--quiet"]);
+    // SAFETY: setrlimit is async-signal-safe; the child lowers only its own limit.
+    unsafe {
+        command.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 600,
+                rlim_max: 600,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let out = command.output().expect("run corecast-load");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "1000 clients under a limit of 600 ran"
+    );
+    assert!(
+        stderr.contains("--clients 1000 exceeds the 500 connections")
+            && stderr.contains("open-file limit 600"),
+        "{stderr}"
+    );
 }
