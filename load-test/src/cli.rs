@@ -94,16 +94,29 @@ pub struct TargetArgs {
     /// Harness threads (rooms or clients are split over them).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
-    /// Handshakes (connect, login, join) in flight at once while setting up.
-    #[arg(long, default_value_t = 256)]
-    pub setup_concurrency: usize,
     /// Spread connections over this many loopback source addresses 127.0.0.2.. (0:
     /// kernel's choice). Each source address has its own ~28k ephemeral ports.
     #[arg(long, default_value_t = 0)]
     pub source_addrs: u8,
+}
+
+/// How the clients are set up before a measured run (`connect` measures the setup
+/// itself and has its own `--concurrency` and `--timeout` instead).
+#[derive(Debug, Clone, Args)]
+pub struct SetupArgs {
+    /// Handshakes (connect, login, join) in flight at once while setting up.
+    #[arg(long, default_value_t = 256)]
+    pub setup_concurrency: usize,
     /// Give up setting up after this long.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub setup_timeout: f64,
+}
+
+impl SetupArgs {
+    /// `--setup-timeout` in nanoseconds.
+    pub fn timeout_ns(&self) -> u64 {
+        (self.setup_timeout * 1e9) as u64
+    }
 }
 
 /// The open-loop load and how it is measured.
@@ -204,6 +217,9 @@ pub struct BroadcastArgs {
     pub target: TargetArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
+    pub setup: SetupArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
     pub load: LoadArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -297,6 +313,9 @@ pub struct IdleArgs {
     pub target: TargetArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
+    pub setup: SetupArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
     pub out: OutputArgs,
 }
 
@@ -318,6 +337,9 @@ pub struct IdleChildArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub target: TargetArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub setup: SetupArgs,
 }
 
 /// `plot`.
@@ -379,5 +401,31 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn setup_options_are_taken_where_they_apply_and_refused_elsewhere() {
+        use clap::Parser;
+        let parse = |args: &[&str]| Cli::try_parse_from([&["corecast-load"], args].concat());
+        for scenario in ["fanout", "chat", "churn", "idle"] {
+            let cli = parse(&[
+                scenario,
+                "--setup-timeout",
+                "5s",
+                "--setup-concurrency",
+                "8",
+            ])
+            .unwrap_or_else(|e| panic!("{scenario}: {e}"));
+            let setup = match cli.command {
+                Command::Fanout(a) => a.run.setup,
+                Command::Chat(a) => a.run.setup,
+                Command::Churn(a) => a.run.setup,
+                Command::Idle(a) => a.setup,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!((setup.setup_timeout, setup.setup_concurrency), (5.0, 8));
+        }
+        let err = parse(&["connect", "--setup-timeout", "5s"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
     }
 }

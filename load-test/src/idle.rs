@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::{IdleArgs, IdleChildArgs, TargetArgs};
+use crate::cli::{IdleArgs, IdleChildArgs, SetupArgs, TargetArgs};
 use crate::clock::{children_cpu_us, mono_ns, process_cpu_us};
 use crate::latency::new_histogram;
 use crate::procstat;
@@ -18,8 +18,14 @@ use crate::report::{write_outputs, Outputs, Report};
 use crate::scenario::{base_plan, command_line, run_prefix, server_cost, unix_now};
 use crate::worker::{RoomPlan, Worker, WorkerPlan, KEEPALIVE_NS, KEEPALIVE_PARTS};
 
-fn idle_plan(target: &TargetArgs, prefix: String, connections: usize, rooms: usize) -> WorkerPlan {
-    let mut plan = base_plan(target, "", 0);
+fn idle_plan(
+    target: &TargetArgs,
+    setup: &SetupArgs,
+    prefix: String,
+    connections: usize,
+    rooms: usize,
+) -> WorkerPlan {
+    let mut plan = base_plan(target, setup.setup_concurrency, "", 0);
     plan.prefix = prefix;
     if rooms == 0 {
         plan.clients = connections;
@@ -57,10 +63,16 @@ fn hold(worker: &mut Worker, mut stop: impl FnMut(u64) -> bool) -> Result<()> {
 pub fn run_child(args: &IdleChildArgs) -> Result<()> {
     let mut target = args.target.clone();
     target.source_addrs = 0;
-    let mut plan = idle_plan(&target, args.prefix.clone(), args.connections, args.rooms);
+    let mut plan = idle_plan(
+        &target,
+        &args.setup,
+        args.prefix.clone(),
+        args.connections,
+        args.rooms,
+    );
     plan.sources = args.source.into_iter().collect();
     let mut worker = Worker::new(plan)?;
-    worker.setup((target.setup_timeout * 1e9) as u64)?;
+    worker.setup(args.setup.timeout_ns())?;
     println!("READY {}", worker.ready_count);
     std::io::stdout().flush()?;
     let closed = Arc::new(AtomicBool::new(false));
@@ -75,7 +87,7 @@ pub fn run_child(args: &IdleChildArgs) -> Result<()> {
 
 /// The idle scenario.
 pub fn run_idle(args: &IdleArgs) -> Result<bool> {
-    let target = &args.target;
+    let IdleArgs { target, setup, .. } = args;
     let before = target.server_pid.map(procstat::sample).transpose()?;
     let cpu_before = process_cpu_us() + children_cpu_us();
     let prefix = run_prefix(0);
@@ -84,8 +96,9 @@ pub fn run_idle(args: &IdleArgs) -> Result<bool> {
     let held;
     let after;
     if args.connections <= args.per_process {
-        let mut worker = Worker::new(idle_plan(target, prefix, args.connections, args.rooms))?;
-        worker.setup((target.setup_timeout * 1e9) as u64)?;
+        let plan = idle_plan(target, setup, prefix, args.connections, args.rooms);
+        let mut worker = Worker::new(plan)?;
+        worker.setup(setup.timeout_ns())?;
         held = worker.ready_count as u64;
         if !args.out.quiet {
             eprintln!("holding {held} connections for {:.1} s", args.hold);
@@ -110,8 +123,8 @@ pub fn run_idle(args: &IdleArgs) -> Result<bool> {
                 .args(["--source", &format!("127.0.0.{}", 2 + i)])
                 .args(["--target", target.target.name()])
                 .args(["--addr", &target.addr.to_string()])
-                .args(["--setup-concurrency", &target.setup_concurrency.to_string()])
-                .args(["--setup-timeout", &format!("{}s", target.setup_timeout)]);
+                .args(["--setup-concurrency", &setup.setup_concurrency.to_string()])
+                .args(["--setup-timeout", &format!("{}s", setup.setup_timeout)]);
             if let Some(t) = &target.token {
                 cmd.env("CORECAST_AUTH_TOKEN", t);
             }

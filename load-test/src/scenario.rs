@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 
 use crate::broadcast::{Timing, WorkerResult};
 use crate::check::CheckCounts;
-use crate::cli::{BroadcastArgs, LoadArgs, OutputArgs, TargetArgs};
+use crate::cli::{BroadcastArgs, LoadArgs, TargetArgs};
 use crate::clock::{mono_ns, process_cpu_us, process_preemptions, set_fine_timer_slack};
 use crate::connect::ConnectPacing;
 use crate::latency::{new_histogram, Percentiles, Window};
@@ -85,9 +85,14 @@ fn sources(target: &TargetArgs) -> Vec<IpAddr> {
         .collect()
 }
 
-/// A worker's plan with nothing to do yet: target, setup and sources from `target`,
-/// names under `prefix` + `w<index>`.
-pub(crate) fn base_plan(target: &TargetArgs, prefix: &str, index: usize) -> WorkerPlan {
+/// A worker's plan with nothing to do yet: target and sources from `target`, at most
+/// `setup_concurrency` handshakes in flight, names under `prefix` + `w<index>`.
+pub(crate) fn base_plan(
+    target: &TargetArgs,
+    setup_concurrency: usize,
+    prefix: &str,
+    index: usize,
+) -> WorkerPlan {
     WorkerPlan {
         index,
         target: target.target,
@@ -100,7 +105,7 @@ pub(crate) fn base_plan(target: &TargetArgs, prefix: &str, index: usize) -> Work
         arrivals: Arrivals::Constant,
         body_size: crate::body::STAMP_LEN,
         churn_rate: 0.0,
-        setup_concurrency: target.setup_concurrency.max(1),
+        setup_concurrency: setup_concurrency.max(1),
         sources: sources(target),
         seed: index as u64,
         skip_counter: None,
@@ -170,12 +175,16 @@ pub(crate) fn unix_now() -> u64 {
 /// Runs a broadcast scenario once at `rate` msgs/s per sender.
 pub fn run_broadcast_once(
     spec: &BroadcastSpec,
-    target: &TargetArgs,
-    load: &LoadArgs,
-    out: &OutputArgs,
+    args: &BroadcastArgs,
     rate: f64,
     run: usize,
 ) -> Result<(Report, Histogram<u64>)> {
+    let BroadcastArgs {
+        target,
+        setup,
+        load,
+        out,
+    } = args;
     if load.body_size < crate::body::STAMP_LEN {
         bail!(
             "--body-size must be at least {} (the stamp)",
@@ -192,7 +201,7 @@ pub fn run_broadcast_once(
     let threads = target.threads.clamp(1, spec.rooms.max(1));
     let prefix = run_prefix(run);
     let mut plans: Vec<WorkerPlan> = (0..threads)
-        .map(|t| base_plan(target, &prefix, t))
+        .map(|t| base_plan(target, setup.setup_concurrency, &prefix, t))
         .collect();
     for r in 0..spec.rooms {
         plans[r % threads].rooms.push(RoomPlan {
@@ -231,7 +240,7 @@ pub fn run_broadcast_once(
     let (progress_tx, progress_rx) = mpsc::channel();
     let mut starts = Vec::new();
     let mut handles = Vec::new();
-    let setup_timeout = (target.setup_timeout * 1e9) as u64;
+    let setup_timeout = setup.timeout_ns();
     for plan in plans {
         let (start_tx, start_rx) = mpsc::channel::<Option<Timing>>();
         starts.push(start_tx);
@@ -379,14 +388,14 @@ pub fn run_broadcast_once(
 /// Runs a broadcast scenario (or `--find-max` over it), prints and writes the report.
 /// Returns whether the run counts as a success for the exit code.
 pub fn run_broadcast(spec: &BroadcastSpec, args: &BroadcastArgs) -> Result<bool> {
-    let BroadcastArgs { target, load, out } = args;
+    let BroadcastArgs { load, out, .. } = args;
     let outputs = Outputs {
         json: out.json.as_deref(),
         hgrm: out.hgrm.as_deref(),
         plot: out.plot.as_deref(),
     };
     if !load.find_max {
-        let (report, hist) = run_broadcast_once(spec, target, load, out, load.rate, 0)?;
+        let (report, hist) = run_broadcast_once(spec, args, load.rate, 0)?;
         print!("{}", report.table());
         write_outputs(&report, &hist, &outputs)?;
         return Ok(!report.has_errors() || load.tolerate_loss);
@@ -396,7 +405,7 @@ pub fn run_broadcast(spec: &BroadcastSpec, args: &BroadcastArgs) -> Result<bool>
     let mut best: Option<(Report, Histogram<u64>)> = None;
     let mut last = None;
     for run in 0..load.max_steps.max(1) {
-        let (report, hist) = run_broadcast_once(spec, target, load, out, rate, run)?;
+        let (report, hist) = run_broadcast_once(spec, args, rate, run)?;
         let ratio = report.achieved_ratio();
         let p99_ms = report.latency.p99_us / 1000.0;
         let verdict = if report.has_errors() {
@@ -483,7 +492,7 @@ pub fn run_connect(args: &crate::cli::ConnectArgs) -> Result<bool> {
     let (progress_tx, progress_rx) = mpsc::channel();
     let mut handles = Vec::new();
     for t in 0..threads {
-        let mut plan = base_plan(target, &prefix, t);
+        let mut plan = base_plan(target, args.concurrency / threads, &prefix, t);
         plan.clients = args.clients / threads + usize::from(t < args.clients % threads);
         plan.arrivals = if args.poisson {
             Arrivals::Poisson
