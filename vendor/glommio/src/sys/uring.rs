@@ -1824,12 +1824,23 @@ impl Reactor {
 
         // Schedule the throughput-based timeout immediately: it won't matter if we end
         // up sleeping.
-        self.throughput_preemption_timeout_src.replace(Some(
+        //
+        // corecast patch (see PATCHED.md): keep the armed one until it fires. Replacing
+        // it on every call cost a cancellation plus a new timeout and its linked
+        // eventfd write per reactor turn, two turns per wake-up. Kept, it counts
+        // completions since it was armed rather than since this turn, so it may fire
+        // sooner than `ring_depth` completions into a quantum: an early preemption
+        // signal, which ends a quantum but never skips runnable work.
+        let armed = self
+            .throughput_preemption_timeout_src
+            .take()
+            .filter(|timer| timer.result().is_none());
+        self.throughput_preemption_timeout_src.set(Some(armed.unwrap_or_else(|| {
             main_ring.prepare_throughput_preemption_timer(
                 self.ring_depth() as u32,
                 self.eventfd_src.raw(),
-            ),
-        ));
+            )
+        })));
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
