@@ -135,10 +135,12 @@ done
   echo "Command (from the repository root):"
   echo
   echo '```'
-  if [ "$SCENARIO" = "$DEFAULT_SCENARIO" ] && [ "$PRIORITY" = rt ]; then
+  targets_env=""
+  [ "$TARGETS" = "corecast redis nats" ] || targets_env="TARGETS=\"$TARGETS\" "
+  if [ "$SCENARIO" = "$DEFAULT_SCENARIO" ] && [ "$PRIORITY" = rt ] && [ -z "$targets_env" ]; then
     echo "load-test/compare.sh"
   else
-    echo "PRIORITY=$PRIORITY SCENARIO=\"$SCENARIO\" NAME=$NAME load-test/compare.sh"
+    echo "${targets_env}PRIORITY=$PRIORITY SCENARIO=\"$SCENARIO\" NAME=$NAME load-test/compare.sh"
   fi
   echo '```'
   echo
