@@ -273,7 +273,7 @@ inferno-flamegraph --title "$TITLE" --subtitle "$SUBTITLE" --colors rust \
   [ -s "$WORK/perf.log" ] && sed 's/^/perf:          /' "$WORK/perf.log"
   [ "$MODE" = pprof ] && echo "Sampler:       CORECAST_PPROF=$NAME.svg CORECAST_PPROF_HZ=$FREQ (whole server run)"
   echo "Build:         RUSTFLAGS='$RUSTFLAGS' cargo build --profile profiling ${FEATURES[*]}"
-  echo "Revision:      $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (src/ modified)')"
+  echo "Revision:      $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src vendor 2>/dev/null || echo ' (src/ or vendor/ modified)')"
   echo "Machine:       $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) CPUs, kernel $(uname -r)"
   echo "Date:          $(date -u '+%Y-%m-%d %H:%M UTC'); load average before: $LOADAVG_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "Load exit:     $LOAD_STATUS; server exit: $SERVER_STATUS"
