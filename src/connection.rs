@@ -572,37 +572,37 @@ mod tests {
         let draining = OutState::Draining {
             deadline: Instant::now(),
         };
-        assert_eq!(
-            disconnect_reason(&ReadEnd::Eof, OutState::Cut, true),
-            Disconnect::SlowConsumer
-        );
-        assert_eq!(
-            disconnect_reason(&ReadEnd::Closing, OutState::Cut, true),
-            Disconnect::SlowConsumer
-        );
-        assert_eq!(
-            disconnect_reason(&ReadEnd::Eof, draining, false),
-            Disconnect::Shutdown
-        );
-        assert_eq!(
-            disconnect_reason(&ReadEnd::Closing, draining, true),
-            Disconnect::ProtocolError
-        );
-        assert_eq!(
-            disconnect_reason(&ReadEnd::Eof, OutState::Open, true),
-            Disconnect::ClientClosed
-        );
-        assert_eq!(
-            disconnect_reason(&ReadEnd::Idle, OutState::Open, true),
-            Disconnect::Idle
-        );
-        assert_eq!(
-            disconnect_reason(&ReadEnd::FrameTimeout, OutState::Open, true),
-            Disconnect::FrameTimeout
-        );
-        assert_eq!(
-            disconnect_reason(&ReadEnd::LoginTimeout, OutState::Open, true),
-            Disconnect::LoginTimeout
-        );
+        let cases = [
+            (ReadEnd::Eof, OutState::Cut, true, Disconnect::SlowConsumer),
+            (
+                ReadEnd::Closing,
+                OutState::Cut,
+                true,
+                Disconnect::SlowConsumer,
+            ),
+            (ReadEnd::Eof, draining, false, Disconnect::Shutdown),
+            (ReadEnd::Closing, draining, true, Disconnect::ProtocolError),
+            (ReadEnd::Eof, OutState::Open, true, Disconnect::ClientClosed),
+            (ReadEnd::Idle, OutState::Open, true, Disconnect::Idle),
+            (
+                ReadEnd::FrameTimeout,
+                OutState::Open,
+                true,
+                Disconnect::FrameTimeout,
+            ),
+            (
+                ReadEnd::LoginTimeout,
+                OutState::Open,
+                true,
+                Disconnect::LoginTimeout,
+            ),
+        ];
+        for (end, state, ready, expected) in cases {
+            assert_eq!(
+                disconnect_reason(&end, state, ready),
+                expected,
+                "{end:?} in {state:?}"
+            );
+        }
     }
 }
