@@ -343,7 +343,7 @@ async fn read_frames(
         glommio::yield_if_needed().await;
         ctx.wait_for_peers().await;
         let (used, step) = if carry_has_frames {
-            let (used, step) = handle_frames(ctx, conn, &mut limit, &carry);
+            let (used, step) = handle_frames(ctx, conn, &mut limit, &carry, Instant::now());
             carry.drain(..used);
             (used, step)
         } else {
@@ -387,15 +387,16 @@ async fn read_frames(
                 return ReadEnd::Closing;
             }
             metrics::count(Count::BytesIn(n as u64));
-            limit.bucket.refill(Instant::now());
+            let now = Instant::now();
+            limit.bucket.refill(now);
             let scratch = ctx.scratch.borrow();
             if carry.is_empty() {
-                let (used, step) = handle_frames(ctx, conn, &mut limit, &scratch[..n]);
+                let (used, step) = handle_frames(ctx, conn, &mut limit, &scratch[..n], now);
                 carry.extend_from_slice(&scratch[used..n]);
                 (used, step)
             } else {
                 carry.extend_from_slice(&scratch[..n]);
-                let (used, step) = handle_frames(ctx, conn, &mut limit, &carry);
+                let (used, step) = handle_frames(ctx, conn, &mut limit, &carry, now);
                 carry.drain(..used);
                 (used, step)
             }
@@ -446,8 +447,9 @@ fn handle_frames(
     conn: &ConnShared,
     limit: &mut RateLimit,
     data: &[u8],
+    now: Instant,
 ) -> (usize, Step) {
-    metrics::start_turn();
+    let _turn = metrics::Turn::start(now);
     let mut state = ctx.state.borrow_mut();
     let max = ctx.config.max_frame_bytes;
     let mut at = 0;

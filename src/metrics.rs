@@ -184,10 +184,26 @@ pub enum Count {
     CrossShard(u64),
 }
 
-/// Reads the clock once for the shard's current turn; frames queued during the turn
-/// are stamped with it, so a fan-out to N members costs one clock read, not N.
-pub fn start_turn() {
-    TURN_STARTED.with(|t| t.set(Some(Instant::now())));
+/// The shard's current turn (a batch of frames read, or a batch from another shard):
+/// frames queued while it lives are stamped with its start, so a fan-out to N members
+/// costs one clock read, not N. Dropping it ends the turn, so a frame queued outside
+/// any turn (a timeout's error, a shutdown notice) reads the clock itself instead of
+/// taking a stale turn's start.
+#[must_use = "the turn ends when this is dropped"]
+pub struct Turn(());
+
+impl Turn {
+    /// Starts a turn at `now`.
+    pub fn start(now: Instant) -> Turn {
+        TURN_STARTED.with(|t| t.set(Some(now)));
+        Turn(())
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        TURN_STARTED.with(|t| t.set(None));
+    }
 }
 
 /// When the current turn started (the clock, outside any turn).
@@ -382,6 +398,19 @@ pub fn render(shards: &[ShardStats], ready: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_turn_stamps_only_while_it_lives() {
+        let start = Instant::now() - Duration::from_secs(60);
+        {
+            let _turn = Turn::start(start);
+            assert_eq!(turn_started(), start, "inside the turn: its start");
+        }
+        assert!(
+            turn_started() > start + Duration::from_secs(59),
+            "after the turn: the clock, not the stale start"
+        );
+    }
 
     #[test]
     fn counts_are_per_thread_and_snapshots_sum() {

@@ -306,7 +306,7 @@ impl ShardState {
 
     /// Handles a batch from another shard; returns its control messages.
     pub fn handle_batch(&mut self, batch: Batch) -> SmallVec<[Control; 1]> {
-        metrics::start_turn();
+        let _turn = metrics::Turn::start(Instant::now());
         let mut controls = SmallVec::new();
         for msg in batch {
             match msg {
