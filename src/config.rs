@@ -19,8 +19,8 @@ pub const DEFAULT_MAX_OUTBOUND_BYTES: usize = 1024 * 1024;
 /// limit of common clients (tokio-util's `LengthDelimitedCodec` default).
 pub const DEFAULT_MAX_ROOM_MEMBERS: u32 = 10_000;
 
-/// File descriptors kept back from `--max-connections`' default for listeners,
-/// io_uring, eventfds and the process's own files.
+/// File descriptors kept back from the connection budget for listeners, io_uring,
+/// eventfds and the process's own files.
 pub const FD_RESERVE: u64 = 100;
 
 /// corecast: a thread-per-core broadcast chat server (u32 length + protobuf over TCP).
@@ -177,10 +177,8 @@ impl Config {
 
     /// `--max-connections`, or its default from the open-file limit.
     pub fn max_connections(&self) -> usize {
-        self.max_connections.unwrap_or_else(|| {
-            let limit = raise_nofile_limit();
-            usize::try_from(limit.saturating_sub(FD_RESERVE).max(1)).unwrap_or(usize::MAX)
-        })
+        self.max_connections
+            .unwrap_or_else(|| usize::try_from(connection_budget().max(1)).unwrap_or(usize::MAX))
     }
 }
 
@@ -214,6 +212,12 @@ impl std::str::FromStr for Secret {
     }
 }
 
+/// Connections one process can hold: its open-file limit (the soft limit raised to the
+/// hard one) less [`FD_RESERVE`] descriptors for everything else.
+pub fn connection_budget() -> u64 {
+    raise_nofile_limit().saturating_sub(FD_RESERVE)
+}
+
 /// Raises the soft open-file limit to the hard limit; returns the soft limit in force.
 pub fn raise_nofile_limit() -> u64 {
     let mut lim = libc::rlimit {
@@ -242,8 +246,9 @@ pub fn raise_nofile_limit() -> u64 {
 /// of kernel memory. Past it the table still grows on demand, a doubling at a time.
 pub const MAX_PRESIZED_FDS: u64 = 1 << 18;
 
-/// Grows this process's file-descriptor table to hold `fds` descriptors (capped at
-/// [`MAX_PRESIZED_FDS`] and the open-file limit) now, instead of a doubling at a time
+/// Grows this process's file-descriptor table to hold `connections` plus
+/// [`FD_RESERVE`] descriptors (capped at [`MAX_PRESIZED_FDS`] and the open-file
+/// limit) now, instead of a doubling at a time
 /// as connections arrive: in a multi-threaded process each doubling waits for an RCU
 /// grace period (`expand_fdtable` calls `synchronize_rcu`), which stalls the thread
 /// that opens the descriptor, here the shard accepting a connection, for 5 to 15 ms
@@ -251,8 +256,11 @@ pub const MAX_PRESIZED_FDS: u64 = 1 << 18;
 /// `F_DUPFD` past the wanted size, closed at once, keeps it that size. Returns the
 /// table size asked for, or `None` if the system calls failed (the table then grows on
 /// demand, as before).
-pub fn presize_fd_table(fds: u64) -> Option<u64> {
-    let want = fds.min(MAX_PRESIZED_FDS).min(raise_nofile_limit());
+pub fn presize_fd_table(connections: u64) -> Option<u64> {
+    let want = connections
+        .saturating_add(FD_RESERVE)
+        .min(MAX_PRESIZED_FDS)
+        .min(raise_nofile_limit());
     let highest = libc::c_int::try_from(want.checked_sub(1)?).ok()?;
     // SAFETY: plain system calls on descriptors this function opens and closes.
     unsafe {
@@ -285,7 +293,7 @@ mod tests {
     #[test]
     fn the_fd_table_is_grown_up_front() {
         let want = presize_fd_table(3000).expect("eventfd and fcntl work here");
-        assert_eq!(want, 3000.min(raise_nofile_limit()));
+        assert_eq!(want, (3000 + FD_RESERVE).min(raise_nofile_limit()));
         assert!(
             fd_table_size() >= want,
             "FDSize {} < {want}",

@@ -101,7 +101,7 @@ impl Server {
         let max_connections = config.max_connections();
         // One descriptor-table resize now rather than one RCU-synchronised resize per
         // doubling while connections arrive (a stall of milliseconds each).
-        crate::config::presize_fd_table(max_connections as u64 + crate::config::FD_RESERVE);
+        crate::config::presize_fd_table(max_connections as u64);
         let config = Arc::new(config);
         let connections = Arc::new(AtomicUsize::new(0));
         let draining = Arc::new(AtomicUsize::new(nr_shards));

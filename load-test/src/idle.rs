@@ -13,9 +13,8 @@ use anyhow::{bail, Context, Result};
 use crate::cli::{IdleArgs, IdleChildArgs, SetupArgs, TargetArgs};
 use crate::clock::{children_cpu_us, mono_ns, process_cpu_us};
 use crate::latency::new_histogram;
-use crate::procstat;
 use crate::report::{write_outputs, Outputs, Report};
-use crate::scenario::{base_plan, command_line, run_prefix, server_cost, unix_now};
+use crate::scenario::{base_plan, command_line, run_prefix, sample_server, server_cost, unix_now};
 use crate::worker::{RoomPlan, Worker, WorkerPlan, KEEPALIVE_NS, KEEPALIVE_PARTS};
 
 fn idle_plan(
@@ -88,7 +87,7 @@ pub fn run_child(args: &IdleChildArgs) -> Result<()> {
 /// The idle scenario.
 pub fn run_idle(args: &IdleArgs) -> Result<bool> {
     let IdleArgs { target, setup, .. } = args;
-    let before = target.server_pid.map(procstat::sample).transpose()?;
+    let before = sample_server(target.server_pid)?;
     let cpu_before = process_cpu_us() + children_cpu_us();
     let prefix = run_prefix(0);
     let start = mono_ns();
@@ -105,7 +104,7 @@ pub fn run_idle(args: &IdleArgs) -> Result<bool> {
         }
         let until = mono_ns() + hold_ns;
         hold(&mut worker, |now| now >= until)?;
-        after = target.server_pid.map(procstat::sample).transpose()?;
+        after = sample_server(target.server_pid)?;
     } else {
         let children = args.connections.div_ceil(args.per_process);
         if children > 250 {
@@ -161,7 +160,7 @@ pub fn run_idle(args: &IdleArgs) -> Result<bool> {
             );
         }
         std::thread::sleep(std::time::Duration::from_nanos(hold_ns));
-        after = target.server_pid.map(procstat::sample).transpose()?;
+        after = sample_server(target.server_pid)?;
         for mut child in procs {
             drop(child.stdin.take());
             let _ = child.wait();

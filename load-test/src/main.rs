@@ -90,7 +90,7 @@ fn main() -> ExitCode {
     // of a doubling at a time while connections open, each of which stalls the
     // connecting thread for an RCU grace period in a multi-threaded process (10 to
     // 15 ms, seen in the connect storm as late connects at 250, 500, ... 16,000).
-    corecast::config::presize_fd_table(corecast::config::raise_nofile_limit());
+    corecast::config::presize_fd_table(corecast::config::connection_budget());
     match run(cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {

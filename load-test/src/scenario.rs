@@ -113,7 +113,7 @@ pub(crate) fn base_plan(
     }
 }
 
-fn sample_server(pid: Option<u32>) -> Result<Option<ProcSample>> {
+pub(crate) fn sample_server(pid: Option<u32>) -> Result<Option<ProcSample>> {
     pid.map(procstat::sample).transpose()
 }
 
@@ -466,14 +466,14 @@ pub fn run_broadcast(spec: &BroadcastSpec, args: &BroadcastArgs) -> Result<bool>
 /// The connect scenario.
 pub fn run_connect(args: &crate::cli::ConnectArgs) -> Result<bool> {
     let target = &args.target;
-    let limit = corecast::config::raise_nofile_limit();
-    let room = limit.saturating_sub(corecast::config::FD_RESERVE);
-    if args.clients as u64 > room {
+    let budget = corecast::config::connection_budget();
+    if args.clients as u64 > budget {
         bail!(
-            "--clients {} exceeds the {room} connections this process can hold (open-file \
-             limit {limit}, less {} descriptors kept for the harness); use `idle`, which \
+            "--clients {} exceeds the {budget} connections this process can hold (open-file \
+             limit {}, less {} descriptors kept for the harness); use `idle`, which \
              spreads clients over processes, for more",
             args.clients,
+            corecast::config::raise_nofile_limit(),
             corecast::config::FD_RESERVE
         );
     }
@@ -491,8 +491,9 @@ pub fn run_connect(args: &crate::cli::ConnectArgs) -> Result<bool> {
     let mut view = LiveView::new(args.out.quiet, view_total);
     let (progress_tx, progress_rx) = mpsc::channel();
     let mut handles = Vec::new();
+    let concurrency = (args.concurrency / threads).max(1);
     for t in 0..threads {
-        let mut plan = base_plan(target, args.concurrency / threads, &prefix, t);
+        let mut plan = base_plan(target, concurrency, &prefix, t);
         plan.clients = args.clients / threads + usize::from(t < args.clients % threads);
         plan.arrivals = if args.poisson {
             Arrivals::Poisson
@@ -502,7 +503,7 @@ pub fn run_connect(args: &crate::cli::ConnectArgs) -> Result<bool> {
         plan.seed = t as u64 + 1;
         let pacing = ConnectPacing {
             rate: args.connect_rate.map(|r| r / threads as f64),
-            concurrency: (args.concurrency / threads).max(1),
+            concurrency,
             timeout_ns: (args.timeout * 1e9) as u64,
         };
         let progress_tx = progress_tx.clone();
@@ -561,7 +562,6 @@ pub fn run_connect(args: &crate::cli::ConnectArgs) -> Result<bool> {
         let _ = connect_latency.add(&r.send_lag);
     }
     let incidents = Incidents::sum(results.iter().map(|(r, _)| &r.counters.incidents));
-    let failures = incidents.connect_failures;
     let logged_in = connect_latency.len();
     let mut report = Report {
         label: args
@@ -611,5 +611,5 @@ pub fn run_connect(args: &crate::cli::ConnectArgs) -> Result<bool> {
         plot: args.out.plot.as_deref(),
     };
     write_outputs(&report, &connect_latency, &outputs)?;
-    Ok(failures == 0 || args.tolerate_loss)
+    Ok(!report.has_errors() || args.tolerate_loss)
 }

@@ -230,7 +230,17 @@ fn connect_refuses_more_clients_than_the_open_file_limit_allows() {
             }
         });
     }
-    let out = command.output().expect("run corecast-load");
+    let child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start corecast-load");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    let out = rx
+        .recv_timeout(LIMIT)
+        .expect("corecast-load refuses within LIMIT")
+        .expect("run corecast-load");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success(),
