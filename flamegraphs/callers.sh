@@ -19,6 +19,8 @@ case $FOLDED in
   *.gz) READ=(gzip -dc "$FOLDED") ;;
   *) READ=(cat "$FOLDED") ;;
 esac
+TMP=$(mktemp)
+trap 'rm -f "$TMP"' EXIT
 
 "${READ[@]}" | awk -v re="$REGEX" -v depth="$DEPTH" '
   {
@@ -40,15 +42,15 @@ esac
     }
   }
   END {
+    if (total == 0) { print "no samples in the input"; exit }
     printf "%d of %d samples (%.1f%%) have a frame matching /%s/\n", matched, total, 100 * matched / total, re
     for (k in by_path) printf "P\t%d\t%.1f%%\t%s\n", by_path[k], 100 * by_path[k] / total, k
     for (k in by_owner) printf "O\t%d\t%.1f%%\t%s\n", by_owner[k], 100 * by_owner[k] / total, k
-  }' >"${TMPDIR:-/tmp}/callers.$$"
-trap 'rm -f "${TMPDIR:-/tmp}/callers.$$"' EXIT
-head -1 "${TMPDIR:-/tmp}/callers.$$"
+  }' >"$TMP"
+head -1 "$TMP"
 echo
 echo "by the $DEPTH frames above it:"
-grep '^P' "${TMPDIR:-/tmp}/callers.$$" | sort -t$'\t' -k2,2nr | head -n "$TOP" | cut -f2- | sed 's/^/  /'
+{ grep '^P' "$TMP" || true; } | sort -t$'\t' -k2,2nr | sed -n "1,${TOP}p" | cut -f2- | sed 's/^/  /'
 echo
 echo "by the nearest corecast or glommio frame above it:"
-grep '^O' "${TMPDIR:-/tmp}/callers.$$" | sort -t$'\t' -k2,2nr | head -n "$TOP" | cut -f2- | sed 's/^/  /'
+{ grep '^O' "$TMP" || true; } | sort -t$'\t' -k2,2nr | sed -n "1,${TOP}p" | cut -f2- | sed 's/^/  /'

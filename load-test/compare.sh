@@ -16,7 +16,8 @@
 # to /dev/null. Environment: SCENARIO, NAME, PRIORITY, CORECAST_PORT, REDIS_PORT,
 # NATS_PORT, TARGETS (default "corecast redis nats"; also "corecast-2shards": --shards 2,
 # both shards on CPU 0), CARGO_TARGET_DIR, CORECAST_REV
-# (shown in the results; default `git describe --always --dirty`).
+# (shown in the results; default the short commit, marked "(code modified)" when
+# src/, vendor/, load-test/src/ or the Cargo files differ from it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -163,7 +164,7 @@ done
   echo "- Memory: $(free -g | awk '/Mem:/ {print $2}') GiB; kernel $(uname -r)"
   echo "- Load average before the runs: $LOADAVG_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- Server on CPU 0 (\`taskset -c 0\`), load generator on CPU 1 (\`taskset -c 1\`), both with priority $PRIORITY (${PRIO[*]:-default})"
-  echo "- corecast ${CORECAST_REV:-$(git describe --always --dirty 2>/dev/null || echo unknown)} (--shards 1$(case " $TARGETS " in *" corecast-2shards "*) echo "; corecast-2shards: --shards 2, both shards on CPU 0" ;; esac)); $(redis-server --version | cut -d' ' -f1-3); nats-server $(nats-server --version | awk '{print $2}') (GOMAXPROCS=1)"
+  echo "- corecast ${CORECAST_REV:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src vendor load-test/src Cargo.toml Cargo.lock 2>/dev/null || echo ' (code modified)')} (--shards 1$(case " $TARGETS " in *" corecast-2shards "*) echo "; corecast-2shards: --shards 2, both shards on CPU 0" ;; esac)); $(redis-server --version | cut -d' ' -f1-3); nats-server $(nats-server --version | awk '{print $2}') (GOMAXPROCS=1)"
   echo "- Raw outputs: \`*.txt\` (tables), \`*.json\` (reports), \`*.hgrm\` (HdrHistogram)"
 } >"$OUT/README.md"
 echo "wrote $OUT/README.md, $OUT/latency.svg and $OUT/latency-log.svg"
