@@ -33,16 +33,25 @@ fn always_preempting() -> glommio::LocalExecutor {
 /// Runs `work` on a fresh thread and fails the test if it does not finish in time.
 fn finishes_in_time(name: &str, work: impl FnOnce() + Send + 'static) {
     let (done_tx, done_rx) = mpsc::channel();
-    thread::Builder::new()
+    let handle = thread::Builder::new()
         .name(name.into())
         .spawn(move || {
             work();
             let _ = done_tx.send(());
         })
         .unwrap();
-    done_rx
-        .recv_timeout(LIMIT)
-        .unwrap_or_else(|_| panic!("{name}: executor parked with runnable work ({LIMIT:?})"));
+    match done_rx.recv_timeout(LIMIT) {
+        Ok(()) => {}
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{name}: executor parked with runnable work ({LIMIT:?})")
+        }
+        // The work panicked (dropping the sender): report its panic, not a park.
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            if let Err(panic) = handle.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }
 }
 
 #[test]

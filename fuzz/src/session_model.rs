@@ -1166,8 +1166,8 @@ fn drain(conn: &ConnShared) -> Vec<Bytes> {
     frames
 }
 
-/// The fast `SendMessage` view reads exactly what prost reads; anything else is
-/// prost's own decoding.
+/// The fast `SendMessage` and `LoginRequest` views read exactly what prost reads;
+/// anything else is prost's own decoding.
 pub fn check_agrees_with_prost(request: &Request<'_>, payload: &[u8]) {
     let reference = ClientMessage::decode(payload).expect("decode_request succeeded");
     match request {

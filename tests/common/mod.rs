@@ -87,8 +87,10 @@ pub fn next_data(c: &mut Client) -> Data {
     c.recv().expect("a message").data.expect("data set")
 }
 
-/// Asserts that `c` receives nothing (checked with a ping round trip: anything the
-/// server had queued for `c` before the pong arrives first).
+/// Asserts that `c` receives nothing (checked with a ping round trip: anything `c`'s
+/// own shard had queued for it before the pong arrives first). A delivery still on its
+/// way from a room owned by another shard is not covered: use
+/// [`assert_no_messages_from`] for that.
 pub fn assert_nothing_pending(c: &mut Client) {
     let nonce = 0xfeed;
     c.send(corecast::proto::client_message::Data::Ping(
@@ -102,7 +104,9 @@ pub fn assert_nothing_pending(c: &mut Client) {
 }
 
 /// Asserts that no `MessageNotification` is queued for `c` (join and leave
-/// notifications may be), using a ping round trip as the barrier.
+/// notifications may be), using a ping round trip as the barrier: like
+/// [`assert_nothing_pending`], it covers what `c`'s own shard had queued, not a
+/// delivery still crossing from another shard (see [`assert_no_messages_from`]).
 pub fn assert_no_messages(c: &mut Client) {
     let nonce = 0xbeef;
     c.send(corecast::proto::client_message::Data::Ping(
@@ -112,6 +116,30 @@ pub fn assert_no_messages(c: &mut Client) {
     loop {
         match next_data(c) {
             Data::Pong(p) if p.nonce == nonce => return,
+            Data::MessageNotification(m) => panic!("unexpected message {m:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// Asserts that `room` sent `c` no `MessageNotification`, with the room's owner as the
+/// barrier: a second JoinRequest for a room `c` is in is refused by the owner, after
+/// everything the owner sent `c` before it, whichever shard owns the room.
+pub fn assert_no_messages_from(c: &mut Client, room: &str) {
+    c.send(corecast::proto::client_message::Data::JoinRequest(
+        corecast::proto::JoinRequest {
+            room_id: room.into(),
+            room_config: None,
+        },
+    ))
+    .unwrap();
+    loop {
+        match next_data(c) {
+            Data::JoinResponse(r) if r.room_id == room => {
+                let code = r.error.map(|e| e.code());
+                assert_eq!(code, Some(ErrorCode::AlreadyJoinedTheRoom), "{room}");
+                return;
+            }
             Data::MessageNotification(m) => panic!("unexpected message {m:?}"),
             _ => {}
         }
