@@ -63,9 +63,11 @@ pub fn join<'a>(
     error: Option<Error>,
 ) -> Bytes {
     // A repeated string writes every element, empty or not.
-    let player_len = |p: &str| key_len(2) + encoded_len_varint(p.len() as u64) + p.len();
     let inner = bytes_field_len(1, room_id.as_bytes())
-        + current_players.clone().map(player_len).sum::<usize>()
+        + current_players
+            .clone()
+            .map(|p| len_delimited_len(2, p.as_bytes()))
+            .sum::<usize>()
         + room_config
             .as_ref()
             .map_or(0, |c| message::encoded_len(3, c))
@@ -73,9 +75,7 @@ pub fn join<'a>(
     let mut buf = start(JOIN_RESPONSE, inner);
     put_bytes_field(&mut buf, 1, room_id.as_bytes());
     for player in current_players {
-        encode_key(2, WireType::LengthDelimited, &mut buf);
-        encode_varint(player.len() as u64, &mut buf);
-        buf.put_slice(player.as_bytes());
+        put_len_delimited(&mut buf, 2, player.as_bytes());
     }
     if let Some(config) = &room_config {
         message::encode(3, config, &mut buf);
@@ -156,12 +156,23 @@ fn start(outer_tag: u32, inner_len: usize) -> BytesMut {
     buf
 }
 
+/// A length-delimited field, written even when empty (an element of a repeated field).
+fn len_delimited_len(tag: u32, value: &[u8]) -> usize {
+    key_len(tag) + encoded_len_varint(value.len() as u64) + value.len()
+}
+
+fn put_len_delimited(buf: &mut BytesMut, tag: u32, value: &[u8]) {
+    encode_key(tag, WireType::LengthDelimited, buf);
+    encode_varint(value.len() as u64, buf);
+    buf.put_slice(value);
+}
+
 /// proto3 leaves empty strings and bytes off the wire.
 fn bytes_field_len(tag: u32, value: &[u8]) -> usize {
     if value.is_empty() {
         0
     } else {
-        key_len(tag) + encoded_len_varint(value.len() as u64) + value.len()
+        len_delimited_len(tag, value)
     }
 }
 
@@ -175,9 +186,7 @@ fn varint_field_len(tag: u32, value: u64) -> usize {
 
 fn put_bytes_field(buf: &mut BytesMut, tag: u32, value: &[u8]) {
     if !value.is_empty() {
-        encode_key(tag, WireType::LengthDelimited, buf);
-        encode_varint(value.len() as u64, buf);
-        buf.put_slice(value);
+        put_len_delimited(buf, tag, value);
     }
 }
 
