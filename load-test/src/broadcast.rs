@@ -100,7 +100,7 @@ impl Worker {
             }
             while let Some((_, timer)) = self.pop_due(now) {
                 match timer {
-                    Timer::Send(s) => self.fire_send(s, now, send_end),
+                    Timer::Send(s) => self.fire_send(s, send_end),
                     Timer::Churn(m) => self.fire_churn(m, send_end),
                     Timer::Connect(_) => {}
                 }

@@ -434,10 +434,9 @@ impl Worker {
         }
     }
 
-    /// Queues a keepalive on every connection: corecast closes a connection that sends
-    /// nothing for its `--idle-timeout` (60 s by default), and most members of a
-    /// broadcast scenario only listen.
-    /// Pings the next 1/`KEEPALIVE_PARTS` of the connections (round robin): called
+    /// Keepalives, because corecast closes a connection that sends nothing for its
+    /// `--idle-timeout` (60 s by default) and most members of a broadcast scenario only
+    /// listen. Pings the next 1/`KEEPALIVE_PARTS` of the connections (round robin): called
     /// every `KEEPALIVE_NS / KEEPALIVE_PARTS`, each connection is pinged once per
     /// `KEEPALIVE_NS`, spread out instead of all in one tick inside the window.
     pub fn keepalive_some(&mut self) {
@@ -729,7 +728,7 @@ impl Worker {
     }
 
     /// Queues sender `s`'s next message if it is due before `send_end`.
-    pub fn fire_send(&mut self, s: usize, now: u64, send_end: u64) {
+    pub fn fire_send(&mut self, s: usize, send_end: u64) {
         let sender = &mut self.senders[s];
         let Some(schedule) = sender.schedule.as_mut() else {
             return;
@@ -750,7 +749,7 @@ impl Worker {
             self.counters.offered_deliveries += room.static_members;
             // Taken per message (not the tick's time): a late batch shows in full.
             self.send_lag
-                .saturating_record(now.max(mono_ns()).saturating_sub(due).max(1));
+                .saturating_record(mono_ns().saturating_sub(due).max(1));
         }
         let injected_loss = s == 0 && self.plan.skip_counter == Some(counter);
         let conn = &mut self.conns[conn_idx];
