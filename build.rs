@@ -1,5 +1,8 @@
 //! Compiles `proto/corecast.proto` with pure-Rust tooling (protox + prost-build):
-//! a fresh machine needs no system `protoc`.
+//! a fresh machine needs no system `protoc`. Also records the source revision for
+//! `corecast_build_info` (`unknown` outside a git checkout, e.g. in a container build).
+
+use std::process::Command;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/corecast.proto");
@@ -8,5 +11,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // `bytes` fields decode as `bytes::Bytes`: a body can be a zero-copy slice.
         .bytes(["."])
         .compile_fds(fds)?;
+
+    let revision = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .map(|rev| rev.trim().to_owned())
+        .filter(|rev| !rev.is_empty())
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=CORECAST_REVISION={revision}");
+    // A new commit moves the branch's ref (or packed-refs); HEAD moves on checkout.
+    for path in [".git/HEAD", ".git/packed-refs"] {
+        println!("cargo:rerun-if-changed={path}");
+    }
+    if let Ok(head) = std::fs::read_to_string(".git/HEAD") {
+        if let Some(reference) = head.trim().strip_prefix("ref: ") {
+            println!("cargo:rerun-if-changed=.git/{reference}");
+        }
+    }
     Ok(())
 }

@@ -123,6 +123,20 @@ pub struct Config {
     /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
     #[arg(long, env = "CORECAST_TLS_KEY", value_name = "PEM")]
     pub tls_key: Option<PathBuf>,
+
+    /// Log format on standard error: `text` (coloured only when it is a terminal) or
+    /// `json` (one object per line, for log collectors). The level comes from RUST_LOG.
+    #[arg(long, env = "CORECAST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How the server writes its log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines; ANSI colours only when standard error is a terminal.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 impl Default for Config {
@@ -150,6 +164,7 @@ impl Default for Config {
             preempt_ms: 2,
             tls_cert: None,
             tls_key: None,
+            log_format: LogFormat::Text,
         }
     }
 }

@@ -47,10 +47,12 @@ pub const SCRATCH_BYTES: usize = 64 * 1024;
 /// Counts a live socket until both of its tasks are done.
 struct LiveGuard {
     ctx: Rc<ShardContext>,
+    fd: RawFd,
 }
 
 impl Drop for LiveGuard {
     fn drop(&mut self) {
+        self.ctx.sockets.borrow_mut().remove(&self.fd);
         self.ctx.live.set(self.ctx.live.get() - 1);
         self.ctx.connections.fetch_sub(1, Ordering::Relaxed);
         self.ctx.live_changed.notify();
@@ -76,7 +78,12 @@ pub fn spawn(ctx: &Rc<ShardContext>, stream: TcpStream) {
     }
     ctx.live.set(ctx.live.get() + 1);
     metrics::count(Count::Accepted);
-    let guard = Rc::new(LiveGuard { ctx: ctx.clone() });
+    let fd = stream.as_raw_fd();
+    ctx.sockets.borrow_mut().insert(fd);
+    let guard = Rc::new(LiveGuard {
+        ctx: ctx.clone(),
+        fd,
+    });
     if let Err(e) = configure(&stream, ctx) {
         tracing::debug!(error = %e, "socket setup failed");
         return;
@@ -233,7 +240,7 @@ async fn read_loop(
 /// socket that still has unread input makes the kernel send a reset, which destroys
 /// the final frames (an error, SERVER_SHUTTING_DOWN) the writer has just flushed.
 async fn linger(ctx: &ShardContext, stream: &RefCell<Transport>) {
-    let deadline = Instant::now() + ctx.config.shutdown_grace();
+    let deadline = ctx.close_deadline(ctx.config.shutdown_grace());
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let timeout = Some(left.max(MIN_TIMEOUT));
@@ -484,7 +491,7 @@ fn handle_frames(
             Outcome::AwaitClaim(player) => return (at, Step::AwaitClaim(player)),
             Outcome::Close => {
                 conn.out
-                    .close_after(None, Instant::now() + ctx.config.shutdown_grace());
+                    .close_after(None, ctx.close_deadline(ctx.config.shutdown_grace()));
                 return (at, Step::Close);
             }
         }
@@ -493,7 +500,7 @@ fn handle_frames(
 }
 
 fn close_with(ctx: &ShardContext, conn: &ConnShared, code: ErrorCode, message: String) {
-    let deadline = Instant::now() + ctx.config.shutdown_grace();
+    let deadline = ctx.close_deadline(ctx.config.shutdown_grace());
     conn.out
         .close_after(Some(response::error(code, message)), deadline);
 }

@@ -3,6 +3,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use futures_lite::future;
 use futures_rustls::TlsAcceptor;
 use glommio::net::TcpListener;
 use glommio::sync::Semaphore;
+use rustc_hash::FxHashSet;
 
 use crate::config::Config;
 use crate::connection::{self, SCRATCH_BYTES};
@@ -31,8 +33,13 @@ const MAX_PEER_BACKLOG: usize = 1024;
 /// How often a paused reader looks at the peers' inboxes again.
 const BACKLOG_POLL: Duration = Duration::from_micros(500);
 
-/// Extra time after the shutdown grace for sockets to finish closing.
-const CLOSE_SLACK: Duration = Duration::from_secs(1);
+/// The end of the shutdown grace kept for closing: queues stop draining this much
+/// before it (at most a quarter of the grace), so that the last flushes, half-closes and
+/// the clients' own closes fit inside `--shutdown-grace`, which is the whole bound.
+const CLOSE_SLACK: Duration = Duration::from_millis(250);
+
+/// How long, past the grace, the tasks of sockets shut at its end have to finish.
+const TASKS_END: Duration = Duration::from_millis(50);
 
 /// What a shard's tasks share. Lives on one thread (`Rc`), never behind a lock.
 pub struct ShardContext {
@@ -46,6 +53,8 @@ pub struct ShardContext {
     pub scratch: RefCell<Vec<u8>>,
     /// Sockets whose tasks have not both finished.
     pub live: Cell<usize>,
+    /// Their descriptors, so that the end of a shutdown can close what is left.
+    pub sockets: RefCell<FxHashSet<RawFd>>,
     /// Notified when `live` changes.
     pub live_changed: LocalNotify,
     /// Connections of the whole process (for `--max-connections`; touched only on
@@ -62,6 +71,8 @@ pub struct ShardContext {
     /// Set by the flusher when a peer's inbox is deep: readers pause until it drains.
     peers_backlogged: Cell<bool>,
     shutdown_started: LocalNotify,
+    /// When a graceful shutdown's grace ends; every socket is closed by then.
+    shutdown_ends: Cell<Option<Instant>>,
     /// Never has permits; closed when a shutdown starts, which wakes every task waiting
     /// on it at once (TLS handshakes in progress, which no connection state tracks).
     shutdown_gate: Semaphore,
@@ -98,14 +109,14 @@ pub struct ShardSetup {
 
 /// Runs one shard until it has shut down.
 pub async fn run_shard(setup: ShardSetup) {
-    let listener = match TcpListener::bind(setup.addr) {
+    let listener = match crate::listen::bind(setup.addr) {
         Ok(listener) => listener,
         Err(e) => {
             let _ = setup.bound.send(Err(std::io::Error::other(e.to_string())));
             return;
         }
     };
-    let metrics_listener = match setup.metrics.map(TcpListener::bind).transpose() {
+    let metrics_listener = match setup.metrics.map(crate::listen::bind).transpose() {
         Ok(listener) => listener,
         Err(e) => {
             let _ = setup.bound.send(Err(std::io::Error::other(e.to_string())));
@@ -140,6 +151,7 @@ pub async fn run_shard(setup: ShardSetup) {
         config: setup.config,
         scratch: RefCell::new(vec![0; SCRATCH_BYTES]),
         live: Cell::new(0),
+        sockets: RefCell::default(),
         live_changed: LocalNotify::default(),
         connections: setup.connections,
         max_connections: setup.max_connections,
@@ -148,27 +160,35 @@ pub async fn run_shard(setup: ShardSetup) {
         peers_backlogged: Cell::new(false),
         ready: Cell::new(true),
         shutdown_started: LocalNotify::default(),
+        shutdown_ends: Cell::new(None),
         shutdown_gate: Semaphore::new(0),
         flush,
     });
     glommio::spawn_local(accept_loop(ctx.clone(), listener)).detach();
     glommio::spawn_local(inbox_loop(ctx.clone(), setup.inbox)).detach();
     glommio::spawn_local(flush_loop(ctx.clone())).detach();
-    let serves_http = metrics_listener.is_some();
-    if let Some(listener) = metrics_listener {
-        glommio::spawn_local(crate::http::serve(ctx.clone(), listener)).detach();
-    }
+    let http = metrics_listener
+        .map(|listener| glommio::spawn_local(crate::http::serve(ctx.clone(), listener)));
+    let serves_http = http.is_some();
 
     ctx.shutdown_started.notified().await;
     ctx.ready.set(false);
     ctx.shutdown_gate.close();
     let grace = ctx.config.shutdown_grace();
-    let deadline = Instant::now() + grace;
-    ctx.state.borrow_mut().begin_shutdown(deadline);
-    let give_up = deadline + CLOSE_SLACK;
-    while ctx.live.get() > 0 && Instant::now() < give_up {
-        let left = give_up.saturating_duration_since(Instant::now());
-        future::or(ctx.live_changed.notified(), glommio::timer::sleep(left)).await;
+    let give_up = Instant::now() + grace;
+    let drain_deadline = give_up - CLOSE_SLACK.min(grace / 4);
+    ctx.shutdown_ends.set(Some(give_up));
+    ctx.state.borrow_mut().begin_shutdown(drain_deadline);
+    wait_for_sockets(&ctx, give_up).await;
+    if ctx.live.get() > 0 {
+        // The grace is over: shut what is left, which ends both tasks of each socket
+        // (the reader sees the end of the stream, the writer an error) so they drop
+        // their sockets now rather than with the executor.
+        for &fd in ctx.sockets.borrow().iter() {
+            // SAFETY: a socket of a live connection; its task holds it open.
+            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+        }
+        wait_for_sockets(&ctx, Instant::now() + TASKS_END).await;
     }
     setup.draining.fetch_sub(1, Ordering::AcqRel);
     if serves_http {
@@ -177,11 +197,26 @@ pub async fn run_shard(setup: ShardSetup) {
             glommio::timer::sleep(Duration::from_millis(10)).await;
         }
     }
+    if let Some(http) = http {
+        http.cancel().await;
+    }
+    // A dropped listener keeps listening while io_uring holds its armed accept, until
+    // the ring submits the cancellation, and a ring torn down at thread exit releases
+    // it only later, asynchronously: one reactor turn now, so that a restart (or a new
+    // server in this process) can bind the port as soon as this one has stopped.
+    glommio::timer::sleep(Duration::from_millis(1)).await;
     tracing::debug!(
         shard = ctx.state.borrow().id(),
         left = ctx.live.get(),
         "shard stopped"
     );
+}
+
+async fn wait_for_sockets(ctx: &ShardContext, until: Instant) {
+    while ctx.live.get() > 0 && Instant::now() < until {
+        let left = until.saturating_duration_since(Instant::now());
+        future::or(ctx.live_changed.notified(), glommio::timer::sleep(left)).await;
+    }
 }
 
 async fn accept_loop(ctx: Rc<ShardContext>, listener: TcpListener) {
@@ -253,6 +288,13 @@ impl ShardContext {
     /// Whether the shard accepts connections (not shutting down).
     pub fn is_ready(&self) -> bool {
         self.ready.get()
+    }
+
+    /// The latest a connection closing now may take: `grace` from now, or less if a
+    /// graceful shutdown ends sooner.
+    pub fn close_deadline(&self, grace: Duration) -> Instant {
+        let own = Instant::now() + grace;
+        self.shutdown_ends.get().map_or(own, |ends| own.min(ends))
     }
 
     /// Resolves once the shard has started shutting down (any number of waiters).

@@ -55,24 +55,29 @@ async fn respond(ctx: Rc<ShardContext>, mut stream: TcpStream) {
     let line = String::from_utf8_lossy(line);
     let mut parts = line.split(' ');
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    // HEAD is GET without the body (RFC 9110), which probes and `curl -I` send.
+    let head_only = method == "HEAD";
     let response = match (method, path.split('?').next().unwrap_or("")) {
-        ("GET", "/metrics") => {
+        ("GET" | "HEAD", "/metrics") => {
             let stats = collect(&ctx).await;
-            reply(
-                200,
-                "text/plain; version=0.0.4",
-                &metrics::render(&stats, ctx.is_ready()),
-            )
+            let mut text = metrics::render(&stats, ctx.is_ready());
+            crate::process::render(&mut text, &crate::process::ProcessStats::read());
+            reply(200, "text/plain; version=0.0.4", &text)
         }
-        ("GET", "/healthz") => reply(200, "text/plain", "ok\n"),
-        ("GET", "/readyz") if ctx.is_ready() => reply(200, "text/plain", "ready\n"),
-        ("GET", "/readyz") => reply(503, "text/plain", "draining\n"),
-        ("GET", _) => reply(
+        ("GET" | "HEAD", "/healthz") => reply(200, "text/plain", "ok\n"),
+        ("GET" | "HEAD", "/readyz") if ctx.is_ready() => reply(200, "text/plain", "ready\n"),
+        ("GET" | "HEAD", "/readyz") => reply(503, "text/plain", "draining\n"),
+        ("GET" | "HEAD", _) => reply(
             404,
             "text/plain",
             "not found: try /metrics, /healthz or /readyz\n",
         ),
-        _ => reply(405, "text/plain", "only GET\n"),
+        _ => reply(405, "text/plain", "only GET and HEAD\n"),
+    };
+    let response = if head_only {
+        head_of(response)
+    } else {
+        response
     };
     let _ = stream.write_all(&response).await;
     let _ = stream.close().await;
@@ -95,6 +100,14 @@ async fn collect(ctx: &ShardContext) -> Vec<ShardStats> {
     future::or(gather, glommio::timer::sleep(TIMEOUT)).await;
     stats.sort_by_key(|s| s.shard);
     stats
+}
+
+/// The response without its body (the headers keep the body's Content-Length).
+fn head_of(mut response: Vec<u8>) -> Vec<u8> {
+    if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+        response.truncate(end + 4);
+    }
+    response
 }
 
 fn reply(status: u16, content_type: &str, body: &str) -> Vec<u8> {

@@ -3,6 +3,7 @@
 //! Layout (one concept per file; ARCHITECTURE in the README follows one message):
 //! - `config`: the command line (`--listen`, `--shards`, limits), env fallbacks.
 //! - `server`: starts one pinned glommio executor per shard, the channel mesh, stop.
+//! - `listen`: the listening sockets: clash and in-use checks, SO_REUSEADDR/PORT.
 //! - `executor`: one shard's tasks: accept loop, inbox, flusher, graceful shutdown.
 //! - `connection`: a client's reader and writer tasks (after a TLS handshake, if on).
 //! - `transport`: a connection's socket, plain TCP or TLS; the TLS writer.
@@ -16,6 +17,7 @@
 //! - `outbound`: a connection's byte-bounded queue of shared frames, `sendmsg` batches.
 //! - `limits`: the per-connection token bucket.
 //! - `metrics`: per-shard counters (thread-local, no atomics), Prometheus text.
+//! - `process`: the process's own /metrics figures (CPU, memory, fds) and build info.
 //! - `http`: the metrics/health responder (`/metrics`, `/healthz`, `/readyz`).
 //! - `notify`: a single-waiter wake-up for tasks on one shard.
 //! - `frame`: u32 length-prefixed framing, pure code over buffers.
@@ -33,9 +35,11 @@ pub mod executor;
 pub mod frame;
 pub mod http;
 pub mod limits;
+pub mod listen;
 pub mod metrics;
 pub mod notify;
 pub mod outbound;
+pub mod process;
 pub mod proto;
 pub mod request;
 pub mod response;

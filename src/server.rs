@@ -10,6 +10,7 @@ use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
 use crate::config::Config;
 use crate::executor::{run_shard, ShardSetup};
+use crate::listen::{self, Endpoint, ListenError};
 use crate::router::{Batch, Control, ShardMessage};
 use crate::tls::{self, TlsError};
 
@@ -28,25 +29,36 @@ const RING_DEPTH: usize = 4096;
 /// Why the server could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    /// `--listen` is not an address.
-    #[error("cannot resolve listen address {addr:?}: {reason}")]
+    /// `--listen` or `--metrics-listen` is not an address.
+    #[error("{flag} {addr:?} is not a usable address: {reason}")]
     Resolve {
+        /// The flag that gave it.
+        flag: &'static str,
         /// The address given.
         addr: String,
         /// What failed.
         reason: String,
     },
-    /// Another process listens on the port.
-    #[error("cannot listen on {addr}: {source}")]
+    /// A listener clashes with another, or its address cannot be bound.
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+    /// A shard could not bind its listener after the start-up check passed.
+    #[error("shard {shard} cannot listen on {addr}: {source}")]
     Bind {
+        /// The shard.
+        shard: usize,
         /// The address.
         addr: SocketAddr,
         /// The OS error.
+        #[source]
         source: std::io::Error,
     },
     /// `--shards 0` or a bad CPU set.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The kernel, a sysctl or a seccomp profile does not allow io_uring.
+    #[error("{0}")]
+    IoUring(String),
     /// `--tls-cert`/`--tls-key` are incomplete or unusable.
     #[error(transparent)]
     Tls(#[from] TlsError),
@@ -79,22 +91,51 @@ pub struct Server {
 impl Server {
     /// Starts every shard and returns once all of them listen.
     pub fn start(config: Config) -> Result<Self, ServerError> {
-        let requested = resolve(&config.listen)?;
+        let requested = resolve("--listen", &config.listen)?;
+        let metrics = config
+            .metrics_listen
+            .as_deref()
+            .map(|addr| resolve("--metrics-listen", addr))
+            .transpose()?;
+        let endpoints: Vec<Endpoint> = [
+            Some(("--listen", requested)),
+            metrics.map(|a| ("--metrics-listen", a)),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|(flag, addr)| Endpoint { flag, addr })
+        .collect();
+        listen::check_distinct(&endpoints)?;
+        for endpoint in &endpoints {
+            listen::check_free(*endpoint)?;
+        }
+        check_io_uring()?;
         let cpus = allowed_cpus();
         let nr_shards = config.shards.unwrap_or(cpus.len());
         if nr_shards == 0 {
             return Err(ServerError::Config("--shards must be at least 1".into()));
         }
-        if requested.port() != 0 {
-            // glommio always sets SO_REUSEPORT: without this check a second server on
-            // the same port would silently take half of the first one's connections.
-            std::net::TcpListener::bind(requested).map_err(|source| ServerError::Bind {
-                addr: requested,
-                source,
-            })?;
+        if nr_shards > cpus.len() {
+            tracing::warn!(
+                "--shards {nr_shards} on {} CPUs: shards share CPUs, which adds threads and \
+                 memory (about 10 MB per shard) but no throughput",
+                cpus.len()
+            );
         }
         // Before any shard starts: a bad certificate fails the start, not each handshake.
         let tls = tls::server_config(config.tls_cert.as_deref(), config.tls_key.as_deref())?;
+        if config
+            .auth_token
+            .as_ref()
+            .is_some_and(|t| t.expose().is_empty())
+        {
+            // An empty token would admit every login that carries none, silently.
+            return Err(ServerError::Config(
+                "--auth-token (CORECAST_AUTH_TOKEN) is empty: set a token, or unset it to \
+                 accept every login"
+                    .into(),
+            ));
+        }
         if config.auth_token.is_none() {
             tracing::warn!("no --auth-token: every login is accepted (development default)");
         }
@@ -107,11 +148,6 @@ impl Server {
         let draining = Arc::new(AtomicUsize::new(nr_shards));
         let (peers, inboxes): (Vec<_>, Vec<_>) = (0..nr_shards).map(|_| flume::unbounded()).unzip();
 
-        let metrics = config.metrics_listen.as_deref().map(resolve).transpose()?;
-        if let Some(addr) = metrics.filter(|a| a.port() != 0) {
-            std::net::TcpListener::bind(addr)
-                .map_err(|source| ServerError::Bind { addr, source })?;
-        }
         let mut server = Server {
             addr: requested,
             metrics_addr: None,
@@ -136,12 +172,17 @@ impl Server {
             };
             let started =
                 spawn_executor(&config, id, cpus[id % cpus.len()], setup).and_then(|handle| {
+                    let Ok(bound) = bound_rx.recv() else {
+                        // The executor ended before its shard ran: glommio's own error
+                        // (io_uring set-up, most often) is what its thread returned.
+                        return Err(ServerError::Executor {
+                            shard: id,
+                            reason: executor_failure(handle.join()),
+                        });
+                    };
                     server.executors.push(handle);
-                    let bound = bound_rx.recv().map_err(|_| ServerError::Shard {
-                        shard: id,
-                        reason: "exited before listening".into(),
-                    })?;
                     bound.map_err(|source| ServerError::Bind {
+                        shard: id,
                         addr: server.addr,
                         source,
                     })
@@ -242,8 +283,66 @@ fn spawn_executor(
         })
 }
 
-fn resolve(listen: &str) -> Result<SocketAddr, ServerError> {
+/// What a shard's executor thread said when it ended before starting its shard, with
+/// the fix for the failures new deployments meet: io_uring's locked memory, or io_uring
+/// not allowed at all.
+fn executor_failure(joined: glommio::Result<(), ()>) -> String {
+    let reason = match joined {
+        Err(e) => e.to_string(),
+        Ok(()) => "exited before listening".into(),
+    };
+    let memlock = reason.contains("MemLockLimit") || reason.contains("Cannot allocate memory");
+    if memlock {
+        format!(
+            "{reason}: the locked-memory limit is too low for io_uring; each shard needs \
+             at least {} KiB of it (more as a non-root user: deploy/README.md), so raise it \
+             (`ulimit -l`, systemd's LimitMEMLOCK, the container's memlock ulimit)",
+            IO_MEMORY / 1024
+        )
+    } else if reason.contains("Operation not permitted")
+        || reason.contains("Function not implemented")
+    {
+        format!(
+            "{reason}: io_uring is not allowed here; check /proc/sys/kernel/io_uring_disabled \
+             (must be 0) and the container's seccomp profile (deploy/README.md)"
+        )
+    } else {
+        reason
+    }
+}
+
+/// Sets up and closes one small io_uring, so that a kernel, sysctl or seccomp profile
+/// that forbids it is a clear error here rather than a panic inside glommio (which
+/// blames the kernel's age whatever the cause).
+fn check_io_uring() -> Result<(), ServerError> {
+    // struct io_uring_params: 120 bytes, all zero asks for the defaults.
+    let mut params = [0u8; 120];
+    // SAFETY: io_uring_setup writes at most sizeof(io_uring_params) into `params`; the
+    // descriptor it returns is ours and closed at once.
+    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 4u32, params.as_mut_ptr()) };
+    if fd >= 0 {
+        // SAFETY: as above.
+        unsafe { libc::close(fd as i32) };
+        return Ok(());
+    }
+    let error = std::io::Error::last_os_error();
+    let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_default();
+    let sysctl = match disabled.as_str() {
+        "" | "0" => String::new(),
+        value => format!("/proc/sys/kernel/io_uring_disabled is {value} (0 allows it); "),
+    };
+    Err(ServerError::IoUring(format!(
+        "io_uring is not available ({error}): {sysctl}corecast needs io_uring (Linux 5.8 or \
+         newer, allowed by the sysctl kernel.io_uring_disabled and by the container's \
+         seccomp profile: deploy/README.md)"
+    )))
+}
+
+fn resolve(flag: &'static str, listen: &str) -> Result<SocketAddr, ServerError> {
     let err = |reason: String| ServerError::Resolve {
+        flag,
         addr: listen.into(),
         reason,
     };
@@ -288,7 +387,7 @@ mod tests {
     #[test]
     fn unresolvable_listen_address_is_an_error_not_a_panic() {
         assert!(matches!(
-            resolve("not an address"),
+            resolve("--listen", "not an address"),
             Err(ServerError::Resolve { .. })
         ));
     }

@@ -86,3 +86,50 @@ fn metrics_count_the_traffic_and_health_endpoints_answer() {
     assert_eq!(http_get(http, "/healthz").0, 200);
     assert_error(&mut a, ErrorCode::ServerShuttingDown);
 }
+
+#[test]
+fn head_answers_like_get_without_a_body_and_process_metrics_are_served() {
+    let server = start_with(Config {
+        metrics_listen: Some("127.0.0.1:0".into()),
+        ..config()
+    });
+    let http = server.server().metrics_addr().unwrap();
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let (status, head, body) = http_request(http, "HEAD", path);
+        assert_eq!(status, 200, "HEAD {path}");
+        assert!(body.is_empty(), "HEAD {path} sent a body: {body:?}");
+        let (_, _, got) = http_request(http, "GET", path);
+        assert!(
+            head.contains("Content-Length: ") && !got.is_empty(),
+            "HEAD {path}: {head}"
+        );
+    }
+    assert_eq!(http_request(http, "POST", "/metrics").0, 405);
+
+    let (_, m) = http_get(http, "/metrics");
+    assert!(metric(&m, "process_resident_memory_bytes") > 0.0);
+    assert!(metric(&m, "process_open_fds") >= 3.0);
+    assert!(metric(&m, "process_max_fds") >= metric(&m, "process_open_fds"));
+    assert!(
+        metric(&m, "process_threads") >= 2.0,
+        "one thread per shard at least"
+    );
+    let started = metric(&m, "process_start_time_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    // Whole seconds of boot time and clock ticks: a little slack either way.
+    assert!(
+        started <= now + 2.0 && started > now - 600.0,
+        "{started} vs {now}"
+    );
+    assert!(metric(&m, "process_cpu_seconds_total") >= 0.0);
+    let version = format!("version=\"{}\"", env!("CARGO_PKG_VERSION"));
+    assert!(
+        m.lines().any(|l| l.starts_with("corecast_build_info{")
+            && l.contains(&version)
+            && l.ends_with(" 1")),
+        "{m}"
+    );
+}

@@ -234,20 +234,22 @@ impl PacedReaders {
 
 /// `GET path` over plain HTTP/1.1 (the metrics port): status and body.
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let (status, _, body) = http_request(addr, "GET", path);
+    (status, body)
+}
+
+/// `METHOD path` over plain HTTP/1.1: status, header lines and body.
+pub fn http_request(addr: SocketAddr, method: &str, path: &str) -> (u16, String, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: corecast\r\n\r\n").unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: corecast\r\n\r\n").unwrap();
     let mut response = String::new();
     s.read_to_string(&mut response)
-        .unwrap_or_else(|e| panic!("GET {path}: {e} after {response:?}"));
+        .unwrap_or_else(|e| panic!("{method} {path}: {e} after {response:?}"));
     let status = response.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = response
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
-    (status, body)
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (status, head.to_string(), body.to_string())
 }
 
 /// The value of one Prometheus series (`name` or `name{labels}`) in a scrape.
