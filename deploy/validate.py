@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Validates Kubernetes and Agones manifests offline, strictly.
+"""Validates Kubernetes and Agones manifests and seccomp profiles, strictly, with no cluster.
 
 Kubernetes kinds are checked against the JSON schemas bundled in the PyPI package
 kubernetes-validate (the "-strict" variants: an unknown field is an error, where a
@@ -7,7 +7,18 @@ cluster would silently drop it). Agones kinds are checked against
 deploy/schemas/agones-v1.schema.json, whose pod templates and metadata refer back to
 the same Kubernetes schemas. Duplicate keys in a YAML mapping are errors too.
 
-Usage: validate.py [--k8s-version 1.31] FILE...   (exit status 1 on any error)
+Every pod template must also pass the seccomp rules of Pod Security Admission at the
+restricted level: each container's effective seccompProfile is RuntimeDefault or
+Localhost, never Unconfined or unset. A Localhost profile's localhostProfile, a path
+relative to the kubelet's seccomp folder, must name a file under deploy/seccomp/
+(--seccomp-dir) that passes the profile checks below.
+
+A FILE ending in .json is a seccomp profile: it must parse, match
+deploy/schemas/oci-seccomp.schema.json (the OCI runtime-spec format that containerd
+reads for Localhost profiles, strict), deny by default, and allow io_uring_setup,
+io_uring_enter and io_uring_register without conditions (glommio needs all three).
+
+Usage: validate.py [--k8s-version 1.31] [--seccomp-dir DIR] FILE...   (exit 1 on any error)
 """
 
 import argparse
@@ -21,7 +32,23 @@ import yaml
 from kubernetes_validate import utils as kv
 from referencing import Registry, Resource
 
-AGONES_SCHEMA = pathlib.Path(__file__).resolve().parent / "schemas" / "agones-v1.schema.json"
+DEPLOY = pathlib.Path(__file__).resolve().parent
+AGONES_SCHEMA = DEPLOY / "schemas" / "agones-v1.schema.json"
+SECCOMP_SCHEMA = DEPLOY / "schemas" / "oci-seccomp.schema.json"
+IO_URING = ("io_uring_setup", "io_uring_enter", "io_uring_register")
+# Where each kind keeps its pod spec (a path of mapping keys).
+POD_SPECS = {
+    "Pod": ("spec",),
+    "Deployment": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "ReplicaSet": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+    "GameServer": ("spec", "template", "spec"),
+    "Fleet": ("spec", "template", "spec", "template", "spec"),
+    "GameServerSet": ("spec", "template", "spec", "template", "spec"),
+}
 
 
 class StrictLoader(yaml.SafeLoader):
@@ -54,6 +81,85 @@ def schema_dir(version):
 
 def load_json(path, version):
     return kv.schema_contents(path, version)
+
+
+def seccomp_profile_errors(path):
+    """Problems with a seccomp profile file (an empty list if it is fine)."""
+    try:
+        profile = json.loads(pathlib.Path(path).read_text())
+    except (OSError, ValueError) as e:
+        return [f"not a readable JSON file: {e}"]
+    validator = jsonschema.Draft202012Validator(json.loads(SECCOMP_SCHEMA.read_text()))
+    found = []
+    for error in sorted(validator.iter_errors(profile), key=lambda e: list(map(str, e.absolute_path))):
+        best = jsonschema.exceptions.best_match([error])
+        found.append(f"{'.'.join(str(p) for p in best.absolute_path) or '(top)'}: {best.message}")
+    if found:
+        return found
+    if profile["defaultAction"] in ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG"):
+        found.append(f"defaultAction {profile['defaultAction']} allows every syscall not listed")
+    allowed = {
+        name
+        for rule in profile["syscalls"]
+        if rule["action"] == "SCMP_ACT_ALLOW" and not rule.get("args")
+        for name in rule["names"]
+    }
+    for name in IO_URING:
+        if name not in allowed:
+            found.append(f"{name} is not allowed unconditionally (glommio cannot start without it)")
+    return found
+
+
+def seccomp_errors(doc, seccomp_dir):
+    """Pod Security Admission's restricted seccomp rule, and Localhost profiles that exist."""
+    spec = doc
+    for key in POD_SPECS.get(doc.get("kind"), ("-",)):
+        spec = spec.get(key) if isinstance(spec, dict) else None
+    if not isinstance(spec, dict):
+        return []  # not a pod-bearing kind (or the schema check already failed)
+    found = []
+
+    def check(where, profile):
+        if not isinstance(profile, dict):
+            return
+        kind, local = profile.get("type"), profile.get("localhostProfile")
+        if kind == "Unconfined":
+            found.append(f"{where}: seccompProfile Unconfined is refused by Pod Security "
+                         f"Admission at baseline and restricted; use Localhost (deploy/seccomp/)")
+        if local is not None and kind != "Localhost":
+            found.append(f"{where}: localhostProfile is only allowed with type Localhost")
+        if kind == "Localhost":
+            if not isinstance(local, str) or not local:
+                found.append(f"{where}: type Localhost needs localhostProfile")
+                return
+            relative = pathlib.PurePosixPath(local)
+            if relative.is_absolute() or ".." in relative.parts:
+                found.append(f"{where}: localhostProfile {local!r} must be a relative path "
+                             f"inside the kubelet's seccomp folder")
+                return
+            file = pathlib.Path(seccomp_dir) / relative
+            if not file.is_file():
+                found.append(f"{where}: localhostProfile {local!r}: no such profile {file} "
+                             f"(every Localhost profile is shipped under deploy/seccomp/)")
+                return
+            for problem in seccomp_profile_errors(file):
+                found.append(f"{where}: localhostProfile {local!r}: {problem}")
+
+    pod_profile = (spec.get("securityContext") or {}).get("seccompProfile")
+    check("pod securityContext", pod_profile)
+    for field in ("initContainers", "containers", "ephemeralContainers"):
+        for container in spec.get(field) or []:
+            if not isinstance(container, dict):
+                continue
+            where = f"{field}[{container.get('name', '?')}]"
+            own = (container.get("securityContext") or {}).get("seccompProfile")
+            check(where, own)
+            effective = own if own is not None else pod_profile
+            # (Unconfined was reported above, by check.)
+            if (effective or {}).get("type") not in ("RuntimeDefault", "Localhost", "Unconfined"):
+                found.append(f"{where}: no seccompProfile (Pod Security Admission at restricted "
+                             f"requires RuntimeDefault or Localhost, on the pod or every container)")
+    return found
 
 
 class Validator:
@@ -103,12 +209,24 @@ class Validator:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--k8s-version", default="1.31")
+    parser.add_argument("--seccomp-dir", type=pathlib.Path, default=DEPLOY / "seccomp",
+                        help="where Localhost seccomp profiles are looked up (default: deploy/seccomp)")
     parser.add_argument("files", nargs="+", type=pathlib.Path)
     args = parser.parse_args()
     validator = Validator(args.k8s_version)
     failed = 0
     checked = 0
     for path in args.files:
+        if path.suffix == ".json":
+            checked += 1
+            problems = seccomp_profile_errors(path)
+            for problem in problems:
+                print(f"ERROR {path} (seccomp profile): {problem}")
+            if problems:
+                failed += 1
+            else:
+                print(f"ok    {path} (seccomp profile)")
+            continue
         try:
             docs = list(yaml.load_all(path.read_text(), Loader=StrictLoader))
         except (OSError, yaml.YAMLError) as e:
@@ -124,6 +242,8 @@ def main():
                 meta = doc.get("metadata") or {}
                 name = f"{doc.get('kind', '?')}/{meta.get('name') or meta.get('generateName', '?')}"
                 problems = validator.errors(doc)
+                if not problems:
+                    problems = seccomp_errors(doc, args.seccomp_dir)
             else:
                 problems = ["a YAML document that is not a mapping"]
             for problem in problems:
@@ -132,8 +252,8 @@ def main():
                 failed += 1
             else:
                 print(f"ok    {path} (document {index + 1}, {name})")
-    print(f"{checked} documents checked against Kubernetes {validator.version} and Agones v1: "
-          f"{failed} invalid")
+    print(f"{checked} documents checked against Kubernetes {validator.version}, Agones v1 and "
+          f"the seccomp rules: {failed} invalid")
     return 1 if failed else 0
 
 
