@@ -2,7 +2,8 @@
 # Sums the samples of a collapsed-stack file (.folded, or .folded.gz) by where the
 # time went, as the shares the flamegraphs README quotes.
 #
-#   flamegraphs/hotpaths.sh flamegraphs/fanout.folded [TOP]
+#   flamegraphs/hotpaths.sh flamegraphs/out/fanout.folded [TOP]    (a record.sh run)
+#   flamegraphs/hotpaths.sh flamegraphs/fanout.folded.gz           (a committed profile)
 #
 # Three views, each as a share of all samples:
 #   1. Buckets: every sample in exactly one bucket (they add up to 100%), chosen from

@@ -10,11 +10,16 @@
 # Builds the `profiling` cargo profile (release + debug symbols) with frame pointers
 # (RUSTFLAGS=-C force-frame-pointers=yes), starts `corecast --shards 1` pinned to CPU 0
 # and `corecast-load SCENARIO ...` pinned to CPU 1, samples the server for DURATION
-# seconds, stops it with SIGTERM, and writes into OUT_DIR (default flamegraphs/):
+# seconds, stops it with SIGTERM, and writes into OUT_DIR (default flamegraphs/out/,
+# which git ignores, so a recording never overwrites the committed profiles in
+# flamegraphs/; set OUT_DIR=flamegraphs to replace those on purpose):
 #
 #   NAME.svg      the flamegraph (inferno-flamegraph)
 #   NAME.folded   the collapsed stacks (input of diff.sh and hotpaths.sh)
 #   NAME.txt      the commands, the machine, the load generator's report, the hot paths
+#
+# DRY_RUN=1 prints the files it would write and exits, before installing, building or
+# starting anything.
 #
 # Scenarios with a measured window (fanout, chat, churn) get `--warmup WARMUP
 # --duration DURATION` unless the arguments set them; sampling starts WARMUP seconds
@@ -37,7 +42,7 @@
 #                      through code without frame pointers such as libc).
 #   FREQ=999           samples per second per CPU.
 #   DURATION=10        seconds sampled.          WARMUP=3  seconds before sampling.
-#   NAME=SCENARIO      output file stem.          OUT_DIR=flamegraphs
+#   NAME=SCENARIO      output file stem.          OUT_DIR=flamegraphs/out
 #   PORT=17880         server port.               CARGO_TARGET_DIR (default target)
 #   PRIORITY=rt       rt: server and load both SCHED_FIFO 20 (`chrt -f 20`), as in
 #                      load-test/compare.sh, so builds sharing the machine do not
@@ -45,6 +50,7 @@
 #   KEEP_DATA=0        1 keeps perf.data in OUT_DIR/NAME.perf.data.
 #   MINWIDTH=0.1       frames under this percent of samples are left out of the SVG.
 #   SERVER_ARGS=       extra corecast flags.
+#   DRY_RUN=0          1: print the output files and exit.
 #
 # Bounded: the load generator gets WARMUP + DURATION + 120 s (then SIGINT, SIGKILL),
 # the server 30 s to exit after SIGTERM (then SIGKILL, and the script fails).
@@ -66,7 +72,7 @@ FREQ=${FREQ:-999}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-3}
 NAME=${NAME:-$SCENARIO}
-OUT_DIR=${OUT_DIR:-flamegraphs}
+OUT_DIR=${OUT_DIR:-flamegraphs/out}
 PORT=${PORT:-17880}
 PRIORITY=${PRIORITY:-rt}
 if [ "$PRIORITY" = rt ] && ! chrt -f 20 true 2>/dev/null; then
@@ -86,7 +92,17 @@ case $PRIORITY in
   *) echo "PRIORITY must be rt, nice:N or none" >&2; exit 2 ;;
 esac
 
-# Tools: perf from Debian, inferno from crates.io.
+SVG=$OUT_DIR/$NAME.svg
+FOLDED=$OUT_DIR/$NAME.folded
+REPORT=$OUT_DIR/$NAME.txt
+if [ "${DRY_RUN:-0}" = 1 ]; then
+  echo "dry run: would write"
+  printf '  %s\n' "$SVG" "$FOLDED" "$REPORT"
+  [ "$KEEP_DATA" = 1 ] && echo "  $OUT_DIR/$NAME.perf.data"
+  exit 0
+fi
+
+# Tools: perf from Debian, inferno with `cargo install`.
 if [ "$MODE" != pprof ] && ! command -v perf >/dev/null; then
   echo "installing linux-perf from Debian"
   export DEBIAN_FRONTEND=noninteractive
@@ -127,9 +143,6 @@ cleanup() {
 trap cleanup EXIT
 
 mkdir -p "$OUT_DIR"
-SVG=$OUT_DIR/$NAME.svg
-FOLDED=$OUT_DIR/$NAME.folded
-REPORT=$OUT_DIR/$NAME.txt
 
 SERVER_CMD=("$BIN/corecast" --shards 1 --listen "127.0.0.1:$PORT" "${EXTRA_SERVER_ARGS[@]}")
 if [ "$MODE" = pprof ]; then
@@ -227,13 +240,13 @@ echo "server exited $SERVER_STATUS"
 quoted_args=""
 [ $# -gt 0 ] && quoted_args=$(printf ' %q' "$@")
 ENVS=""
-for v in MODE EVENT CALL_GRAPH FREQ DURATION WARMUP NAME PRIORITY SERVER_ARGS MINWIDTH; do
+for v in MODE EVENT CALL_GRAPH FREQ DURATION WARMUP NAME OUT_DIR PRIORITY SERVER_ARGS MINWIDTH; do
   default=
   case $v in
     MODE) default=perf ;; EVENT) default=cpu-clock ;; CALL_GRAPH) default=fp ;;
     FREQ) default=999 ;; DURATION) default=10 ;; WARMUP) default=3 ;;
-    NAME) default=$SCENARIO ;; PRIORITY) default=rt ;; SERVER_ARGS) default= ;;
-    MINWIDTH) default=0.1 ;;
+    NAME) default=$SCENARIO ;; OUT_DIR) default=flamegraphs/out ;; PRIORITY) default=rt ;;
+    SERVER_ARGS) default= ;; MINWIDTH) default=0.1 ;;
   esac
   [ "${!v:-}" != "$default" ] && ENVS+="$v=$(printf '%q' "${!v}") "
 done
