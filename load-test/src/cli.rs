@@ -28,6 +28,10 @@ Phases: connect and join everything, then warm-up (--warmup, excluded), the meas
 window (--duration), then a drain (--drain) for late deliveries; what has not arrived
 by then is lost.
 
+Output files (--json, --hgrm, --plot) are checked before any connection is made.
+Progress goes to stderr: a bar on a terminal, otherwise one plain line a second
+(--quiet: neither); the report goes to stdout.
+
 Scenarios:
   fanout   R rooms of M members, S senders per room
   chat     every member of every room sends
@@ -92,11 +96,12 @@ pub struct TargetArgs {
     #[arg(long)]
     pub server_pid: Option<u32>,
     /// Harness threads (rooms or clients are split over them).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = parse_count)]
     pub threads: usize,
-    /// Spread connections over this many loopback source addresses 127.0.0.2.. (0:
-    /// kernel's choice). Each source address has its own ~28k ephemeral ports.
-    #[arg(long, default_value_t = 0)]
+    /// Spread connections over this many loopback source addresses 127.0.0.2..
+    /// (0: kernel's choice; at most 254, up to 127.0.0.255). Each source address has
+    /// its own ~28k ephemeral ports.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=254))]
     pub source_addrs: u8,
 }
 
@@ -105,10 +110,10 @@ pub struct TargetArgs {
 #[derive(Debug, Clone, Args)]
 pub struct SetupArgs {
     /// Handshakes (connect, login, join) in flight at once while setting up.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = parse_count)]
     pub setup_concurrency: usize,
     /// Give up setting up after this long.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = parse_positive_duration)]
     pub setup_timeout: f64,
 }
 
@@ -122,17 +127,17 @@ impl SetupArgs {
 /// The open-loop load and how it is measured.
 #[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
-    /// Messages per second per sender.
-    #[arg(long, default_value_t = 100.0)]
+    /// Messages per second per sender (a positive number).
+    #[arg(long, default_value_t = 100.0, value_parser = parse_rate)]
     pub rate: f64,
     /// Poisson arrivals (exponential gaps) instead of a constant rate.
     #[arg(long)]
     pub poisson: bool,
     /// Body size in bytes (at least 20: the stamp).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = parse_body_size)]
     pub body_size: usize,
-    /// Measured window (e.g. 10s, 500ms, 2m).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    /// Measured window (e.g. 10s, 500ms, 2m; more than zero).
+    #[arg(long, default_value = "10s", value_parser = parse_positive_duration)]
     pub duration: f64,
     /// Warm-up before the window, excluded from results.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
@@ -151,16 +156,16 @@ pub struct LoadArgs {
     #[arg(long)]
     pub find_max: bool,
     /// --find-max: p99 latency limit, milliseconds.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 5.0, value_parser = parse_positive)]
     pub p99_limit_ms: f64,
-    /// --find-max: lowest acceptable achieved/offered deliveries.
-    #[arg(long, default_value_t = 0.99)]
+    /// --find-max: lowest acceptable achieved/offered deliveries (above 0, at most 1).
+    #[arg(long, default_value_t = 0.99, value_parser = parse_fraction)]
     pub min_achieved: f64,
-    /// --find-max: rate multiplier per step.
-    #[arg(long, default_value_t = 1.5)]
+    /// --find-max: rate multiplier per step (above 1).
+    #[arg(long, default_value_t = 1.5, value_parser = parse_step_factor)]
     pub step_factor: f64,
     /// --find-max: most steps.
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value_t = 12, value_parser = parse_count)]
     pub max_steps: usize,
     /// Poll instead of sleeping when the next send is this close, microseconds (burns
     /// harness CPU for sharper schedules).
@@ -187,7 +192,7 @@ pub struct OutputArgs {
     /// Legend label (default: "<target> <scenario>").
     #[arg(long)]
     pub label: Option<String>,
-    /// No progress bar.
+    /// No progress (a bar on a terminal, else one line per second on stderr).
     #[arg(long, short)]
     pub quiet: bool,
 }
@@ -196,13 +201,13 @@ pub struct OutputArgs {
 #[derive(Debug, Clone, Args)]
 pub struct FanoutArgs {
     /// Rooms.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = parse_count)]
     pub rooms: usize,
     /// Members per room (senders included).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = parse_count)]
     pub members: usize,
     /// Senders per room.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = parse_count)]
     pub senders: usize,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -230,10 +235,10 @@ pub struct BroadcastArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ChatArgs {
     /// Rooms.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = parse_count)]
     pub rooms: usize,
     /// Members per room, every one a sender.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = parse_count)]
     pub members: usize,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -244,19 +249,19 @@ pub struct ChatArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ChurnArgs {
     /// Rooms.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = parse_count)]
     pub rooms: usize,
     /// Members per room that stay for the whole run (senders included).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = parse_count)]
     pub members: usize,
     /// Senders per room.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = parse_count)]
     pub senders: usize,
     /// Extra members per room that join and leave.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = parse_count)]
     pub churners: usize,
-    /// Joins plus leaves per second, over all churners.
-    #[arg(long, default_value_t = 100.0)]
+    /// Joins plus leaves per second, over all churners (a positive number).
+    #[arg(long, default_value_t = 100.0, value_parser = parse_rate)]
     pub churn_rate: f64,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -267,19 +272,19 @@ pub struct ChurnArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ConnectArgs {
     /// Clients (each connects and logs in once, then stays connected until the end).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = parse_count)]
     pub clients: usize,
     /// Connects per second, open loop (default: as fast as --concurrency allows).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_rate)]
     pub connect_rate: Option<f64>,
     /// Poisson arrivals for --connect-rate.
     #[arg(long)]
     pub poisson: bool,
     /// Handshakes in flight at once when unpaced.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = parse_count)]
     pub concurrency: usize,
     /// Give up after this long.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = parse_positive_duration)]
     pub timeout: f64,
     /// Exit 0 even if some clients failed.
     #[arg(long)]
@@ -296,7 +301,7 @@ pub struct ConnectArgs {
 #[derive(Debug, Clone, Args)]
 pub struct IdleArgs {
     /// Connections to hold.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = parse_count)]
     pub connections: usize,
     /// Also join them to this many rooms (0: logged in only).
     #[arg(long, default_value_t = 0)]
@@ -306,7 +311,7 @@ pub struct IdleArgs {
     pub hold: f64,
     /// Connections per process; above it, child processes hold the rest (the file
     /// limit here is 20,000 per process).
-    #[arg(long, default_value_t = 19_000)]
+    #[arg(long, default_value_t = 19_000, value_parser = parse_count)]
     pub per_process: usize,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -316,7 +321,22 @@ pub struct IdleArgs {
     pub setup: SetupArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub out: OutputArgs,
+    pub out: IdleOutputArgs,
+}
+
+/// Where `idle`'s results go: it has no latencies, so no `--hgrm` or `--plot` (refused
+/// rather than silently not written).
+#[derive(Debug, Clone, Args)]
+pub struct IdleOutputArgs {
+    /// Write the report as JSON (input of `table`).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Legend label (default: "<target> idle").
+    #[arg(long)]
+    pub label: Option<String>,
+    /// No progress lines.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// The hidden child of `idle`.
@@ -367,14 +387,21 @@ pub struct TableArgs {
     pub inputs: Vec<PathBuf>,
 }
 
-/// Parses "10", "10s", "250ms", "2m", "1.5s", "100us" into seconds.
+/// The longest duration any option takes: 30 days (longer ones would overflow the
+/// nanosecond clock arithmetic, and no run is that long).
+pub const MAX_DURATION_S: f64 = 30.0 * 86_400.0;
+
+/// Parses "10", "10s", "250ms", "2m", "1.5s", "100us" into seconds (zero allowed, at
+/// most [`MAX_DURATION_S`]).
 pub fn parse_duration(s: &str) -> Result<f64, String> {
     let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let value: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("bad duration {s:?} (e.g. 10s, 250ms, 2m)"))?;
     let scale = match unit {
         "" | "s" => 1.0,
         "ms" => 1e-3,
@@ -382,7 +409,74 @@ pub fn parse_duration(s: &str) -> Result<f64, String> {
         "m" | "min" => 60.0,
         _ => return Err(format!("bad duration unit in {s:?} (use s, ms, us or m)")),
     };
-    Ok(value * scale)
+    let seconds = value * scale;
+    if seconds > MAX_DURATION_S {
+        return Err(format!("{s:?} is longer than 30 days"));
+    }
+    Ok(seconds)
+}
+
+/// A duration that must be more than zero (the measured window, timeouts).
+pub fn parse_positive_duration(s: &str) -> Result<f64, String> {
+    let seconds = parse_duration(s)?;
+    if seconds > 0.0 {
+        Ok(seconds)
+    } else {
+        Err("must be more than zero".into())
+    }
+}
+
+/// A finite number above zero.
+pub fn parse_positive(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        Ok(_) => Err("must be a finite number above zero".into()),
+        Err(_) => Err(format!("{s:?} is not a number")),
+    }
+}
+
+/// A rate per second: a finite number above zero (nothing would be sent at 0).
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    parse_positive(s).map_err(|e| format!("{e} (a rate per second)"))
+}
+
+/// A share: above zero, at most 1.
+pub fn parse_fraction(s: &str) -> Result<f64, String> {
+    match parse_positive(s) {
+        Ok(v) if v <= 1.0 => Ok(v),
+        Ok(_) => Err("must be at most 1 (a share, e.g. 0.99)".into()),
+        Err(e) => Err(e),
+    }
+}
+
+/// --step-factor: above 1, or --find-max would never raise the rate.
+pub fn parse_step_factor(s: &str) -> Result<f64, String> {
+    match parse_positive(s) {
+        Ok(v) if v > 1.0 => Ok(v),
+        Ok(_) => Err("must be above 1 (each step multiplies the rate by it)".into()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A count of at least 1 (rooms, members, clients, threads, ...).
+pub fn parse_count(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a whole number")),
+    }
+}
+
+/// --body-size: at least the stamp every body carries.
+pub fn parse_body_size(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n >= crate::body::STAMP_LEN => Ok(n),
+        Ok(_) => Err(format!(
+            "must be at least {} (the stamp every body carries)",
+            crate::body::STAMP_LEN
+        )),
+        Err(_) => Err(format!("{s:?} is not a whole number")),
+    }
 }
 
 #[cfg(test)]
@@ -427,5 +521,117 @@ mod tests {
         }
         let err = parse(&["connect", "--setup-timeout", "5s"]).unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        use clap::Parser;
+        Cli::try_parse_from([&["corecast-load"], args].concat())
+    }
+
+    #[test]
+    fn meaningless_values_are_refused_by_the_parser() {
+        let refused: &[(&[&str], &str)] = &[
+            (
+                &["fanout", "--rate", "0"],
+                "must be a finite number above zero",
+            ),
+            (&["fanout", "--rate=-5"], "above zero"),
+            (&["fanout", "--rate", "NaN"], "above zero"),
+            (&["fanout", "--rate", "inf"], "above zero"),
+            (&["chat", "--rate", "0"], "above zero"),
+            (&["churn", "--rate", "0"], "above zero"),
+            (&["churn", "--churn-rate", "0"], "above zero"),
+            (&["connect", "--connect-rate", "0"], "above zero"),
+            (&["fanout", "--duration", "0"], "must be more than zero"),
+            (&["fanout", "--duration", "0ms"], "must be more than zero"),
+            (&["fanout", "--duration=-1s"], "bad duration"),
+            (&["fanout", "--duration", "31days"], "bad duration unit"),
+            (&["fanout", "--warmup", "44641m"], "longer than 30 days"),
+            (&["fanout", "--setup-timeout", "0"], "more than zero"),
+            (&["connect", "--timeout", "0s"], "more than zero"),
+            (&["fanout", "--rooms", "0"], "must be at least 1"),
+            (&["fanout", "--members", "0"], "at least 1"),
+            (&["fanout", "--senders", "0"], "at least 1"),
+            (&["chat", "--rooms", "0"], "at least 1"),
+            (&["chat", "--members", "0"], "at least 1"),
+            (&["churn", "--churners", "0"], "at least 1"),
+            (&["connect", "--clients", "0"], "at least 1"),
+            (&["connect", "--concurrency", "0"], "at least 1"),
+            (&["idle", "--connections", "0"], "at least 1"),
+            (&["idle", "--per-process", "0"], "at least 1"),
+            (&["fanout", "--threads", "0"], "at least 1"),
+            (&["fanout", "--setup-concurrency", "0"], "at least 1"),
+            (&["fanout", "--body-size", "19"], "at least 20"),
+            (&["fanout", "--max-steps", "0"], "at least 1"),
+            (&["fanout", "--step-factor", "1"], "must be above 1"),
+            (&["fanout", "--min-achieved", "0"], "above zero"),
+            (&["fanout", "--min-achieved", "1.5"], "at most 1"),
+            (&["fanout", "--p99-limit-ms", "0"], "above zero"),
+            (&["fanout", "--source-addrs", "255"], "0..=254"),
+        ];
+        for (args, why) in refused {
+            let err = parse(args).expect_err(&format!("{args:?} was accepted"));
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{args:?}: {err}"
+            );
+            let text = err.to_string();
+            let last = args[args.len() - 1];
+            let (flag, value) = last.split_once('=').unwrap_or((args[args.len() - 2], last));
+            assert!(
+                text.contains(&format!("invalid value '{value}' for '{flag} <")),
+                "{args:?}: {text}"
+            );
+            assert!(text.contains(why), "{args:?}: {text}");
+        }
+    }
+
+    #[test]
+    fn edge_values_that_mean_something_are_taken() {
+        let cli = parse(&[
+            "fanout",
+            "--rate",
+            "0.5",
+            "--warmup",
+            "0",
+            "--drain",
+            "0s",
+            "--duration",
+            "30",
+            "--source-addrs",
+            "254",
+            "--body-size",
+            "20",
+            "--min-achieved",
+            "1",
+        ])
+        .unwrap();
+        let Command::Fanout(a) = cli.command else {
+            panic!("{cli:?}")
+        };
+        let load = a.run.load;
+        assert_eq!((load.rate, load.warmup, load.drain), (0.5, 0.0, 0.0));
+        assert_eq!((load.duration, load.body_size), (30.0, 20));
+        assert_eq!(a.run.target.source_addrs, 254);
+        assert_eq!(parse_duration("43200m"), Ok(MAX_DURATION_S));
+        let cli = parse(&["idle", "--rooms", "0", "--hold", "0"]).unwrap();
+        let Command::Idle(a) = cli.command else {
+            panic!("{cli:?}")
+        };
+        assert_eq!((a.rooms, a.hold), (0, 0.0));
+    }
+
+    #[test]
+    fn idle_refuses_outputs_it_would_not_write() {
+        for flag in ["--hgrm", "--plot"] {
+            let err = parse(&["idle", flag, "x"]).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::UnknownArgument,
+                "{flag}"
+            );
+        }
+        assert!(parse(&["idle", "--json", "x.json"]).is_ok());
     }
 }

@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 use crate::cli::{IdleArgs, IdleChildArgs, SetupArgs, TargetArgs};
 use crate::clock::{children_cpu_us, mono_ns, process_cpu_us};
 use crate::latency::new_histogram;
+use crate::progress::LiveView;
 use crate::report::{write_outputs, Outputs, Report};
 use crate::scenario::{base_plan, command_line, run_prefix, sample_server, server_cost, unix_now};
 use crate::worker::{RoomPlan, Worker, WorkerPlan, KEEPALIVE_NS, KEEPALIVE_PARTS};
@@ -84,9 +85,25 @@ pub fn run_child(args: &IdleChildArgs) -> Result<()> {
     hold(&mut worker, |_| closed.load(Ordering::Relaxed))
 }
 
+/// The progress line while holding: connections, seconds held of `hold_s`.
+fn holding(held: u64, held_ns: u64, hold_s: f64) -> String {
+    format!(
+        "holding {held} connections: {:.0} of {hold_s:.1} s",
+        held_ns as f64 / 1e9
+    )
+}
+
 /// The idle scenario.
 pub fn run_idle(args: &IdleArgs) -> Result<bool> {
     let IdleArgs { target, setup, .. } = args;
+    let outputs = Outputs {
+        json: args.out.json.as_deref(),
+        hgrm: None,
+        plot: None,
+    };
+    outputs.check()?;
+    // Piped: a line a second while holding (a terminal shows only the line below).
+    let mut view = LiveView::lines_only(args.out.quiet);
     let before = sample_server(target.server_pid)?;
     let cpu_before = process_cpu_us() + children_cpu_us();
     let prefix = run_prefix(0);
@@ -102,8 +119,12 @@ pub fn run_idle(args: &IdleArgs) -> Result<bool> {
         if !args.out.quiet {
             eprintln!("holding {held} connections for {:.1} s", args.hold);
         }
-        let until = mono_ns() + hold_ns;
-        hold(&mut worker, |now| now >= until)?;
+        let from = mono_ns();
+        let until = from + hold_ns;
+        hold(&mut worker, |now| {
+            view.heartbeat(now, &holding(held, now - from, args.hold));
+            now >= until
+        })?;
         after = sample_server(target.server_pid)?;
     } else {
         let children = args.connections.div_ceil(args.per_process);
@@ -159,7 +180,17 @@ pub fn run_idle(args: &IdleArgs) -> Result<bool> {
                 args.hold
             );
         }
-        std::thread::sleep(std::time::Duration::from_nanos(hold_ns));
+        let from = mono_ns();
+        let until = from + hold_ns;
+        loop {
+            let now = mono_ns();
+            if now >= until {
+                break;
+            }
+            view.heartbeat(now, &holding(held, now - from, args.hold));
+            let left = std::time::Duration::from_nanos(until - now);
+            std::thread::sleep(left.min(std::time::Duration::from_millis(100)));
+        }
         after = sample_server(target.server_pid)?;
         for mut child in procs {
             drop(child.stdin.take());
@@ -191,12 +222,8 @@ pub fn run_idle(args: &IdleArgs) -> Result<bool> {
         server: server_cost(target.server_pid, before, before, after, elapsed_s, 0, held),
         ..Report::default()
     };
+    view.finish();
     print!("{}", report.table());
-    let outputs = Outputs {
-        json: args.out.json.as_deref(),
-        hgrm: None,
-        plot: None,
-    };
     write_outputs(&report, &new_histogram(), &outputs)?;
     Ok(held == args.connections as u64)
 }

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
@@ -339,6 +339,55 @@ pub struct Outputs<'a> {
     pub plot: Option<&'a Path>,
 }
 
+impl Outputs<'_> {
+    /// Checks every requested file can be written (see [`check_output_paths`]).
+    pub fn check(&self) -> Result<()> {
+        check_output_paths(&[
+            ("--json", self.json),
+            ("--hgrm", self.hgrm),
+            ("--plot", self.plot),
+        ])
+    }
+}
+
+/// Checks, before any load is sent, that every output named by its option can be
+/// written: its directory exists, it is not a directory, it opens for writing, and no
+/// two options name the same file. An existing file is opened without truncating it
+/// and a file this check creates is removed again, so a run that fails later leaves
+/// the outputs as they were.
+pub fn check_output_paths(outputs: &[(&str, Option<&Path>)]) -> Result<()> {
+    let named: Vec<(&str, &Path)> = outputs
+        .iter()
+        .filter_map(|&(flag, path)| path.map(|p| (flag, p)))
+        .collect();
+    for (i, &(flag, path)) in named.iter().enumerate() {
+        if let Some((other, _)) = named[..i].iter().find(|(_, p)| *p == path) {
+            bail!(
+                "{other} and {flag} both name {}: each output needs its own file",
+                path.display()
+            );
+        }
+        probe_writable(path).with_context(|| format!("cannot write {flag} {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Opens `path` for writing without truncating it; removes it again if this created it.
+fn probe_writable(path: &Path) -> std::io::Result<()> {
+    let existed = std::fs::symlink_metadata(path).is_ok();
+    drop(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?,
+    );
+    if !existed {
+        std::fs::remove_file(path)?;
+    }
+    Ok(())
+}
+
 /// Writes the requested files.
 pub fn write_outputs(report: &Report, histogram: &Histogram<u64>, out: &Outputs<'_>) -> Result<()> {
     if let Some(path) = out.json {
@@ -383,6 +432,7 @@ pub fn plot_files(
     out: &Path,
     y_scale: YScale,
 ) -> Result<()> {
+    check_output_paths(&[("--out", Some(out))])?;
     let reports = load_reports(inputs)?;
     let series: Vec<Series<'_>> = reports
         .iter()
@@ -494,6 +544,82 @@ fn markdown_connections_table(reports: &[Report]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fresh, empty directory under the system's temporary directory.
+    fn scratch_dir(name: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("corecast-load-unit-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn output_paths_are_checked_without_leaving_or_clobbering_files() {
+        let dir = scratch_dir("outputs");
+        let new = dir.join("new.json");
+        let old = dir.join("old.hgrm");
+        std::fs::write(&old, "keep me").unwrap();
+        let outputs = Outputs {
+            json: Some(&new),
+            hgrm: Some(&old),
+            plot: None,
+        };
+        outputs.check().unwrap();
+        assert!(!new.exists(), "the probe removes a file it created");
+        assert_eq!(std::fs::read_to_string(&old).unwrap(), "keep me");
+
+        let missing = dir.join("no-such-dir").join("run.svg");
+        let err = Outputs {
+            json: Some(&new),
+            plot: Some(&missing),
+            ..Outputs::default()
+        }
+        .check()
+        .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.starts_with(&format!("cannot write --plot {}: ", missing.display())),
+            "{text}"
+        );
+        assert!(text.contains("No such file or directory"), "{text}");
+        assert!(!new.exists());
+
+        let err = format!(
+            "{:#}",
+            Outputs {
+                json: Some(&dir),
+                ..Outputs::default()
+            }
+            .check()
+            .unwrap_err()
+        );
+        assert!(
+            err.starts_with(&format!("cannot write --json {}: ", dir.display())),
+            "{err}"
+        );
+        assert!(err.contains("Is a directory"), "{err}");
+
+        let err = format!(
+            "{:#}",
+            Outputs {
+                json: Some(&old),
+                hgrm: None,
+                plot: Some(&old),
+            }
+            .check()
+            .unwrap_err()
+        );
+        assert_eq!(
+            err,
+            format!(
+                "--json and --plot both name {}: each output needs its own file",
+                old.display()
+            )
+        );
+        assert_eq!(std::fs::read_to_string(&old).unwrap(), "keep me");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn json_round_trips_and_losses_are_loud() {

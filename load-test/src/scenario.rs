@@ -185,12 +185,6 @@ pub fn run_broadcast_once(
         load,
         out,
     } = args;
-    if load.body_size < crate::body::STAMP_LEN {
-        bail!(
-            "--body-size must be at least {} (the stamp)",
-            crate::body::STAMP_LEN
-        );
-    }
     if spec.senders > spec.members {
         bail!(
             "--senders ({}) cannot exceed --members ({})",
@@ -231,11 +225,12 @@ pub fn run_broadcast_once(
     }
 
     let before = sample_server(target.server_pid)?;
-    let view = LiveView::new(out.quiet, ((load.warmup + load.duration) * 1000.0) as u64);
-    view.message(format!(
+    let mut view = LiveView::new(out.quiet, ((load.warmup + load.duration) * 1000.0) as u64);
+    let setting_up = format!(
         "setting up {} connections",
         spec.rooms * (spec.members + spec.churners)
-    ));
+    );
+    view.message(mono_ns(), &setting_up);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
     let (progress_tx, progress_rx) = mpsc::channel();
     let mut starts = Vec::new();
@@ -272,12 +267,22 @@ pub fn run_broadcast_once(
     }
     drop(progress_tx);
     let mut setup_error = None;
-    for _ in 0..handles.len() {
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => setup_error = setup_error.or(Some(e)),
-            Err(_) => setup_error = setup_error.or(Some("worker thread died".into())),
+    let mut waiting = handles.len();
+    while waiting > 0 {
+        // Not a blocking recv: the view reports a long setup as it goes.
+        match ready_rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(Ok(())) => waiting -= 1,
+            Ok(Err(e)) => {
+                waiting -= 1;
+                setup_error = setup_error.or(Some(e));
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                setup_error = setup_error.or(Some("worker thread died".into()));
+                break;
+            }
         }
+        view.heartbeat(mono_ns(), &setting_up);
     }
     if let Some(e) = setup_error {
         for s in &starts {
@@ -303,7 +308,6 @@ pub fn run_broadcast_once(
     for s in &starts {
         let _ = s.send(Some(timing));
     }
-    let mut view = view;
     let (mut server_start, mut server_end, mut cpu_start, mut cpu_end) = (None, None, None, None);
     let (mut preempt_start, mut preempt_end) = (0, 0);
     while handles.iter().any(|h| !h.is_finished()) {
@@ -394,6 +398,8 @@ pub fn run_broadcast(spec: &BroadcastSpec, args: &BroadcastArgs) -> Result<bool>
         hgrm: out.hgrm.as_deref(),
         plot: out.plot.as_deref(),
     };
+    // Before any load: a bad path must not cost a whole run.
+    outputs.check()?;
     if !load.find_max {
         let (report, hist) = run_broadcast_once(spec, args, load.rate, 0)?;
         print!("{}", report.table());
@@ -466,6 +472,12 @@ pub fn run_broadcast(spec: &BroadcastSpec, args: &BroadcastArgs) -> Result<bool>
 /// The connect scenario.
 pub fn run_connect(args: &crate::cli::ConnectArgs) -> Result<bool> {
     let target = &args.target;
+    let outputs = Outputs {
+        json: args.out.json.as_deref(),
+        hgrm: args.out.hgrm.as_deref(),
+        plot: args.out.plot.as_deref(),
+    };
+    outputs.check()?;
     let budget = corecast::config::connection_budget();
     if args.clients as u64 > budget {
         bail!(
@@ -605,11 +617,6 @@ pub fn run_connect(args: &crate::cli::ConnectArgs) -> Result<bool> {
     };
     report.set_latency(&connect_latency);
     print!("{}", report.table());
-    let outputs = Outputs {
-        json: args.out.json.as_deref(),
-        hgrm: args.out.hgrm.as_deref(),
-        plot: args.out.plot.as_deref(),
-    };
     write_outputs(&report, &connect_latency, &outputs)?;
     Ok(!report.has_errors() || args.tolerate_loss)
 }

@@ -611,8 +611,10 @@ impl Worker {
                 self.mark_dirty(ci);
             }
             Role::Client => {
-                self.send_lag
-                    .saturating_record(now.saturating_sub(conn.started_ns).max(1));
+                let latency = now.saturating_sub(conn.started_ns).max(1);
+                self.send_lag.saturating_record(latency);
+                // The live view's p99 (connect's recorder has no window: only this).
+                self.latency.interval.saturating_record(latency);
                 self.became_ready(ci);
             }
             _ => self.became_ready(ci),

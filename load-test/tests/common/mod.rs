@@ -73,6 +73,50 @@ pub fn harness(args: &[&str], limit: Duration) -> Run {
     }
 }
 
+/// What a run of the harness binary printed.
+pub struct Output {
+    /// Exit code.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error (a pipe: not a terminal).
+    pub stderr: String,
+}
+
+/// Runs `corecast-load <args>` with stdout and stderr piped, killing it after `limit`.
+pub fn run_binary(args: &[&str], limit: Duration) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_corecast-load"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start corecast-load");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        // stderr on its own thread: neither pipe may fill while the other is read.
+        let err = std::thread::spawn(move || {
+            let mut err = String::new();
+            let _ = stderr.read_to_string(&mut err);
+            err
+        });
+        let mut out = String::new();
+        let _ = stdout.read_to_string(&mut out);
+        let _ = tx.send((out, err.join().unwrap_or_default()));
+    });
+    let Ok((stdout, stderr)) = rx.recv_timeout(limit) else {
+        let _ = child.kill();
+        panic!("corecast-load {args:?} did not finish within {limit:?}");
+    };
+    let status = child.wait().expect("wait corecast-load");
+    Output {
+        code: status.code().unwrap_or(-1),
+        stdout,
+        stderr,
+    }
+}
+
 /// A free loopback port (bound then released; the server binds it right after).
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
