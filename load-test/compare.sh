@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Runs one scenario against corecast, Redis pub/sub and NATS core under the same
-# conditions and writes a dated Markdown table plus an overlaid latency plot under
-# load-test/results/<date>-<name>/.
+# Runs one scenario against corecast, Redis pub/sub and NATS core (or the TARGETS
+# given) under the same conditions and writes a dated Markdown table plus an overlaid
+# latency plot under load-test/results/<date>-<name>/. The title, README and version
+# list name exactly the TARGETS that ran.
 #
 #   load-test/compare.sh                        # the default fanout comparison
 #   SCENARIO="chat --rooms 20 --members 10 --rate 50" load-test/compare.sh
 #   NAME=fanout-findmax SCENARIO="fanout ... --find-max" load-test/compare.sh
+#   DRY_RUN=1 TARGETS="corecast redis" load-test/compare.sh   # print, run nothing
 #
 # Conditions: each server pinned to CPU 0 (`taskset -c 0`), the load generator to
 # CPU 1 (`taskset -c 1`), both at the same priority: PRIORITY=rt (default) runs both
@@ -17,7 +19,9 @@
 # NATS_PORT, TARGETS (default "corecast redis nats"; also "corecast-2shards": --shards 2,
 # both shards on CPU 0), CARGO_TARGET_DIR, CORECAST_REV
 # (shown in the results; default the short commit, marked "(code modified)" when
-# src/, vendor/, load-test/src/ or the Cargo files differ from it).
+# src/, vendor/, load-test/src/ or the Cargo files differ from it), DRY_RUN=1 (print
+# the plot title and the README's heading, command and machine section, then exit:
+# nothing is installed, built, started or written).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,11 +41,110 @@ NATS_PORT=${NATS_PORT:-14222}
 TARGETS=${TARGETS:-"corecast redis nats"}
 DATE=$(date -u +%Y-%m-%d)
 OUT=load-test/results/$DATE-$NAME
-LOGS=$(mktemp -d)
 
+# Every target is checked before anything runs.
+[ -n "${TARGETS// /}" ] || { echo "TARGETS is empty" >&2; exit 1; }
+for target in $TARGETS; do
+  case $target in
+    corecast | corecast-2shards | redis | nats) ;;
+    *) echo "unknown target $target in TARGETS (corecast, corecast-2shards, redis, nats)" >&2; exit 1 ;;
+  esac
+done
+has_target() { case " $TARGETS " in *" $1 "*) return 0 ;; esac; return 1; }
+
+# What the results call each target: short in the plot title, long in the README.
+short_name() {
+  case $1 in
+    corecast) echo corecast ;; corecast-2shards) echo "corecast (2 shards)" ;;
+    redis) echo Redis ;; nats) echo NATS ;;
+  esac
+}
+long_name() {
+  case $1 in
+    corecast) echo corecast ;; corecast-2shards) echo "corecast (2 shards)" ;;
+    redis) echo "Redis pub/sub" ;; nats) echo "NATS core" ;;
+  esac
+}
+names_vs() { # short_name|long_name: the TARGETS' names joined by " vs "
+  local joined="" t
+  for t in $TARGETS; do joined+="${joined:+ vs }$("$1" "$t")"; done
+  echo "$joined"
+}
+PLOT_TITLE="$NAME: $(names_vs short_name) ($DATE)"
+HEADING="$NAME: $(names_vs long_name) ($DATE)"
+# PRIORITY=none runs both without chrt or nice: say so (the default is rt).
+PRIO_DESC=${PRIO[*]:-"no chrt or nice: normal scheduling"}
+
+# The versions of exactly the servers in TARGETS.
+versions() {
+  local parts=() shards=()
+  has_target corecast && shards+=("--shards 1")
+  has_target corecast-2shards && shards+=("corecast-2shards: --shards 2, both shards on CPU 0")
+  if [ ${#shards[@]} -gt 0 ]; then
+    local rev=${CORECAST_REV:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src vendor load-test/src Cargo.toml Cargo.lock 2>/dev/null || echo ' (code modified)')}
+    local joined
+    joined=$(printf '%s; ' "${shards[@]}")
+    parts+=("corecast $rev (${joined%; })")
+  fi
+  if has_target redis; then
+    parts+=("$(redis-server --version 2>/dev/null | cut -d' ' -f1-3 || true)")
+    [ -n "${parts[-1]}" ] || parts[-1]="redis-server (not installed)"
+  fi
+  if has_target nats; then
+    local v
+    v=$(nats-server --version 2>/dev/null | awk '{print $2}' || true)
+    parts+=("nats-server ${v:-(not installed)} (GOMAXPROCS=1)")
+  fi
+  local joined
+  joined=$(printf '%s; ' "${parts[@]}")
+  echo "${joined%; }"
+}
+
+readme_command() {
+  echo "Command (from the repository root):"
+  echo
+  echo '```'
+  local targets_env=""
+  [ "$TARGETS" = "corecast redis nats" ] || targets_env="TARGETS=\"$TARGETS\" "
+  if [ "$SCENARIO" = "$DEFAULT_SCENARIO" ] && [ "$PRIORITY" = rt ] && [ -z "$targets_env" ]; then
+    echo "load-test/compare.sh"
+  else
+    echo "${targets_env}PRIORITY=$PRIORITY SCENARIO=\"$SCENARIO\" NAME=$NAME load-test/compare.sh"
+  fi
+  echo '```'
+}
+
+# shellcheck disable=SC2016 # the backticks are Markdown, not command substitutions
+machine_section() { # load average before the runs
+  local raw='`*.txt` (tables), `*.json` (reports)'
+  # idle has no latency histogram.
+  [ "${SCENARIO%% *}" = idle ] || raw+=', `*.hgrm` (HdrHistogram)'
+  echo "## Machine"
+  echo
+  echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) CPUs"
+  echo "- Memory: $(free -g | awk '/Mem:/ {print $2}') GiB; kernel $(uname -r)"
+  echo "- Load average before the runs: $1; after: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "- Server on CPU 0 (\`taskset -c 0\`), load generator on CPU 1 (\`taskset -c 1\`), both with priority $PRIORITY ($PRIO_DESC)"
+  echo "- $(versions)"
+  echo "- Raw outputs: $raw"
+}
+
+if [ "${DRY_RUN:-0}" = 1 ]; then
+  echo "dry run: would write $OUT/README.md, $OUT/latency.svg and $OUT/latency-log.svg"
+  echo "plot title: $PLOT_TITLE"
+  echo
+  echo "# $HEADING"
+  echo
+  readme_command
+  echo
+  machine_section "$(cut -d' ' -f1-3 /proc/loadavg)"
+  exit 0
+fi
+
+LOGS=$(mktemp -d)
 missing=()
-command -v redis-server >/dev/null || missing+=(redis-server)
-command -v nats-server >/dev/null || missing+=(nats-server)
+if has_target redis && ! command -v redis-server >/dev/null; then missing+=(redis-server); fi
+if has_target nats && ! command -v nats-server >/dev/null; then missing+=(nats-server); fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} from Debian"
   export DEBIAN_FRONTEND=noninteractive
@@ -55,7 +158,11 @@ LOAD=$BIN/corecast-load
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-for port in "$CORECAST_PORT" "$REDIS_PORT" "$NATS_PORT"; do
+ports=()
+if has_target corecast || has_target corecast-2shards; then ports+=("$CORECAST_PORT"); fi
+if has_target redis; then ports+=("$REDIS_PORT"); fi
+if has_target nats; then ports+=("$NATS_PORT"); fi
+for port in "${ports[@]}"; do
   if port_open "$port"; then
     echo "port $port is already in use; set CORECAST_PORT / REDIS_PORT / NATS_PORT" >&2
     exit 1
@@ -109,7 +216,6 @@ for target in $TARGETS; do
       GOMAXPROCS=1 taskset -c 0 "${PRIO[@]}" nats-server -a 127.0.0.1 -p "$port" -l /dev/null \
         >"$LOGS/nats.log" 2>&1 &
       ;;
-    *) echo "unknown target $target" >&2; exit 1 ;;
   esac
   SERVER_PID=$!
   wait_ready "$port" "$SERVER_PID"
@@ -127,23 +233,13 @@ for target in $TARGETS; do
   jsons+=("$OUT/$target.json")
 done
 
-"$LOAD" plot --out "$OUT/latency.svg" --title "$NAME: corecast vs Redis vs NATS ($DATE)" "${jsons[@]}"
-"$LOAD" plot --log-y --out "$OUT/latency-log.svg" --title "$NAME: corecast vs Redis vs NATS ($DATE), log scale" "${jsons[@]}"
+"$LOAD" plot --out "$OUT/latency.svg" --title "$PLOT_TITLE" "${jsons[@]}"
+"$LOAD" plot --log-y --out "$OUT/latency-log.svg" --title "$PLOT_TITLE, log scale" "${jsons[@]}"
 
 {
-  echo "# $NAME: corecast vs Redis pub/sub vs NATS core ($DATE)"
+  echo "# $HEADING"
   echo
-  echo "Command (from the repository root):"
-  echo
-  echo '```'
-  targets_env=""
-  [ "$TARGETS" = "corecast redis nats" ] || targets_env="TARGETS=\"$TARGETS\" "
-  if [ "$SCENARIO" = "$DEFAULT_SCENARIO" ] && [ "$PRIORITY" = rt ] && [ -z "$targets_env" ]; then
-    echo "load-test/compare.sh"
-  else
-    echo "${targets_env}PRIORITY=$PRIORITY SCENARIO=\"$SCENARIO\" NAME=$NAME load-test/compare.sh"
-  fi
-  echo '```'
+  readme_command
   echo
   echo "Each run: \`corecast-load $SCENARIO --target T --addr A --server-pid P\`"
   echo
@@ -158,13 +254,6 @@ done
   echo "Server CPU from /proc/PID/stat over the window; RSS per connection = (RSS at the"
   echo "end - RSS before connecting) / connections."
   echo
-  echo "## Machine"
-  echo
-  echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) CPUs"
-  echo "- Memory: $(free -g | awk '/Mem:/ {print $2}') GiB; kernel $(uname -r)"
-  echo "- Load average before the runs: $LOADAVG_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "- Server on CPU 0 (\`taskset -c 0\`), load generator on CPU 1 (\`taskset -c 1\`), both with priority $PRIORITY (${PRIO[*]:-default})"
-  echo "- corecast ${CORECAST_REV:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src vendor load-test/src Cargo.toml Cargo.lock 2>/dev/null || echo ' (code modified)')} (--shards 1$(case " $TARGETS " in *" corecast-2shards "*) echo "; corecast-2shards: --shards 2, both shards on CPU 0" ;; esac)); $(redis-server --version | cut -d' ' -f1-3); nats-server $(nats-server --version | awk '{print $2}') (GOMAXPROCS=1)"
-  echo "- Raw outputs: \`*.txt\` (tables), \`*.json\` (reports), \`*.hgrm\` (HdrHistogram)"
+  machine_section "$LOADAVG_BEFORE"
 } >"$OUT/README.md"
 echo "wrote $OUT/README.md, $OUT/latency.svg and $OUT/latency-log.svg"

@@ -1,0 +1,219 @@
+//! The shell scripts in their dry-run modes (nothing installed, built or started):
+//! compare.sh names exactly the TARGETS it runs and says truthfully how it schedules
+//! them; flamegraphs/record.sh writes under flamegraphs/out/ (ignored by git) unless
+//! OUT_DIR says otherwise.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The repository root (this crate is load-test/).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("load-test has a parent")
+        .to_path_buf()
+}
+
+struct Ran {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `bash SCRIPT ARGS` from the repository root with `env` added, within 30 s.
+fn run(script: &str, args: &[&str], env: &[(&str, &str)]) -> Ran {
+    let mut command = Command::new("bash");
+    command
+        .arg(root().join(script))
+        .args(args)
+        .current_dir(root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for var in [
+        "TARGETS",
+        "PRIORITY",
+        "SCENARIO",
+        "NAME",
+        "OUT_DIR",
+        "MODE",
+        "KEEP_DATA",
+    ] {
+        command.env_remove(var);
+    }
+    command.envs(env.iter().copied());
+    let child = command.spawn().expect("start bash");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(out) => out.expect("run the script"),
+        Err(_) => {
+            // SAFETY: kill(2) on the child's pid, which it still holds (not reaped).
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("{script} {args:?} did not finish within 30 s");
+        }
+    };
+    Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// compare.sh's dry run for `targets` (and `priority`), checked to have run and to
+/// have left no results directory behind.
+fn compare(targets: Option<&str>, priority: Option<&str>) -> String {
+    let name = format!("dry-run-test-{}", std::process::id());
+    let mut env = vec![("DRY_RUN", "1"), ("NAME", name.as_str())];
+    if let Some(t) = targets {
+        env.push(("TARGETS", t));
+    }
+    if let Some(p) = priority {
+        env.push(("PRIORITY", p));
+    }
+    let ran = run("load-test/compare.sh", &[], &env);
+    assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
+    let first = ran.stdout.lines().next().unwrap_or_default();
+    let dir = first
+        .strip_prefix("dry run: would write ")
+        .and_then(|rest| rest.split_once("/README.md"))
+        .map(|(dir, _)| dir)
+        .unwrap_or_else(|| panic!("{}", ran.stdout));
+    assert!(dir.ends_with(&name), "{first}");
+    assert!(!root().join(dir).exists(), "a dry run created {dir}");
+    ran.stdout
+}
+
+fn line_starting<'a>(text: &'a str, prefix: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line starting {prefix:?} in:\n{text}"))
+}
+
+#[test]
+fn compare_names_exactly_its_targets() {
+    let out = compare(Some("corecast redis"), Some("none"));
+    let title = line_starting(&out, "plot title: ");
+    assert!(title.contains(": corecast vs Redis ("), "{title}");
+    let heading = line_starting(&out, "# ");
+    assert!(
+        heading.contains(": corecast vs Redis pub/sub ("),
+        "{heading}"
+    );
+    assert!(
+        out.contains("TARGETS=\"corecast redis\" PRIORITY=none SCENARIO="),
+        "{out}"
+    );
+    let versions = line_starting(&out, "- corecast ");
+    assert!(
+        versions.contains("(--shards 1); Redis server v=")
+            || versions.ends_with("(--shards 1); redis-server (not installed)"),
+        "{versions}"
+    );
+    assert!(!out.to_lowercase().contains("nats"), "{out}");
+
+    let out = compare(Some("corecast"), None);
+    assert!(line_starting(&out, "plot title: ").contains(": corecast ("));
+    assert!(line_starting(&out, "# ").contains(": corecast ("));
+    assert!(line_starting(&out, "- corecast ").ends_with("(--shards 1)"));
+    let lower = out.to_lowercase();
+    assert!(!lower.contains("redis") && !lower.contains("nats"), "{out}");
+
+    let out = compare(Some("corecast-2shards"), None);
+    assert!(line_starting(&out, "- corecast ")
+        .ends_with("(corecast-2shards: --shards 2, both shards on CPU 0)"));
+    assert!(!out.contains("--shards 1"), "{out}");
+
+    let out = compare(None, None);
+    assert!(line_starting(&out, "plot title: ").contains(": corecast vs Redis vs NATS ("));
+    assert!(line_starting(&out, "# ").contains(": corecast vs Redis pub/sub vs NATS core ("));
+    let versions = line_starting(&out, "- corecast ");
+    assert!(
+        versions.contains("; Redis server") || versions.contains("; redis-server"),
+        "{versions}"
+    );
+    assert!(versions.contains("; nats-server "), "{versions}");
+}
+
+#[test]
+fn compare_says_how_it_schedules() {
+    let priority_line = |out: &str| {
+        line_starting(out, "- Server on CPU 0 ")
+            .split_once("both with priority ")
+            .map(|(_, p)| p.to_string())
+            .expect("priority")
+    };
+    assert_eq!(
+        priority_line(&compare(Some("corecast"), None)),
+        "rt (chrt -f 20)"
+    );
+    assert_eq!(
+        priority_line(&compare(Some("corecast"), Some("none"))),
+        "none (no chrt or nice: normal scheduling)"
+    );
+    assert_eq!(
+        priority_line(&compare(Some("corecast"), Some("nice:5"))),
+        "nice:5 (nice -n 5)"
+    );
+}
+
+#[test]
+fn compare_refuses_unknown_or_no_targets_before_running_anything() {
+    for (targets, message) in [
+        ("corecast mqtt", "unknown target mqtt in TARGETS"),
+        ("  ", "TARGETS is empty"),
+    ] {
+        let ran = run(
+            "load-test/compare.sh",
+            &[],
+            &[("DRY_RUN", "1"), ("TARGETS", targets)],
+        );
+        assert_eq!(ran.code, 1, "{targets:?}: {}", ran.stdout);
+        assert!(ran.stderr.contains(message), "{targets:?}: {}", ran.stderr);
+        assert!(ran.stdout.is_empty(), "{targets:?}: {}", ran.stdout);
+    }
+}
+
+#[test]
+fn record_writes_under_flamegraphs_out_unless_told_otherwise() {
+    let ran = run(
+        "flamegraphs/record.sh",
+        &["fanout", "--rooms", "2"],
+        &[("DRY_RUN", "1"), ("PRIORITY", "none")],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(
+        ran.stdout,
+        "dry run: would write\n  flamegraphs/out/fanout.svg\n  flamegraphs/out/fanout.folded\n  \
+         flamegraphs/out/fanout.txt\n"
+    );
+
+    let ran = run(
+        "flamegraphs/record.sh",
+        &["chat"],
+        &[
+            ("DRY_RUN", "1"),
+            ("PRIORITY", "none"),
+            ("OUT_DIR", "flamegraphs"),
+            ("NAME", "chat-again"),
+            ("KEEP_DATA", "1"),
+        ],
+    );
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(
+        ran.stdout,
+        "dry run: would write\n  flamegraphs/chat-again.svg\n  flamegraphs/chat-again.folded\n  \
+         flamegraphs/chat-again.txt\n  flamegraphs/chat-again.perf.data\n"
+    );
+
+    let gitignore = std::fs::read_to_string(root().join(".gitignore")).expect(".gitignore");
+    assert!(
+        gitignore.lines().any(|l| l.trim() == "flamegraphs/out/"),
+        "{gitignore}"
+    );
+}
