@@ -104,9 +104,14 @@ impl Chat {
         line
     }
 
+    /// Closes stdin (the end of input).
+    fn close_input(&mut self) {
+        drop(self.stdin.take());
+    }
+
     /// Closes stdin and waits for the process to exit.
     fn finish(mut self) -> ExitStatus {
-        drop(self.stdin.take());
+        self.close_input();
         self.wait()
     }
 
@@ -155,11 +160,36 @@ fn two_chat_clients_talk() {
     ann.expect("[lobby] ben: hello, lobby");
     ben.expect("[lobby] ben: hello, lobby");
 
-    // Targeted: only ann gets it; ben sees his own echo.
+    // Targeted: only ann gets it, marked private; ben sees his own echo.
     ben.type_line("/to ann psst");
     ben.expect("[lobby] you -> ann: psst");
-    ann.expect("[lobby] ben: psst");
+    ann.expect("[lobby] ben -> you: psst");
     assert_eq!(&next_message(&mut cat).body[..], b"hello, lobby");
+    // A public line that reads like the marker is escaped on the wire and shown as
+    // public; the marker is corecast-chat's convention, so a body from another client
+    // that starts with it looks private.
+    ben.type_line("//to ann not private");
+    ann.expect("[lobby] ben: /to ann not private");
+    assert_eq!(
+        &next_message(&mut cat).body[..],
+        b"//to ann not private",
+        "other clients see the escape"
+    );
+    cat.send_message("lobby", &[], &b"/to ann looks private"[..])
+        .unwrap();
+    ann.expect("[lobby] cat -> you: looks private");
+    // cat broadcast it: ben got it too, and it reads as addressed to ann.
+    ben.expect("[lobby] ben: /to ann not private");
+    ben.expect("[lobby] cat -> ann: looks private");
+    assert_eq!(&next_message(&mut cat).body[..], b"/to ann looks private");
+    // Names the client does not know as members are warned about; with none left,
+    // nothing is sent.
+    ben.type_line("/to nobody hi");
+    assert_eq!(ben.next_line(), "! not in lobby: nobody; nothing sent");
+    ben.type_line("/to ann,nobody psst again");
+    assert_eq!(ben.next_line(), "! not in lobby: nobody; sent to ann only");
+    ben.expect("[lobby] you -> ann: psst again");
+    ann.expect("[lobby] ben -> you: psst again");
     // The room's owner is the barrier: had the targeted message reached cat, it would
     // come before the owner's answer to cat's second join.
     assert_no_messages_from(&mut cat, "lobby");
@@ -283,6 +313,146 @@ fn help_lists_the_commands() {
     ] {
         assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
     }
+}
+
+/// Piped input: the line is read only once the first join has been answered, sent,
+/// and echoed before the client exits 0 at the end of input. (It used to be handled
+/// before the join's answer arrived: "not in a room", exit 0, the line lost.)
+#[test]
+fn piped_input_is_delivered_before_the_client_exits() {
+    let server = start();
+    let mut cat = server.login("cat");
+    cat.join("lobby", None).unwrap();
+    for i in 0..3 {
+        let name = format!("ann{i}");
+        let mut ann = Chat::start(server.addr, &[&name]);
+        // Written and closed at once, before the join can have been answered.
+        ann.type_line(&format!("hi from {name}"));
+        ann.type_line("/to cat psst");
+        ann.close_input();
+        let status = ann.wait();
+        assert!(status.success(), "{name}: printed {:#?}", ann.seen);
+        assert_eq!(
+            ann.seen,
+            [
+                format!("* joined lobby (members: {name}, cat)"),
+                format!("[lobby] {name}: hi from {name}"),
+                "[lobby] you -> cat: psst".to_string(),
+            ]
+        );
+        let said = next_message(&mut cat);
+        assert_eq!(
+            (said.sender_id.as_str(), &said.body[..]),
+            (name.as_str(), format!("hi from {name}").as_bytes())
+        );
+        assert_eq!(&next_message(&mut cat).body[..], b"/to cat psst");
+    }
+    // A line after /join goes to the new room; /quit waits for the echoes too.
+    let mut ben = Chat::start(server.addr, &["ben"]);
+    ben.type_line("/join games");
+    ben.type_line("in games");
+    ben.type_line("/join lobby");
+    ben.type_line("last words");
+    ben.type_line("/quit");
+    assert!(ben.wait().success());
+    for line in ["[games] ben: in games", "[lobby] ben: last words"] {
+        assert!(ben.seen.contains(&line.to_string()), "{:#?}", ben.seen);
+    }
+    assert_eq!(&next_message(&mut cat).body[..], b"last words");
+}
+
+/// Messages the server drops (here: over the rate limit) are never echoed: the client
+/// gives up after --quit-wait, says how many, and exits 1.
+#[test]
+fn unconfirmed_messages_are_reported_at_exit() {
+    let server = start_with(Config {
+        // Login and join take two of the three tokens: most lines are dropped.
+        max_messages_per_second: 3,
+        ..common::config()
+    });
+    let mut ann = Chat::start(server.addr, &["--quit-wait", "1", "ann"]);
+    for i in 0..20 {
+        ann.type_line(&format!("line {i}"));
+    }
+    ann.close_input();
+    let status = ann.wait();
+    assert!(!status.success(), "printed {:#?}", ann.seen);
+    assert!(
+        ann.seen
+            .iter()
+            .any(|l| l.starts_with("! error RATE_LIMITED: ")),
+        "{:#?}",
+        ann.seen
+    );
+    let last = ann.seen.last().expect("a last line");
+    assert!(
+        last.starts_with("! quitting with ")
+            && last.ends_with(" message(s) not confirmed by the server"),
+        "{:#?}",
+        ann.seen
+    );
+}
+
+/// A line whose frame would exceed the server's --max-frame-bytes (65536 by default,
+/// the chat client's default too) is refused by the client, and the session goes on;
+/// the longest line that fits is delivered.
+#[test]
+fn an_over_long_line_is_refused_and_the_session_kept() {
+    use corecast::proto::{client_message, ClientMessage, SendMessage};
+    use prost::Message;
+    let frame_len = |body_len: usize| {
+        ClientMessage {
+            data: Some(client_message::Data::SendMessage(SendMessage {
+                target_ids: vec![],
+                room_id: "lobby".into(),
+                body: vec![b'x'; body_len].into(),
+            })),
+        }
+        .encoded_len()
+    };
+    let limit = Config::default().max_frame_bytes;
+    let longest = (0..limit).rev().find(|&n| frame_len(n) <= limit).unwrap();
+    assert!(frame_len(longest + 1) > limit);
+
+    let server = start();
+    let mut ann = Chat::joined(server.addr, "ann", "lobby", "ann");
+    ann.type_line(&"x".repeat(longest + 1));
+    assert_eq!(
+        ann.next_line(),
+        format!(
+            "! line too long: it makes a {}-byte frame, the server takes at most {limit} \
+             (--max-frame-bytes); not sent",
+            frame_len(longest + 1)
+        )
+    );
+    ann.type_line(&"x".repeat(longest));
+    ann.expect(&format!("[lobby] ann: {}", "x".repeat(longest)));
+    ann.type_line("still here");
+    ann.expect("[lobby] ann: still here");
+    assert!(ann.finish().success());
+}
+
+/// SERVER_FULL is what the user is told, not "connection closed by the server".
+#[test]
+fn a_full_server_is_reported() {
+    let server = start_with(Config {
+        max_connections: Some(1),
+        ..common::config()
+    });
+    let ann = Chat::joined(server.addr, "ann", "lobby", "ann");
+    let full = Command::new(env!("CARGO_BIN_EXE_corecast-chat"))
+        .args(["--addr", &server.addr.to_string(), "ben"])
+        .env_remove("CORECAST_AUTH_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .expect("corecast-chat runs");
+    assert!(!full.status.success());
+    let stderr = String::from_utf8_lossy(&full.stderr);
+    assert!(
+        stderr.contains("logging in as ben") && stderr.contains("SERVER_FULL"),
+        "stderr: {stderr}"
+    );
+    assert!(ann.finish().success());
 }
 
 /// The split halves the chat client is built on: messages already queued move to the
