@@ -109,15 +109,16 @@ pub struct ShardSetup {
 
 /// Runs one shard until it has shut down.
 pub async fn run_shard(setup: ShardSetup) {
-    let listener = match crate::listen::bind(setup.addr) {
-        Ok(listener) => listener,
+    let (listener, stop_clients) = match crate::listen::bind(setup.addr) {
+        Ok(bound) => bound,
         Err(e) => {
             let _ = setup.bound.send(Err(std::io::Error::other(e.to_string())));
             return;
         }
     };
-    let metrics_listener = match setup.metrics.map(crate::listen::bind).transpose() {
-        Ok(listener) => listener,
+    let (metrics_listener, stop_metrics) = match setup.metrics.map(crate::listen::bind).transpose()
+    {
+        Ok(bound) => bound.unzip(),
         Err(e) => {
             let _ = setup.bound.send(Err(std::io::Error::other(e.to_string())));
             return;
@@ -179,6 +180,7 @@ pub async fn run_shard(setup: ShardSetup) {
     let drain_deadline = give_up - CLOSE_SLACK.min(grace / 4);
     ctx.shutdown_ends.set(Some(give_up));
     ctx.state.borrow_mut().begin_shutdown(drain_deadline);
+    stop_clients.now();
     wait_for_sockets(&ctx, give_up).await;
     if ctx.live.get() > 0 {
         // The grace is over: shut what is left, which ends both tasks of each socket
@@ -197,14 +199,12 @@ pub async fn run_shard(setup: ShardSetup) {
             glommio::timer::sleep(Duration::from_millis(10)).await;
         }
     }
+    if let Some(stop) = stop_metrics {
+        stop.now();
+    }
     if let Some(http) = http {
         http.cancel().await;
     }
-    // A dropped listener keeps listening while io_uring holds its armed accept, until
-    // the ring submits the cancellation, and a ring torn down at thread exit releases
-    // it only later, asynchronously: one reactor turn now, so that a restart (or a new
-    // server in this process) can bind the port as soon as this one has stopped.
-    glommio::timer::sleep(Duration::from_millis(1)).await;
     tracing::debug!(
         shard = ctx.state.borrow().id(),
         left = ctx.live.get(),
@@ -227,7 +227,9 @@ async fn accept_loop(ctx: Rc<ShardContext>, listener: TcpListener) {
         })
         .await;
         match accepted {
+            // A shutdown has begun (its `StopListening` also fails the armed accept).
             None => return,
+            Some(Err(_)) if !ctx.is_ready() => return,
             Some(Ok(stream)) => connection::spawn(&ctx, stream),
             Some(Err(e)) => {
                 // EMFILE and friends: back off instead of spinning on the error.

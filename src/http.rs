@@ -26,6 +26,8 @@ pub async fn serve(ctx: Rc<ShardContext>, listener: TcpListener) {
             Ok(stream) => {
                 glommio::spawn_local(respond(ctx.clone(), stream)).detach();
             }
+            // Stopped listening at the end of a shutdown.
+            Err(_) if !ctx.is_ready() => return,
             Err(e) => {
                 tracing::warn!(error = %e, "metrics accept failed");
                 glommio::timer::sleep(Duration::from_millis(10)).await;

@@ -10,7 +10,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, IntoRawFd};
+use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -130,16 +130,38 @@ fn new_socket(addr: SocketAddr) -> io::Result<Socket> {
     Ok(socket)
 }
 
-/// Binds one shard's listener (SO_REUSEADDR and SO_REUSEPORT) and hands it to glommio.
-/// Must run on a glommio executor.
-pub fn bind(addr: SocketAddr) -> io::Result<glommio::net::TcpListener> {
+/// Binds one shard's listener (SO_REUSEADDR and SO_REUSEPORT) and hands it to glommio;
+/// the [`StopListening`] ends its listening state when the shard stops. Must run on a
+/// glommio executor.
+pub fn bind(addr: SocketAddr) -> io::Result<(glommio::net::TcpListener, StopListening)> {
     let socket = new_socket(addr)?;
     socket.set_reuse_port(true)?;
     socket.bind(&SockAddr::from(addr))?;
     socket.listen(BACKLOG)?;
+    let fd = socket.into_raw_fd();
     // SAFETY: the descriptor is a bound, listening TCP socket whose ownership moves to
-    // the glommio listener here (into_raw_fd gives it up).
-    Ok(unsafe { glommio::net::TcpListener::from_raw_fd(socket.into_raw_fd()) })
+    // the glommio listener here (into_raw_fd gave it up).
+    let listener = unsafe { glommio::net::TcpListener::from_raw_fd(fd) };
+    Ok((listener, StopListening(fd)))
+}
+
+/// Takes a listener out of the listening state while its descriptor is still open.
+///
+/// Dropping a glommio listener is not enough for a restart to bind at once: while
+/// io_uring holds an accept armed on it, the kernel keeps the socket listening, until
+/// the ring completes that accept or is torn down, which happens asynchronously after
+/// the executor's thread has ended. `shutdown(2)` on a listening socket stops it
+/// listening at once and completes the armed accept.
+#[derive(Debug)]
+pub struct StopListening(RawFd);
+
+impl StopListening {
+    /// Stops listening; the caller still owns (and later drops) the listener.
+    pub fn now(&self) {
+        // SAFETY: the listener that owns this descriptor is alive whenever this runs:
+        // both belong to the same shard task, which calls this before dropping it.
+        unsafe { libc::shutdown(self.0, libc::SHUT_RDWR) };
+    }
 }
 
 #[cfg(test)]

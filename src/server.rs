@@ -315,17 +315,25 @@ fn executor_failure(joined: glommio::Result<(), ()>) -> String {
 /// that forbids it is a clear error here rather than a panic inside glommio (which
 /// blames the kernel's age whatever the cause).
 fn check_io_uring() -> Result<(), ServerError> {
-    // struct io_uring_params: 120 bytes, all zero asks for the defaults.
-    let mut params = [0u8; 120];
-    // SAFETY: io_uring_setup writes at most sizeof(io_uring_params) into `params`; the
-    // descriptor it returns is ours and closed at once.
-    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 4u32, params.as_mut_ptr()) };
-    if fd >= 0 {
-        // SAFETY: as above.
-        unsafe { libc::close(fd as i32) };
+    // On a thread of its own: tearing a ring down queues task work on the thread that
+    // made it, which makes that thread's next blocking socket read with a timeout fail
+    // with EINTR (seen in the caller's own client sockets in tests).
+    let probe = std::thread::spawn(|| {
+        // struct io_uring_params: 120 bytes, all zero asks for the defaults.
+        let mut params = [0u8; 120];
+        // SAFETY: io_uring_setup writes at most sizeof(io_uring_params) into `params`;
+        // the descriptor it returns is ours and closed at once.
+        let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 4u32, params.as_mut_ptr()) };
+        if fd >= 0 {
+            // SAFETY: as above.
+            unsafe { libc::close(fd as i32) };
+            return Ok(());
+        }
+        Err(std::io::Error::last_os_error())
+    });
+    let Ok(Err(error)) = probe.join() else {
         return Ok(());
-    }
-    let error = std::io::Error::last_os_error();
+    };
     let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
         .map(|v| v.trim().to_owned())
         .unwrap_or_default();

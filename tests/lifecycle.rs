@@ -166,7 +166,7 @@ fn a_second_server_on_a_taken_port_fails_instead_of_sharing_it() {
     ));
 }
 
-/// A port that was free a moment ago, for tests that must name a fixed port.
+/// A port that was free a moment ago, for tests whose servers refuse it before binding.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -177,15 +177,21 @@ fn free_port() -> u16 {
 
 #[test]
 fn a_restart_binds_at_once_while_the_last_runs_connections_are_closing() {
-    let (port, metrics_port) = (free_port(), free_port());
+    // Ports the kernel picked (a port merely believed free could be taken meanwhile
+    // by another test's server), then the same ports again.
+    let server = start_with(Config {
+        metrics_listen: Some("127.0.0.1:0".into()),
+        shutdown_grace: 1,
+        ..config()
+    });
+    let metrics = server.server().metrics_addr().unwrap();
+    let port = server.addr.port();
     let fixed = || Config {
         listen: format!("127.0.0.1:{port}"),
-        metrics_listen: Some(format!("127.0.0.1:{metrics_port}")),
+        metrics_listen: Some(metrics.to_string()),
         shutdown_grace: 1,
         ..config()
     };
-    let server = start_with(fixed());
-    let metrics = server.server().metrics_addr().unwrap();
     // Clients that stay connected through the stop (their sockets are left in
     // FIN-WAIT-2 and TIME-WAIT on the server's port) and probes the server closed
     // first (TIME-WAIT on the metrics port).
