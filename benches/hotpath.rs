@@ -30,8 +30,9 @@ use corecast::notify::LocalNotify;
 use corecast::proto::{client_message::Data, ClientMessage, Ping, SendMessage};
 use corecast::request::{decode_request, Request};
 use corecast::response;
-use corecast::router::{MemberEvent, RoomKey, ShardMessage};
-use corecast::shard::{ConnShared, ShardLimits, ShardState};
+use corecast::shard::members::ConnShared;
+use corecast::shard::messages::{MemberEvent, RoomKey, ShardMessage};
+use corecast::shard::{ShardLimits, ShardState};
 
 const ROOM_ID: &str = "room-042";
 const SENDER_ID: &str = "player-0042";

@@ -30,24 +30,13 @@
 
 pub mod client;
 pub mod config;
-pub mod connection;
-pub mod executor;
+pub mod conn;
 pub mod frame;
-pub mod http;
-pub mod limits;
-pub mod listen;
 pub mod metrics;
 pub mod notify;
-pub mod outbound;
-pub mod process;
 pub mod proto;
 pub mod request;
 pub mod response;
-pub mod room;
-pub mod router;
-pub mod routing;
 pub mod server;
-pub mod session;
 pub mod shard;
 pub mod tls;
-pub mod transport;

@@ -35,7 +35,7 @@ use corecast::proto::{
 };
 use corecast::request::{decode_request, Request};
 use corecast::response;
-use corecast::routing::owner_shard;
+use corecast::shard::routing::owner_shard;
 use prost::Message;
 
 // ---- the counting allocator ----

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use corecast::client::Client;
 use corecast::config::Config;
-use corecast::listen::ListenError;
 use corecast::proto::ErrorCode;
+use corecast::server::listen::ListenError;
 use corecast::server::{Server, ServerError};
 
 #[test]

@@ -25,9 +25,9 @@ use bytes::Bytes;
 use prost::Message;
 
 use corecast::config::Secret;
+use corecast::conn::session::{self, Outcome, SessionConfig, MAX_ID_BYTES};
 use corecast::frame::{self, FrameError, HEADER_LEN};
 use corecast::notify::LocalNotify;
-use corecast::outbound::OutState;
 use corecast::proto::{
     client_message::Data as In, login_request::AuthConfig, server_message::Data as Out,
     AuthConfigBearer, ClientMessage, ErrorCode, JoinRequest, LeaveRequest, LoginRequest, Ping,
@@ -35,10 +35,11 @@ use corecast::proto::{
 };
 use corecast::request::{decode_request, LoginView, Request};
 use corecast::response;
-use corecast::router::Batch;
-use corecast::routing::{owner_shard, ShardId};
-use corecast::session::{self, Outcome, SessionConfig, MAX_ID_BYTES};
-use corecast::shard::{ConnShared, ShardLimits, ShardState};
+use corecast::shard::members::ConnShared;
+use corecast::shard::messages::Batch;
+use corecast::shard::outbound::OutState;
+use corecast::shard::routing::{owner_shard, ShardId};
+use corecast::shard::{ShardLimits, ShardState};
 
 /// Most connections a simulation keeps registered at once.
 pub const MAX_CONNS: usize = 6;

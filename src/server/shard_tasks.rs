@@ -1,37 +1,25 @@
-//! The tasks of one shard's executor: accept loop, inbox, flusher, and the graceful
-//! shutdown that ends them.
+//! The tasks of one shard's executor: the accept loop, the inbox, the flusher, the
+//! operators' HTTP responder on shard 0, and the graceful shutdown that ends them.
 
-use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
-use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
-use futures_rustls::TlsAcceptor;
 use glommio::net::TcpListener;
-use glommio::sync::Semaphore;
-use rustc_hash::FxHashSet;
 
 use crate::config::Config;
-use crate::connection::{self, SCRATCH_BYTES};
-use crate::metrics::{self, Count, ShardStats};
-use crate::notify::LocalNotify;
-use crate::router::{Batch, Control};
-use crate::routing::ShardId;
-use crate::session::SessionConfig;
-use crate::shard::{ShardLimits, ShardState};
+use crate::conn;
+use crate::metrics::{self, Count};
+use crate::server::{http, listen};
+use crate::shard::context::ShardContext;
+use crate::shard::messages::{Batch, Control};
+use crate::shard::routing::ShardId;
 
 /// Channel messages drained per wake-up before the inbox lets other tasks run.
 const BATCHES_PER_TURN: usize = 64;
-
-/// Batches waiting in a peer's inbox beyond which this shard stops reading sockets.
-const MAX_PEER_BACKLOG: usize = 1024;
-
-/// How often a paused reader looks at the peers' inboxes again.
-const BACKLOG_POLL: Duration = Duration::from_micros(500);
 
 /// The end of the shutdown grace kept for closing: queues stop draining this much
 /// before it (at most a quarter of the grace), so that the last flushes, half-closes and
@@ -40,44 +28,6 @@ const CLOSE_SLACK: Duration = Duration::from_millis(250);
 
 /// How long, past the grace, the tasks of sockets shut at its end have to finish.
 const TASKS_END: Duration = Duration::from_millis(50);
-
-/// What a shard's tasks share. Lives on one thread (`Rc`), never behind a lock.
-pub struct ShardContext {
-    /// The shard's state.
-    pub state: RefCell<ShardState>,
-    /// Server configuration.
-    pub config: Arc<Config>,
-    /// Session settings derived from it.
-    pub session: SessionConfig,
-    /// The read buffer every connection of this shard reads into.
-    pub scratch: RefCell<Vec<u8>>,
-    /// Sockets whose tasks have not both finished.
-    pub live: Cell<usize>,
-    /// Their descriptors, so that the end of a shutdown can close what is left.
-    pub sockets: RefCell<FxHashSet<RawFd>>,
-    /// Notified when `live` changes.
-    pub live_changed: LocalNotify,
-    /// Connections of the whole process (for `--max-connections`; touched only on
-    /// accept and close, never on the message path).
-    pub connections: Arc<AtomicUsize>,
-    /// `--max-connections`, resolved.
-    pub max_connections: usize,
-    /// Set with `--tls-cert`/`--tls-key`: every connection starts with a TLS handshake.
-    pub tls: Option<TlsAcceptor>,
-    /// Every shard's inbox (indexed by shard id).
-    peers: Vec<flume::Sender<Batch>>,
-    /// Accepting connections (`/readyz`); false from the start of a shutdown.
-    ready: Cell<bool>,
-    /// Set by the flusher when a peer's inbox is deep: readers pause until it drains.
-    peers_backlogged: Cell<bool>,
-    shutdown_started: LocalNotify,
-    /// When a graceful shutdown's grace ends; every socket is closed by then.
-    shutdown_ends: Cell<Option<Instant>>,
-    /// Never has permits; closed when a shutdown starts, which wakes every task waiting
-    /// on it at once (TLS handshakes in progress, which no connection state tracks).
-    shutdown_gate: Semaphore,
-    flush: Rc<LocalNotify>,
-}
 
 /// Everything a shard needs from the thread that starts it.
 pub struct ShardSetup {
@@ -109,15 +59,14 @@ pub struct ShardSetup {
 
 /// Runs one shard until it has shut down.
 pub async fn run_shard(setup: ShardSetup) {
-    let (listener, stop_clients) = match crate::listen::bind(setup.addr) {
+    let (listener, stop_clients) = match listen::bind(setup.addr) {
         Ok(bound) => bound,
         Err(e) => {
             let _ = setup.bound.send(Err(std::io::Error::other(e.to_string())));
             return;
         }
     };
-    let (metrics_listener, stop_metrics) = match setup.metrics.map(crate::listen::bind).transpose()
-    {
+    let (metrics_listener, stop_metrics) = match setup.metrics.map(listen::bind).transpose() {
         Ok(bound) => bound.unzip(),
         Err(e) => {
             let _ = setup.bound.send(Err(std::io::Error::other(e.to_string())));
@@ -135,52 +84,29 @@ pub async fn run_shard(setup: ShardSetup) {
     {
         return;
     }
-    let flush = Rc::new(LocalNotify::default());
-    let limits = ShardLimits {
-        max_room_members: setup.config.max_room_members,
-        max_outbound_bytes: setup.config.max_outbound_bytes,
-        close_grace: setup.config.shutdown_grace(),
-    };
-    let ctx = Rc::new(ShardContext {
-        state: RefCell::new(ShardState::new(
-            setup.id,
-            setup.nr_shards,
-            limits,
-            flush.clone(),
-        )),
-        session: SessionConfig::from_config(&setup.config),
-        config: setup.config,
-        scratch: RefCell::new(vec![0; SCRATCH_BYTES]),
-        live: Cell::new(0),
-        sockets: RefCell::default(),
-        live_changed: LocalNotify::default(),
-        connections: setup.connections,
-        max_connections: setup.max_connections,
-        tls: setup.tls.map(TlsAcceptor::from),
-        peers: setup.peers,
-        peers_backlogged: Cell::new(false),
-        ready: Cell::new(true),
-        shutdown_started: LocalNotify::default(),
-        shutdown_ends: Cell::new(None),
-        shutdown_gate: Semaphore::new(0),
-        flush,
-    });
+    let ctx = Rc::new(ShardContext::new(
+        setup.id,
+        setup.nr_shards,
+        setup.config,
+        setup.peers,
+        setup.connections,
+        setup.max_connections,
+        setup.tls,
+    ));
     glommio::spawn_local(accept_loop(ctx.clone(), listener)).detach();
     glommio::spawn_local(inbox_loop(ctx.clone(), setup.inbox)).detach();
     glommio::spawn_local(flush_loop(ctx.clone())).detach();
-    let http = metrics_listener
-        .map(|listener| glommio::spawn_local(crate::http::serve(ctx.clone(), listener)));
+    let http =
+        metrics_listener.map(|listener| glommio::spawn_local(http::serve(ctx.clone(), listener)));
     let serves_http = http.is_some();
 
-    ctx.shutdown_started.notified().await;
-    ctx.ready.set(false);
-    ctx.shutdown_gate.close();
+    ctx.shutdown_requested().await;
     let grace = ctx.config.shutdown_grace();
     let give_up = Instant::now() + grace;
     let drain_deadline = give_up - CLOSE_SLACK.min(grace / 4);
-    ctx.shutdown_ends.set(Some(give_up));
-    ctx.state.borrow_mut().begin_shutdown(drain_deadline);
+    ctx.begin_shutdown(give_up);
     stop_clients.now();
+    ctx.state.borrow_mut().begin_shutdown(drain_deadline);
     wait_for_sockets(&ctx, give_up).await;
     if ctx.live.get() > 0 {
         // The grace is over: shut what is left, which ends both tasks of each socket
@@ -230,7 +156,7 @@ async fn accept_loop(ctx: Rc<ShardContext>, listener: TcpListener) {
             // A shutdown has begun (its `StopListening` also fails the armed accept).
             None => return,
             Some(Err(_)) if !ctx.is_ready() => return,
-            Some(Ok(stream)) => connection::spawn(&ctx, stream),
+            Some(Ok(stream)) => conn::spawn(&ctx, stream),
             Some(Err(e)) => {
                 // EMFILE and friends: back off instead of spinning on the error.
                 tracing::warn!(error = %e, "accept failed");
@@ -248,7 +174,7 @@ async fn inbox_loop(ctx: Rc<ShardContext>, inbox: flume::Receiver<Batch>) {
             let controls = ctx.state.borrow_mut().handle_batch(batch);
             for control in controls {
                 match control {
-                    Control::Shutdown => ctx.shutdown_started.notify(),
+                    Control::Shutdown => ctx.request_shutdown(),
                     Control::Stats(reply) => {
                         let _ = reply.send(ctx.stats(&inbox));
                     }
@@ -267,65 +193,14 @@ async fn inbox_loop(ctx: Rc<ShardContext>, inbox: flume::Receiver<Batch>) {
 
 async fn flush_loop(ctx: Rc<ShardContext>) {
     loop {
-        ctx.flush.notified().await;
+        ctx.flush_wanted().notified().await;
         let batches = ctx.state.borrow_mut().take_outbox();
         for (dest, batch) in batches {
             metrics::count(Count::CrossShard(batch.len() as u64));
-            let peer = &ctx.peers[dest];
+            let peer = &ctx.peers()[dest];
             // A peer that already stopped (shutdown) no longer needs its messages.
             let _ = peer.send(batch);
-            if peer.len() > MAX_PEER_BACKLOG {
-                ctx.peers_backlogged.set(true);
-            }
+            ctx.note_peer_backlog(peer.len());
         }
-    }
-}
-
-impl ShardContext {
-    /// Every shard's inbox.
-    pub fn peers(&self) -> &[flume::Sender<Batch>] {
-        &self.peers
-    }
-
-    /// Whether the shard accepts connections (not shutting down).
-    pub fn is_ready(&self) -> bool {
-        self.ready.get()
-    }
-
-    /// The latest a connection closing now may take: `grace` from now, or less if a
-    /// graceful shutdown ends sooner.
-    pub fn close_deadline(&self, grace: Duration) -> Instant {
-        let own = Instant::now() + grace;
-        self.shutdown_ends.get().map_or(own, |ends| own.min(ends))
-    }
-
-    /// Resolves once the shard has started shutting down (any number of waiters).
-    pub async fn shutdown_started(&self) {
-        // The gate has no permits: the wait ends only with its close.
-        let _ = self.shutdown_gate.acquire(1).await;
-    }
-
-    fn stats(&self, inbox: &flume::Receiver<Batch>) -> ShardStats {
-        let state = self.state.borrow();
-        ShardStats {
-            shard: state.id(),
-            counters: metrics::snapshot(),
-            connections: self.live.get(),
-            rooms: state.owned_rooms(),
-            inbox_depth: inbox.len(),
-        }
-    }
-
-    /// Pauses a reader while another shard's inbox is deeper than it can absorb, so
-    /// that clients feeding a slower shard meet TCP backpressure instead of growing
-    /// its queue without bound. Costs one `Cell` read when nothing is backlogged.
-    pub async fn wait_for_peers(&self) {
-        if !self.peers_backlogged.get() {
-            return;
-        }
-        while self.peers.iter().any(|p| p.len() > MAX_PEER_BACKLOG / 2) {
-            glommio::timer::sleep(BACKLOG_POLL).await;
-        }
-        self.peers_backlogged.set(false);
     }
 }

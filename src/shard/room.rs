@@ -10,8 +10,8 @@ use indexmap::IndexMap;
 use smallvec::SmallVec;
 
 use crate::proto::ErrorCode;
-use crate::router::{ConnAddr, RoomKey};
-use crate::routing::ShardId;
+use crate::shard::messages::{ConnAddr, RoomKey};
+use crate::shard::routing::ShardId;
 
 /// A rejected request: the code and a message for the client's logs.
 pub type Rejection = (ErrorCode, String);

@@ -7,8 +7,12 @@
 //! With TLS, a handshake task runs first, and the writer goes through rustls instead
 //! ([`transport`]).
 //!
-//! [`Outbound`]: crate::outbound::Outbound
-//! [`transport`]: crate::transport
+//! [`Outbound`]: crate::shard::outbound::Outbound
+//! [`transport`]: crate::conn::transport
+
+pub mod rate_limit;
+pub mod session;
+pub mod transport;
 
 use std::cell::RefCell;
 use std::io;
@@ -21,19 +25,19 @@ use std::time::{Duration, Instant};
 use futures_lite::future;
 use glommio::net::TcpStream;
 
-use crate::executor::ShardContext;
+use crate::conn::rate_limit::TokenBucket;
+use crate::conn::session::Outcome;
+use crate::conn::transport::{wait_for_room, Transport, Wait};
 use crate::frame::{self, FrameError};
-use crate::limits::TokenBucket;
 use crate::metrics::{self, Count, Disconnect};
-use crate::outbound::OutState;
 use crate::proto::ErrorCode;
 use crate::proto::{client_message::Data, ClientMessage};
 use crate::request::{decode_request, Request};
 use crate::response;
-use crate::session::{self, Outcome};
-use crate::shard::ConnShared;
+use crate::shard::context::ShardContext;
+use crate::shard::members::ConnShared;
+use crate::shard::outbound::OutState;
 use crate::tls::{self, HandshakeEnd};
-use crate::transport::{self, wait_for_room, Transport, Wait};
 
 /// Frames handled per read before the reader lets other tasks run.
 const FRAMES_PER_TURN: usize = 256;

@@ -17,8 +17,8 @@ use futures_lite::{future, AsyncRead, AsyncWrite};
 use futures_rustls::server::TlsStream;
 use glommio::net::TcpStream;
 
-use crate::outbound::{OutState, Outbound};
-use crate::shard::ConnShared;
+use crate::shard::members::ConnShared;
+use crate::shard::outbound::{OutState, Outbound};
 
 /// Plaintext handed to rustls per write: one full TLS record (16 KiB is the largest
 /// record payload), so one socket write per batch of frames.

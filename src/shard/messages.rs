@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use smallvec::SmallVec;
 
-use crate::routing::ShardId;
+use crate::shard::routing::ShardId;
 
 /// A connection id, unique within its shard for the process's life.
 pub type ConnId = u64;

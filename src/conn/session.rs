@@ -10,8 +10,9 @@ use crate::config::{Config, Secret};
 use crate::proto::{client_message::Data, ErrorCode};
 use crate::request::{LoginView, Request, SendView};
 use crate::response;
-use crate::room::Rejection;
-use crate::shard::{ConnShared, ShardState};
+use crate::shard::members::ConnShared;
+use crate::shard::room::Rejection;
+use crate::shard::ShardState;
 
 /// Longest player id or room id, in bytes.
 pub const MAX_ID_BYTES: usize = 128;

@@ -1,6 +1,10 @@
 //! Starting and stopping the server: one pinned glommio executor per shard, a full
 //! mesh of flume channels between them, every shard accepting on the same port.
 
+pub mod http;
+pub mod listen;
+pub mod shard_tasks;
+
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::AtomicUsize;
 use std::sync::{mpsc, Arc};
@@ -9,9 +13,9 @@ use std::time::Duration;
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
 use crate::config::Config;
-use crate::executor::{run_shard, ShardSetup};
-use crate::listen::{self, Endpoint, ListenError};
-use crate::router::{Batch, Control, ShardMessage};
+use crate::server::listen::{Endpoint, ListenError};
+use crate::server::shard_tasks::{run_shard, ShardSetup};
+use crate::shard::messages::{Batch, Control, ShardMessage};
 use crate::tls::{self, TlsError};
 
 /// Locked memory each executor reserves for io_uring buffers. Sockets do not use it

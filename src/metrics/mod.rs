@@ -3,6 +3,8 @@
 //! path. A scrape asks every shard for a snapshot through the channel mesh and sums
 //! them.
 
+pub mod process;
+
 use std::cell::Cell;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};

@@ -9,9 +9,9 @@ use std::time::Duration;
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 
-use crate::executor::ShardContext;
 use crate::metrics::{self, ShardStats};
-use crate::router::{Control, ShardMessage};
+use crate::shard::context::ShardContext;
+use crate::shard::messages::{Control, ShardMessage};
 
 /// Largest request head accepted.
 const MAX_REQUEST: usize = 8 * 1024;
@@ -63,7 +63,10 @@ async fn respond(ctx: Rc<ShardContext>, mut stream: TcpStream) {
         ("GET" | "HEAD", "/metrics") => {
             let stats = collect(&ctx).await;
             let mut text = metrics::render(&stats, ctx.is_ready());
-            crate::process::render(&mut text, &crate::process::ProcessStats::read());
+            crate::metrics::process::render(
+                &mut text,
+                &crate::metrics::process::ProcessStats::read(),
+            );
             reply(200, "text/plain; version=0.0.4", &text)
         }
         ("GET" | "HEAD", "/healthz") => reply(200, "text/plain", "ok\n"),

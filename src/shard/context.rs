@@ -1,0 +1,185 @@
+//! What one shard's tasks share: its state, its settings, its connections' read
+//! buffer and counts, its peers' inboxes, and the shutdown signals. Lives on one thread
+//! (`Rc`), never behind a lock.
+
+use std::cell::{Cell, RefCell};
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_rustls::TlsAcceptor;
+use glommio::sync::Semaphore;
+use rustc_hash::FxHashSet;
+
+use crate::config::Config;
+use crate::conn::session::SessionConfig;
+use crate::conn::SCRATCH_BYTES;
+use crate::metrics::{self, ShardStats};
+use crate::notify::LocalNotify;
+use crate::shard::messages::Batch;
+use crate::shard::routing::ShardId;
+use crate::shard::{ShardLimits, ShardState};
+
+/// Batches waiting in a peer's inbox beyond which this shard stops reading sockets.
+const MAX_PEER_BACKLOG: usize = 1024;
+
+/// How often a paused reader looks at the peers' inboxes again.
+const BACKLOG_POLL: Duration = Duration::from_micros(500);
+
+/// What a shard's tasks share. Lives on one thread (`Rc`), never behind a lock.
+pub struct ShardContext {
+    /// The shard's state.
+    pub state: RefCell<ShardState>,
+    /// Server configuration.
+    pub config: Arc<Config>,
+    /// Session settings derived from it.
+    pub session: SessionConfig,
+    /// The read buffer every connection of this shard reads into.
+    pub scratch: RefCell<Vec<u8>>,
+    /// Sockets whose tasks have not both finished.
+    pub live: Cell<usize>,
+    /// Their descriptors, so that the end of a shutdown can close what is left.
+    pub sockets: RefCell<FxHashSet<RawFd>>,
+    /// Notified when `live` changes.
+    pub live_changed: LocalNotify,
+    /// Connections of the whole process (for `--max-connections`; touched only on
+    /// accept and close, never on the message path).
+    pub connections: Arc<AtomicUsize>,
+    /// `--max-connections`, resolved.
+    pub max_connections: usize,
+    /// Set with `--tls-cert`/`--tls-key`: every connection starts with a TLS handshake.
+    pub tls: Option<TlsAcceptor>,
+    /// Every shard's inbox (indexed by shard id).
+    peers: Vec<flume::Sender<Batch>>,
+    /// Accepting connections (`/readyz`); false from the start of a shutdown.
+    ready: Cell<bool>,
+    /// Set by the flusher when a peer's inbox is deep: readers pause until it drains.
+    peers_backlogged: Cell<bool>,
+    shutdown_started: LocalNotify,
+    /// When a graceful shutdown's grace ends; every socket is closed by then.
+    shutdown_ends: Cell<Option<Instant>>,
+    /// Never has permits; closed when a shutdown starts, which wakes every task waiting
+    /// on it at once (TLS handshakes in progress, which no connection state tracks).
+    shutdown_gate: Semaphore,
+    flush: Rc<LocalNotify>,
+}
+
+impl ShardContext {
+    /// The context of shard `id` of `nr_shards`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: ShardId,
+        nr_shards: usize,
+        config: Arc<Config>,
+        peers: Vec<flume::Sender<Batch>>,
+        connections: Arc<AtomicUsize>,
+        max_connections: usize,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Self {
+        let flush = Rc::new(LocalNotify::default());
+        let limits = ShardLimits {
+            max_room_members: config.max_room_members,
+            max_outbound_bytes: config.max_outbound_bytes,
+            close_grace: config.shutdown_grace(),
+        };
+        Self {
+            state: RefCell::new(ShardState::new(id, nr_shards, limits, flush.clone())),
+            session: SessionConfig::from_config(&config),
+            config,
+            scratch: RefCell::new(vec![0; SCRATCH_BYTES]),
+            live: Cell::new(0),
+            sockets: RefCell::default(),
+            live_changed: LocalNotify::default(),
+            connections,
+            max_connections,
+            tls: tls.map(TlsAcceptor::from),
+            peers,
+            peers_backlogged: Cell::new(false),
+            ready: Cell::new(true),
+            shutdown_started: LocalNotify::default(),
+            shutdown_ends: Cell::new(None),
+            shutdown_gate: Semaphore::new(0),
+            flush,
+        }
+    }
+
+    /// Every shard's inbox.
+    pub fn peers(&self) -> &[flume::Sender<Batch>] {
+        &self.peers
+    }
+
+    /// Whether the shard accepts connections (not shutting down).
+    pub fn is_ready(&self) -> bool {
+        self.ready.get()
+    }
+
+    /// The latest a connection closing now may take: `grace` from now, or less if a
+    /// graceful shutdown ends sooner.
+    pub fn close_deadline(&self, grace: Duration) -> Instant {
+        let own = Instant::now() + grace;
+        self.shutdown_ends.get().map_or(own, |ends| own.min(ends))
+    }
+
+    /// Resolves once the shard has started shutting down (any number of waiters).
+    pub async fn shutdown_started(&self) {
+        // The gate has no permits: the wait ends only with its close.
+        let _ = self.shutdown_gate.acquire(1).await;
+    }
+
+    /// Wakes the flusher (the state's outboxes have batches).
+    pub fn flush_wanted(&self) -> &LocalNotify {
+        &self.flush
+    }
+
+    /// Tells the shard's main task to start a graceful shutdown.
+    pub fn request_shutdown(&self) {
+        self.shutdown_started.notify();
+    }
+
+    /// Waits for [`ShardContext::request_shutdown`] (the shard's main task only).
+    pub async fn shutdown_requested(&self) {
+        self.shutdown_started.notified().await;
+    }
+
+    /// Starts a graceful shutdown that must be over by `ends`: not ready any more,
+    /// every waiter on [`ShardContext::shutdown_started`] woken.
+    pub fn begin_shutdown(&self, ends: Instant) {
+        self.ready.set(false);
+        self.shutdown_gate.close();
+        self.shutdown_ends.set(Some(ends));
+    }
+
+    /// Marks a peer's inbox as deep: readers pause in [`ShardContext::wait_for_peers`].
+    pub fn note_peer_backlog(&self, batches: usize) {
+        if batches > MAX_PEER_BACKLOG {
+            self.peers_backlogged.set(true);
+        }
+    }
+
+    /// This shard's figures for `/metrics`.
+    pub fn stats(&self, inbox: &flume::Receiver<Batch>) -> ShardStats {
+        let state = self.state.borrow();
+        ShardStats {
+            shard: state.id(),
+            counters: metrics::snapshot(),
+            connections: self.live.get(),
+            rooms: state.owned_rooms(),
+            inbox_depth: inbox.len(),
+        }
+    }
+
+    /// Pauses a reader while another shard's inbox is deeper than it can absorb, so
+    /// that clients feeding a slower shard meet TCP backpressure instead of growing
+    /// its queue without bound. Costs one `Cell` read when nothing is backlogged.
+    pub async fn wait_for_peers(&self) {
+        if !self.peers_backlogged.get() {
+            return;
+        }
+        while self.peers.iter().any(|p| p.len() > MAX_PEER_BACKLOG / 2) {
+            glommio::timer::sleep(BACKLOG_POLL).await;
+        }
+        self.peers_backlogged.set(false);
+    }
+}
