@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::conn::rate_limit::TokenBucket;
 use crate::conn::session::{self, Outcome, SessionConfig};
 use crate::frame::{self, FrameError};
-use crate::metrics::{self, Count};
+use crate::metrics;
 use crate::proto::{client_message::Data, ClientMessage, ErrorCode};
 use crate::request::{decode_request, Request};
 use crate::response;

@@ -1,0 +1,240 @@
+//! A connection's reader task: reads into the shard's scratch buffer (borrowed only
+//! while a read is polled, so an idle connection holds no read buffer) and feeds the
+//! [`Driver`] what arrives and when; when the connection ends it unregisters it and,
+//! after a server-side close, lingers so the last frames are not lost to a reset.
+
+use std::cell::RefCell;
+use std::io;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures_lite::future;
+
+use crate::conn::driver::{Driver, DriverSettings, Expired, Input, Wants, MIN_TIMEOUT};
+use crate::conn::transport::Transport;
+use crate::conn::LiveGuard;
+use crate::metrics::{self, Count, Disconnect};
+use crate::proto::ErrorCode;
+use crate::response;
+use crate::shard::context::ShardContext;
+use crate::shard::members::ConnShared;
+use crate::shard::outbound::OutState;
+
+/// Why a reader stopped.
+#[derive(Debug)]
+enum ReadEnd {
+    Eof,
+    Idle,
+    /// A started frame did not complete within `--frame-timeout` (slowloris).
+    FrameTimeout,
+    /// No successful login within `--login-timeout`.
+    LoginTimeout,
+    Error(io::Error),
+    Closing,
+}
+
+/// Why a connection ended, for the metrics. The queue's state decides first: a
+/// server-side close (a slow-consumer cut, a shutdown, a protocol error) makes the
+/// writer shut the socket, so the reader then sees an ordinary end of stream.
+fn disconnect_reason(end: &ReadEnd, state: OutState, ready: bool) -> Disconnect {
+    match (state, end) {
+        (OutState::Cut, _) => Disconnect::SlowConsumer,
+        (OutState::Draining { .. }, _) if !ready => Disconnect::Shutdown,
+        (OutState::Draining { .. }, _) | (OutState::Open, ReadEnd::Closing) => {
+            Disconnect::ProtocolError
+        }
+        (OutState::Open, ReadEnd::Idle) => Disconnect::Idle,
+        (OutState::Open, ReadEnd::FrameTimeout) => Disconnect::FrameTimeout,
+        (OutState::Open, ReadEnd::LoginTimeout) => Disconnect::LoginTimeout,
+        (OutState::Open, ReadEnd::Eof | ReadEnd::Error(_)) => Disconnect::ClientClosed,
+    }
+}
+
+pub(crate) async fn read_loop(
+    ctx: Rc<ShardContext>,
+    conn: Rc<ConnShared>,
+    stream: Rc<RefCell<Transport>>,
+    _live: Rc<LiveGuard>,
+    accepted: Instant,
+) {
+    let end = read_frames(&ctx, &conn, &stream, accepted).await;
+    metrics::disconnect(disconnect_reason(&end, conn.out.state(), ctx.is_ready()));
+    match &end {
+        ReadEnd::FrameTimeout => {
+            let message = format!(
+                "frame not completed within --frame-timeout ({} s)",
+                ctx.config.frame_timeout
+            );
+            close_with(&ctx, &conn, ErrorCode::BadRequest, message);
+        }
+        ReadEnd::LoginTimeout => {
+            let message = format!(
+                "no login within --login-timeout ({} s)",
+                ctx.config.login_timeout
+            );
+            close_with(&ctx, &conn, ErrorCode::FailedPrecondition, message);
+        }
+        ReadEnd::Error(e) => tracing::debug!(conn = conn.id, error = %e, "read failed"),
+        other => tracing::trace!(conn = conn.id, end = ?other, "reader done"),
+    }
+    ctx.state.borrow_mut().disconnect(conn.id);
+    if !matches!(end, ReadEnd::Eof | ReadEnd::Error(_)) {
+        linger(&ctx, &stream).await;
+    }
+}
+
+/// Reads and discards until the client closes or the grace period ends. Closing a
+/// socket that still has unread input makes the kernel send a reset, which destroys
+/// the final frames (an error, SERVER_SHUTTING_DOWN) the writer has just flushed.
+async fn linger(ctx: &ShardContext, stream: &RefCell<Transport>) {
+    let deadline = ctx.close_deadline(ctx.config.shutdown_grace());
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = Some(left.max(MIN_TIMEOUT));
+        if left.is_zero() || stream.borrow().set_read_timeout(timeout).is_err() {
+            return;
+        }
+        match read_within(ctx, stream, timeout).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// One read into the shard's scratch buffer (borrowed only while polled), bounded by
+/// `timeout`, which the caller has also set as the socket's read timeout (a no-op for
+/// TLS, which this bounds instead).
+async fn read_within(
+    ctx: &ShardContext,
+    stream: &RefCell<Transport>,
+    timeout: Option<Duration>,
+) -> io::Result<usize> {
+    let read = future::poll_fn(|cx| {
+        let mut scratch = ctx.scratch.borrow_mut();
+        stream.borrow_mut().poll_read(cx, &mut scratch[..])
+    });
+    match timeout {
+        // One TLS read may take many socket reads (a record trickled in byte by byte),
+        // each with the socket's full timeout: bound the whole read instead.
+        Some(limit) if stream.borrow().is_tls() => {
+            let expire = async {
+                glommio::timer::sleep(limit).await;
+                Err(io::ErrorKind::TimedOut.into())
+            };
+            future::or(read, expire).await
+        }
+        // Plain TCP: one socket read, bounded by the socket's read timeout.
+        _ => read.await,
+    }
+}
+
+/// Feeds the driver what the socket gives until the connection ends.
+async fn read_frames(
+    ctx: &ShardContext,
+    conn: &ConnShared,
+    stream: &RefCell<Transport>,
+    accepted: Instant,
+) -> ReadEnd {
+    let mut driver = Driver::new(DriverSettings::from_config(&ctx.config), accepted);
+    let grace = ctx.config.shutdown_grace();
+    loop {
+        // A client that always has data ready must not keep the shard to itself.
+        glommio::yield_if_needed().await;
+        ctx.wait_for_peers().await;
+        let now = Instant::now();
+        let wants = driver.poll(Input {
+            shard: &mut ctx.state.borrow_mut(),
+            conn,
+            session: &ctx.session,
+            now,
+            close_by: ctx.close_deadline(grace),
+        });
+        let timeout = match wants {
+            Wants::Close => return ReadEnd::Closing,
+            Wants::Yield => continue,
+            Wants::Claim => {
+                conn.wake.notified().await;
+                continue;
+            }
+            Wants::Read(timeout) => timeout,
+        };
+        // Only fails for a zero duration, which the driver rules out.
+        let _ = stream.borrow().set_read_timeout(timeout);
+        let n = match read_within(ctx, stream, timeout).await {
+            Ok(0) => return ReadEnd::Eof,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                return match driver.expired(Instant::now()) {
+                    Expired::FrameTimeout => ReadEnd::FrameTimeout,
+                    Expired::LoginTimeout => ReadEnd::LoginTimeout,
+                    Expired::Idle => ReadEnd::Idle,
+                };
+            }
+            Err(e) => return ReadEnd::Error(e),
+        };
+        if conn.out.is_closing() {
+            return ReadEnd::Closing;
+        }
+        metrics::count(Count::BytesIn(n as u64));
+        let now = Instant::now();
+        let scratch = ctx.scratch.borrow();
+        let input = Input {
+            shard: &mut ctx.state.borrow_mut(),
+            conn,
+            session: &ctx.session,
+            now,
+            close_by: ctx.close_deadline(grace),
+        };
+        driver.received(input, &scratch[..n]);
+    }
+}
+
+fn close_with(ctx: &ShardContext, conn: &ConnShared, code: ErrorCode, message: String) {
+    let deadline = ctx.close_deadline(ctx.config.shutdown_grace());
+    conn.out
+        .close_after(Some(response::error(code, message)), deadline);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_side_close_is_counted_by_its_cause_not_by_the_eof_it_causes() {
+        let draining = OutState::Draining {
+            deadline: Instant::now(),
+        };
+        let cases = [
+            (ReadEnd::Eof, OutState::Cut, true, Disconnect::SlowConsumer),
+            (
+                ReadEnd::Closing,
+                OutState::Cut,
+                true,
+                Disconnect::SlowConsumer,
+            ),
+            (ReadEnd::Eof, draining, false, Disconnect::Shutdown),
+            (ReadEnd::Closing, draining, true, Disconnect::ProtocolError),
+            (ReadEnd::Eof, OutState::Open, true, Disconnect::ClientClosed),
+            (ReadEnd::Idle, OutState::Open, true, Disconnect::Idle),
+            (
+                ReadEnd::FrameTimeout,
+                OutState::Open,
+                true,
+                Disconnect::FrameTimeout,
+            ),
+            (
+                ReadEnd::LoginTimeout,
+                OutState::Open,
+                true,
+                Disconnect::LoginTimeout,
+            ),
+        ];
+        for (end, state, ready, expected) in cases {
+            assert_eq!(
+                disconnect_reason(&end, state, ready),
+                expected,
+                "{end:?} in {state:?}"
+            );
+        }
+    }
+}
