@@ -25,13 +25,13 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 
-use crate::frame::{self, FrameError, FrameReader};
-use crate::proto::{
+use crate::tls::TlsError;
+use crate::wire::frame::{self, FrameError, FrameReader};
+use crate::wire::proto::{
     client_message, login_request::AuthConfig, server_message::Data, AuthConfigBearer,
     ClientMessage, ErrorCode, JoinRequest, JoinResponse, LeaveRequest, LeaveResponse, LoginRequest,
     LoginResponse, Ping, RoomConfig, SendMessage, ServerMessage,
 };
-use crate::tls::TlsError;
 
 /// The largest frame the client accepts from a server.
 const MAX_INBOUND_FRAME: usize = 16 * 1024 * 1024;
@@ -478,7 +478,7 @@ struct Inbound {
     pending: VecDeque<ServerMessage>,
     /// The error the server sent last, while nothing has followed it and the caller
     /// has not been handed it: a close right after it is reported with it.
-    unseen_error: Option<crate::proto::Error>,
+    unseen_error: Option<crate::wire::proto::Error>,
 }
 
 impl Inbound {
@@ -587,7 +587,7 @@ impl Inbound {
 
 /// The error a message carries when it is one: `ServerMessage.error`, or a
 /// `LoginResponse` with a code other than NONE.
-fn server_error(data: &Data) -> Option<&crate::proto::Error> {
+fn server_error(data: &Data) -> Option<&crate::wire::proto::Error> {
     match data {
         Data::Error(e) => Some(e),
         Data::LoginResponse(r) => r.error.as_ref().filter(|e| e.code() != ErrorCode::None),
@@ -936,7 +936,7 @@ pub fn raw_frame(payload: &[u8]) -> Bytes {
     out.freeze()
 }
 
-fn check(error: Option<crate::proto::Error>) -> Result<(), ClientError> {
+fn check(error: Option<crate::wire::proto::Error>) -> Result<(), ClientError> {
     match error {
         Some(e) if e.code() != ErrorCode::None => Err(ClientError::Rejected {
             code: e.code(),

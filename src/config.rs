@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::frame::DEFAULT_MAX_FRAME_BYTES;
+use crate::wire::frame::DEFAULT_MAX_FRAME_BYTES;
 
 /// Default `--max-outbound-bytes`: 1 MiB per connection. It holds 16 maximum-size
 /// frames or ~7,000 typical 150-byte notifications of backlog on top of the kernel's
@@ -194,6 +194,29 @@ impl Config {
     pub fn max_connections(&self) -> usize {
         self.max_connections
             .unwrap_or_else(|| usize::try_from(connection_budget().max(1)).unwrap_or(usize::MAX))
+    }
+}
+
+/// What a connection's requests are checked against, taken from [`Config`] once per
+/// shard.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// The bearer token logins must carry, if any.
+    pub auth_token: Option<Secret>,
+    /// `--max-rooms-per-connection`.
+    pub max_rooms_per_connection: u32,
+    /// `--max-targets`.
+    pub max_targets: usize,
+}
+
+impl SessionConfig {
+    /// The session settings of a server configuration.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            auth_token: config.auth_token.clone(),
+            max_rooms_per_connection: config.max_rooms_per_connection,
+            max_targets: config.max_targets,
+        }
     }
 }
 

@@ -1,42 +1,41 @@
 //! corecast: a thread-per-core broadcast chat server.
 //!
-//! Layout (one concept per file; ARCHITECTURE in the README follows one message):
+//! Layout, one concept per folder and file (docs/ARCHITECTURE.md follows one message
+//! through it, socket to socket):
 //! - `config`: the command line (`--listen`, `--shards`, limits), env fallbacks.
-//! - `server`: starts one pinned glommio executor per shard, the channel mesh, stop.
-//! - `listen`: the listening sockets: clash and in-use checks, SO_REUSEADDR/PORT.
-//! - `executor`: one shard's tasks: accept loop, inbox, flusher, graceful shutdown.
-//! - `connection`: a client's reader and writer tasks (after a TLS handshake, if on).
-//! - `transport`: a connection's socket, plain TCP or TLS; the TLS writer.
-//! - `tls`: `--tls-cert`/`--tls-key` loading, the server handshake, client configs.
-//! - `session`: what a connection's requests do (validation, login, dispatch).
-//! - `shard`: one shard's state: owned rooms and player ids, local connections and
-//!   the room -> local members fan-out index; routing with a local fast path.
-//! - `room`: a room's authoritative state and join rules, on its owner shard.
-//! - `router`: the cross-shard messages (`ToOwner` requests, `ToMembers` events).
-//! - `routing`: `owner_shard(key, nr_shards)`.
-//! - `outbound`: a connection's byte-bounded queue of shared frames, `sendmsg` batches.
-//! - `limits`: the per-connection token bucket.
-//! - `metrics`: per-shard counters (thread-local, no atomics), Prometheus text.
-//! - `process`: the process's own /metrics figures (CPU, memory, fds) and build info.
-//! - `http`: the metrics/health responder (`/metrics`, `/healthz`, `/readyz`).
+//! - `server/`: the process. `mod.rs` starts one pinned glommio executor per shard and
+//!   the channel mesh, and stops them; `shard_tasks` is one shard's accept loop, inbox,
+//!   flusher and graceful shutdown; `listen` the listening sockets; `http` the
+//!   operators' `/metrics`, `/healthz`, `/readyz`.
+//! - `conn/`: one client connection. `mod.rs` accepts it (TLS handshake first, if on);
+//!   `reader` reads and feeds `driver`, the socket-free protocol driver (framing, order,
+//!   rate limit, deadlines; bytes and time passed in); `session` is what each request
+//!   does; `writer` drains the outbound queue (plain `sendmsg` or TLS); `transport` is
+//!   the socket; `rate_limit` the token bucket.
+//! - `shard/`: one shard's state, touched by its thread only. `mod.rs` (`ShardState`)
+//!   is the entry point over `owner` (rooms and player ids: decides), `members` (local
+//!   connections and the room -> members fan-out index) and `mesh` (outboxes to the
+//!   other shards and the local queue); `messages` are the cross-shard enums, `routing`
+//!   is `owner_shard`, `room` a room's rules, `outbound` a connection's byte-bounded
+//!   frame queue, `context` what a shard's tasks share.
+//! - `wire/`: the codec: `frame` (u32 length prefix), `request` (zero-copy views),
+//!   `response` (frames encoded once), `proto` (generated); re-exported at the root.
+//! - `metrics/`: per-shard counters (thread-local, declared once), Prometheus text;
+//!   `process` the process's own figures.
+//! - `tls`: certificate loading, the server handshake, client configs.
 //! - `notify`: a single-waiter wake-up for tasks on one shard.
-//! - `frame`: u32 length-prefixed framing, pure code over buffers.
-//! - `request`: client payload decoding, with a zero-allocation `SendMessage` view.
-//! - `response`: server frames, encoded once into shared `Bytes`.
-//! - `proto`: the wire messages generated from `proto/corecast.proto`.
-//! - `client`: a small blocking client (tests, examples, tools).
+//! - `client`: a small blocking client (tests, examples, `corecast-chat`).
 
 #![warn(missing_docs)]
 
 pub mod client;
 pub mod config;
 pub mod conn;
-pub mod frame;
 pub mod metrics;
 pub mod notify;
-pub mod proto;
-pub mod request;
-pub mod response;
 pub mod server;
 pub mod shard;
 pub mod tls;
+pub mod wire;
+
+pub use wire::{frame, proto, request, response};

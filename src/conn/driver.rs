@@ -18,13 +18,13 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::conn::rate_limit::TokenBucket;
 use crate::conn::session::{self, Outcome, SessionConfig};
-use crate::frame::{self, FrameError};
 use crate::metrics;
-use crate::proto::{client_message::Data, ClientMessage, ErrorCode};
-use crate::request::{decode_request, Request};
-use crate::response;
 use crate::shard::members::ConnShared;
 use crate::shard::ShardState;
+use crate::wire::frame::{self, FrameError};
+use crate::wire::proto::{client_message::Data, ClientMessage, ErrorCode};
+use crate::wire::request::{decode_request, Request};
+use crate::wire::response;
 
 /// Frames handled per call before the task lets other tasks run.
 pub const FRAMES_PER_TURN: usize = 256;

@@ -20,13 +20,10 @@ use glommio::net::TcpStream;
 
 use crate::conn::transport::Transport;
 use crate::metrics::{self, Count, Disconnect};
-use crate::proto::ErrorCode;
-use crate::response;
 use crate::shard::context::ShardContext;
 use crate::tls::{self, HandshakeEnd};
-
-/// Size of the per-shard read scratch buffer.
-pub const SCRATCH_BYTES: usize = 64 * 1024;
+use crate::wire::proto::ErrorCode;
+use crate::wire::response;
 
 /// Counts a live socket until both of its tasks are done.
 pub(crate) struct LiveGuard {

@@ -14,11 +14,11 @@ use crate::conn::driver::{Driver, DriverSettings, Expired, Input, Wants, MIN_TIM
 use crate::conn::transport::Transport;
 use crate::conn::LiveGuard;
 use crate::metrics::{self, Count, Disconnect};
-use crate::proto::ErrorCode;
-use crate::response;
 use crate::shard::context::ShardContext;
 use crate::shard::members::ConnShared;
 use crate::shard::outbound::OutState;
+use crate::wire::proto::ErrorCode;
+use crate::wire::response;
 
 /// Why a reader stopped.
 #[derive(Debug)]

@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
 
-use crate::config::{Config, Secret};
-use crate::proto::{client_message::Data, ErrorCode};
-use crate::request::{LoginView, Request, SendView};
-use crate::response;
+use crate::config::Secret;
+pub use crate::config::SessionConfig;
 use crate::shard::members::ConnShared;
 use crate::shard::room::Rejection;
 use crate::shard::ShardState;
+use crate::wire::proto::{client_message::Data, ErrorCode};
+use crate::wire::request::{LoginView, Request, SendView};
+use crate::wire::response;
 
 /// Longest player id or room id, in bytes.
 pub const MAX_ID_BYTES: usize = 128;
@@ -26,28 +27,6 @@ pub enum Outcome {
     AwaitClaim(Arc<str>),
     /// An error frame is queued; close once it is flushed.
     Close,
-}
-
-/// Settings a session needs.
-#[derive(Debug, Clone)]
-pub struct SessionConfig {
-    /// The bearer token logins must carry, if any.
-    pub auth_token: Option<Secret>,
-    /// `--max-rooms-per-connection`.
-    pub max_rooms_per_connection: u32,
-    /// `--max-targets`.
-    pub max_targets: usize,
-}
-
-impl SessionConfig {
-    /// The session settings of a server configuration.
-    pub fn from_config(config: &Config) -> Self {
-        Self {
-            auth_token: config.auth_token.clone(),
-            max_rooms_per_connection: config.max_rooms_per_connection,
-            max_targets: config.max_targets,
-        }
-    }
 }
 
 /// Checks a player or room id: 1 to 128 bytes (UTF-8 is checked by decoding).

@@ -13,14 +13,15 @@ use futures_rustls::TlsAcceptor;
 use glommio::sync::Semaphore;
 use rustc_hash::FxHashSet;
 
-use crate::config::Config;
-use crate::conn::session::SessionConfig;
-use crate::conn::SCRATCH_BYTES;
+use crate::config::{Config, SessionConfig};
 use crate::metrics::{self, ShardStats};
 use crate::notify::LocalNotify;
 use crate::shard::messages::Batch;
 use crate::shard::routing::ShardId;
 use crate::shard::{ShardLimits, ShardState};
+
+/// Size of the read buffer the shard's connections share (`ShardContext::scratch`).
+pub const SCRATCH_BYTES: usize = 64 * 1024;
 
 /// Batches waiting in a peer's inbox beyond which this shard stops reading sockets.
 const MAX_PEER_BACKLOG: usize = 1024;

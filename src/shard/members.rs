@@ -14,11 +14,11 @@ use smallvec::SmallVec;
 
 use crate::metrics::{self, Count};
 use crate::notify::LocalNotify;
-use crate::proto::ErrorCode;
-use crate::response;
 use crate::shard::mesh::Mesh;
 use crate::shard::messages::{ConnId, MemberEvent, OwnerRequest, RoomKey};
 use crate::shard::outbound::{Outbound, Push};
+use crate::wire::proto::ErrorCode;
+use crate::wire::response;
 
 /// A connection as its shard sees it; shared by its reader, its writer and the
 /// fan-out index.

@@ -32,12 +32,12 @@ use smallvec::SmallVec;
 
 use crate::metrics;
 use crate::notify::LocalNotify;
-use crate::request::SendView;
 use crate::shard::members::{ConnShared, Members};
 use crate::shard::mesh::Mesh;
 use crate::shard::messages::{Batch, ConnId, Control, OwnerRequest, ShardMessage};
 use crate::shard::owner::Owner;
 use crate::shard::routing::ShardId;
+use crate::wire::request::SendView;
 
 /// Limits the shard state enforces.
 #[derive(Debug, Clone)]

@@ -14,13 +14,13 @@ use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
 use crate::metrics::{self, Count};
-use crate::proto::{ErrorCode, RoomConfig};
-use crate::request::{decode_request, Request, SendView};
-use crate::response;
 use crate::shard::mesh::Mesh;
 use crate::shard::messages::{ConnAddr, ConnId, MemberEvent, OwnerRequest, RoomKey, ShardMessage};
 use crate::shard::room::Room;
 use crate::shard::routing::ShardId;
+use crate::wire::proto::{ErrorCode, RoomConfig};
+use crate::wire::request::{decode_request, Request, SendView};
+use crate::wire::response;
 
 /// Room keys carry their owner shard in the bits above this.
 const ROOM_KEY_SHARD_SHIFT: u32 = 48;

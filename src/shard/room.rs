@@ -9,9 +9,9 @@ use ahash::RandomState;
 use indexmap::IndexMap;
 use smallvec::SmallVec;
 
-use crate::proto::ErrorCode;
 use crate::shard::messages::{ConnAddr, RoomKey};
 use crate::shard::routing::ShardId;
+use crate::wire::proto::ErrorCode;
 
 /// A rejected request: the code and a message for the client's logs.
 pub type Rejection = (ErrorCode, String);

@@ -8,7 +8,7 @@ use bytes::Buf;
 use prost::encoding::{decode_key, decode_varint, WireType};
 use prost::Message;
 
-use crate::proto::{
+use crate::wire::proto::{
     client_message::Data, login_request::AuthConfig, ClientMessage, LoginRequest, SendMessage,
 };
 
@@ -261,7 +261,7 @@ fn skip(buf: &mut &[u8], n: usize) -> Option<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{JoinRequest, Ping};
+    use crate::wire::proto::{JoinRequest, Ping};
 
     fn send(targets: &[&str], room: &str, body: &[u8]) -> Vec<u8> {
         ClientMessage {
@@ -291,7 +291,7 @@ mod tests {
             data: Some(Data::LoginRequest(LoginRequest {
                 player_id: player.into(),
                 auth_config: token.map(|t| {
-                    AuthConfig::Bearer(crate::proto::AuthConfigBearer { token: t.into() })
+                    AuthConfig::Bearer(crate::wire::proto::AuthConfigBearer { token: t.into() })
                 }),
             })),
         }

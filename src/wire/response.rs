@@ -6,8 +6,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, message, WireType};
 
-use crate::frame::{self, HEADER_LEN};
-use crate::proto::{
+use crate::wire::frame::{self, HEADER_LEN};
+use crate::wire::proto::{
     server_message::Data, Error, ErrorCode, LeaveResponse, LoginResponse, Pong, RoomConfig,
     ServerMessage,
 };
@@ -193,7 +193,7 @@ fn put_bytes_field(buf: &mut BytesMut, tag: u32, value: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{JoinNotification, LeaveNotification, MessageNotification};
+    use crate::wire::proto::{JoinNotification, LeaveNotification, MessageNotification};
 
     fn prost_frame(data: Data) -> Bytes {
         frame::encode(&ServerMessage { data: Some(data) })
@@ -223,7 +223,7 @@ mod tests {
 
     #[test]
     fn join_response_matches_prost_byte_for_byte() {
-        use crate::proto::JoinResponse;
+        use crate::wire::proto::JoinResponse;
         let config = || Some(RoomConfig { max_players: 8 });
         let error = || {
             Some(Error {

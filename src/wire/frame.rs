@@ -114,7 +114,7 @@ impl FrameReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{server_message::Data, Pong, ServerMessage};
+    use crate::wire::proto::{server_message::Data, Pong, ServerMessage};
 
     fn frame(payload: &[u8]) -> Vec<u8> {
         let mut out = (payload.len() as u32).to_be_bytes().to_vec();
