@@ -24,7 +24,10 @@
 //!   `process` the process's own figures.
 //! - `tls`: certificate loading, the server handshake, client configs.
 //! - `notify`: a single-waiter wake-up for tasks on one shard.
-//! - `client`: a small blocking client (tests, examples, `corecast-chat`).
+//! - `client/`: a small blocking client (tests, examples, `corecast-chat`). `mod.rs` is
+//!   `Client` and connecting; `requests` the request helpers; `halves` the split
+//!   sender and receiver; `inbound` framing and the receive queue; `transport` plain
+//!   or TLS; `tls_session` the handshake and shared rustls session; `trust`, `error`.
 
 #![warn(missing_docs)]
 

@@ -1,0 +1,114 @@
+//! The room and member tracking: [`Chat::on_message`] updates the joined rooms, their
+//! members and the current room from what the server sends, and says what to print.
+
+use std::collections::BTreeSet;
+
+use corecast::proto::{server_message::Data, ServerMessage};
+
+use super::{Awaiting, Chat};
+use crate::body::{decode_body, Body};
+use crate::format::{clean, error_line, failure, list};
+
+/// A joined room and the members the client knows of.
+#[derive(Debug)]
+pub(super) struct Room {
+    id: String,
+    pub(super) members: BTreeSet<String>,
+}
+
+impl Chat {
+    /// Updates the state for a server message; returns the line to print, if any.
+    pub(crate) fn on_message(&mut self, msg: ServerMessage) -> Option<String> {
+        let line = match msg.data? {
+            Data::LoginResponse(r) => return failure(r.error.as_ref()),
+            Data::JoinResponse(r) => {
+                if self.awaiting == Some(Awaiting::Join(r.room_id.clone())) {
+                    self.awaiting = None;
+                }
+                if let Some(line) = failure(r.error.as_ref()) {
+                    return Some(line);
+                }
+                let members: BTreeSet<String> = r.current_players.into_iter().collect();
+                let line = format!("* joined {} (members: {})", r.room_id, list(&members));
+                self.rooms.retain(|room| room.id != r.room_id);
+                self.rooms.push(Room {
+                    id: r.room_id.clone(),
+                    members,
+                });
+                self.current = Some(r.room_id);
+                line
+            }
+            Data::JoinNotification(n) => {
+                if let Some(room) = self.room_mut(&n.room_id) {
+                    room.members.insert(n.player_id.clone());
+                }
+                format!("* {} joined {}", n.player_id, n.room_id)
+            }
+            Data::LeaveResponse(r) => {
+                if self.awaiting == Some(Awaiting::Leave(r.room_id.clone())) {
+                    self.awaiting = None;
+                }
+                if let Some(line) = failure(r.error.as_ref()) {
+                    return Some(line);
+                }
+                self.rooms.retain(|room| room.id != r.room_id);
+                if self.current.as_deref() != Some(r.room_id.as_str()) {
+                    format!("* left {}", r.room_id)
+                } else {
+                    self.current = self.rooms.last().map(|room| room.id.clone());
+                    match &self.current {
+                        Some(now) => format!("* left {} (now in {now})", r.room_id),
+                        None => format!("* left {} (no current room: /join ROOM)", r.room_id),
+                    }
+                }
+            }
+            Data::LeaveNotification(n) => {
+                if let Some(room) = self.room_mut(&n.room_id) {
+                    room.members.remove(&n.player_id);
+                }
+                format!("* {} left {}", n.player_id, n.room_id)
+            }
+            Data::MessageNotification(m) => {
+                let mine = m.sender_id == self.me;
+                if mine {
+                    self.unconfirmed = self.unconfirmed.saturating_sub(1);
+                }
+                match decode_body(&m.body) {
+                    Body::Public(text) => format!("[{}] {}: {text}", m.room_id, m.sender_id),
+                    Body::Private { targets, text } => {
+                        let you = |name: &str| {
+                            if name == self.me {
+                                "you".to_string()
+                            } else {
+                                name.to_string()
+                            }
+                        };
+                        let to: Vec<String> = targets.iter().map(|t| you(t)).collect();
+                        format!(
+                            "[{}] {} -> {}: {text}",
+                            m.room_id,
+                            you(&m.sender_id),
+                            to.join(", ")
+                        )
+                    }
+                }
+            }
+            Data::Pong(_) => return None,
+            Data::Error(e) => {
+                // Every join and leave gets its own response; this only makes sure an
+                // unexpected answer can never leave the input waiting.
+                self.awaiting = None;
+                return Some(error_line(&e));
+            }
+        };
+        Some(clean(&line))
+    }
+
+    pub(super) fn room(&self, id: &str) -> Option<&Room> {
+        self.rooms.iter().find(|room| room.id == id)
+    }
+
+    fn room_mut(&mut self, id: &str) -> Option<&mut Room> {
+        self.rooms.iter_mut().find(|room| room.id == id)
+    }
+}
