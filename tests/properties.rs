@@ -30,6 +30,14 @@ use session_model::{check_agrees_with_prost, Op, Payload, Settings, Sim, Token};
 /// Cases per property: enough to catch a regression, small enough for a fast suite.
 const CASES: u32 = 128;
 
+/// [`CASES`], or `PROPTEST_CASES` when set (`with_cases` would otherwise override it).
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(CASES)
+}
+
 fn framed(payloads: &[Vec<u8>]) -> Vec<u8> {
     let mut wire = Vec::new();
     for p in payloads {
@@ -47,7 +55,7 @@ fn text() -> impl Strategy<Value = String> {
 // ---- (a) framing ----
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(CASES))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     /// Frames concatenated and cut anywhere come out of `FrameReader` unchanged,
     /// whether fed by `extend` or by `read_buf`/`commit`.
@@ -212,7 +220,7 @@ fn damaged_agree_with_prost(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(CASES))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     /// Any bytes: never a panic, and the same verdict and message as prost.
     #[test]
@@ -323,7 +331,7 @@ fn login_payload(fields: &[LoginField]) -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(CASES))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     /// Valid logins with repeated and unknown fields read exactly what prost reads,
     /// through the zero-copy view whenever `bearer` appears at most once.
@@ -360,7 +368,7 @@ fn prost_frame(data: Out) -> Bytes {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(CASES))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     /// `message_notification` is prost's encoding byte for byte.
     #[test]
@@ -438,6 +446,12 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// `--max-messages-per-second`: mostly off, else a burst that runs out within a case
+/// (1, 2, 5) or one that does not (1000).
+fn rate() -> impl Strategy<Value = u32> {
+    prop_oneof![2 => Just(0u32), 1 => select(vec![1u32, 2, 5, 1_000])]
+}
+
 fn settings() -> impl Strategy<Value = Settings> {
     (
         any::<bool>(),
@@ -446,17 +460,19 @@ fn settings() -> impl Strategy<Value = Settings> {
         select(vec![16usize, 100, 1_024, 65_536]),
         select(vec![1u32, 2, 3, 1_000]),
         select(vec![0usize, 1, 2, 256]),
+        rate(),
         1usize..=2,
         any::<bool>(),
     )
         .prop_map(
-            |(auth, room_cap, outbound, frame_max, rooms, targets, shards, racy)| Settings {
+            |(auth, room_cap, outbound, frame_max, rooms, targets, rate, shards, racy)| Settings {
                 auth,
                 max_room_members: room_cap,
                 max_outbound_bytes: outbound,
                 max_frame_bytes: frame_max,
                 max_rooms_per_connection: rooms,
                 max_targets: targets,
+                max_messages_per_second: rate,
                 shards,
                 racy,
             },
@@ -464,11 +480,12 @@ fn settings() -> impl Strategy<Value = Settings> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(CASES))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     /// Any sequence of connects, reads of requests, disconnects and a shutdown, on one
     /// shard or two (with cross-shard batches settled after each step, or delivered
-    /// in a generated order): no panic, every queued frame a valid `ServerMessage`,
+    /// in a generated order), each connection's bytes going through the server's own
+    /// protocol driver (rate limit included): no panic, every queued frame a valid `ServerMessage`,
     /// each connection receiving exactly what the model says (when settled), no
     /// message before login or outside the rooms joined, every member seeing its
     /// rooms' `seq`s increase, and nothing left once everyone has disconnected.

@@ -1,5 +1,5 @@
 //! Arbitrary op sequences (connect, disconnect, reads of framed requests, shutdown)
-//! against one shard's session state machine, checked against the reference model.
+//! against the whole simulated server, driven through the real protocol driver, checked against the reference model.
 
 #![no_main]
 

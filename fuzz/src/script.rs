@@ -2,6 +2,12 @@
 //! and its arguments. Every byte string parses (missing bytes read as zero), and
 //! [`write`] is the inverse of [`parse`], so seeds can be written as ops.
 //!
+//! Settings bytes `s`, `t`: bit 0 of `s` auth, bits 1-2 `--max-room-members`, 3-4
+//! `--max-outbound-bytes`, 5-6 `--max-frame-bytes`; bits 0-1 of `t`
+//! `--max-rooms-per-connection`, 2-3 `--max-targets`, bit 4 two shards, bit 5 racy;
+//! `--max-messages-per-second` is `RATE_LIMITS[(s >> 7) | (t >> 6) << 1]` (bits that
+//! older seeds leave at zero: rate limiting off).
+//!
 //! Op kind byte `k`: `0xFA` shutdown; otherwise by `k % 8`: 0 connect, 1 disconnect
 //! (then a connection byte), 2 deliver (then a channel byte), 3-7 input (then a connection byte and
 //! `1 + (k >> 3) % 4` payloads). Payload kind byte `p`, by `p % 8`: 0 login (id,
@@ -26,6 +32,9 @@ const OUTBOUND_LIMITS: [usize; 4] = [64, 300, 2_000, 1 << 20];
 const FRAME_LIMITS: [usize; 4] = [16, 100, 1_024, 65_536];
 const ROOMS_PER_CONNECTION: [u32; 4] = [1, 2, 3, 1_000];
 const TARGET_LIMITS: [usize; 4] = [0, 1, 2, 256];
+/// `--max-messages-per-second`, by a 3-bit index: off half the time (0), else a burst
+/// that runs out (1, 2, 5) or one that does not (1000).
+const RATE_LIMITS: [u32; 8] = [0, 1, 2, 5, 1_000, 0, 0, 0];
 
 struct Reader<'a> {
     data: &'a [u8],
@@ -108,6 +117,7 @@ pub fn parse(data: &[u8]) -> (Settings, Vec<Op>) {
         max_frame_bytes: FRAME_LIMITS[usize::from(s >> 5) % 4],
         max_rooms_per_connection: ROOMS_PER_CONNECTION[usize::from(t) % 4],
         max_targets: TARGET_LIMITS[usize::from(t >> 2) % 4],
+        max_messages_per_second: RATE_LIMITS[usize::from(s >> 7 | (t >> 6) << 1)],
         shards: 1 + usize::from(t >> 4 & 1),
         racy: t & 0x20 != 0,
     };
@@ -153,6 +163,8 @@ pub struct Tiers {
     pub two_shards: bool,
     /// Cross-shard batches delivered in a fuzzed order (model off).
     pub racy: bool,
+    /// `--max-messages-per-second` (0 to 7): off, 1, 2, 5, 1000, then off again.
+    pub rate: u8,
 }
 
 impl Tiers {
@@ -166,6 +178,7 @@ impl Tiers {
         targets: 3,
         two_shards: false,
         racy: false,
+        rate: 0,
     };
 
     fn bytes(self) -> [u8; 2] {
@@ -173,11 +186,13 @@ impl Tiers {
             u8::from(self.auth)
                 | ((self.room_cap % 4) << 1)
                 | ((self.outbound % 4) << 3)
-                | ((self.frame_max % 4) << 5),
+                | ((self.frame_max % 4) << 5)
+                | ((self.rate & 1) << 7),
             (self.rooms_per_conn % 4)
                 | ((self.targets % 4) << 2)
                 | (u8::from(self.two_shards) << 4)
-                | (u8::from(self.racy) << 5),
+                | (u8::from(self.racy) << 5)
+                | ((self.rate >> 1 & 3) << 6),
         ]
     }
 }

@@ -3,30 +3,33 @@
 //! fuzz target and `tests/properties.rs` (which includes this file by path), so both
 //! check the same rules.
 //!
-//! [`Sim`] drives the real code the way `connection.rs` and the executors do: frames
-//! go through `frame::next_frame`, `request::decode_request` and `session::handle`;
-//! a login waits for its claim (answered inline when the id's owner is local);
-//! `Outcome::Close` and undecodable payloads close the connection's output; batches
-//! between shards wait in FIFO channels. After every [`Op`] it drains every queue and
-//! compares what each connection received with what [`Model`] says it should have,
+//! [`Sim`] drives the real code the way the server's tasks do: each connection has the
+//! server's own protocol [`Driver`] (framing, decoding, the rate limit, `session::handle`,
+//! a login's wait for its claim, closing), fed through `Driver::received` and
+//! `Driver::poll` as `conn::reader` feeds it, with a clock the simulation controls (it
+//! does not advance: a connection has its burst of `--max-messages-per-second` tokens in
+//! all). A claim whose owner is another shard is answered once its batches are delivered;
+//! batches between shards wait in FIFO channels. After every [`Op`] it drains every queue
+//! and compares what each connection received with what [`Model`] says it should have,
 //! as sets of [`Event`]s (with every batch delivered first; in racy mode batches are
 //! delivered in a fuzzed order and only the model-free rules apply). The model-free
 //! rules: every queued frame is a well-formed `ServerMessage`; a connection that never
 //! logged in gets no `MessageNotification`; notifications and messages come only for
 //! rooms the connection is in; the `seq`s a member sees in a room strictly increase;
-//! and once everyone has disconnected, no connection, room or player id is left.
+//! `decode_request` reads every payload as prost does; and once everyone has
+//! disconnected, no connection, room or player id is left.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use prost::Message;
 
 use corecast::config::Secret;
-use corecast::conn::session::{self, Outcome, SessionConfig, MAX_ID_BYTES};
-use corecast::frame::{self, FrameError, HEADER_LEN};
+use corecast::conn::driver::{Driver, DriverSettings, Input, Wants};
+use corecast::conn::session::{SessionConfig, MAX_ID_BYTES};
+use corecast::frame::HEADER_LEN;
 use corecast::notify::LocalNotify;
 use corecast::proto::{
     client_message::Data as In, login_request::AuthConfig, server_message::Data as Out,
@@ -34,7 +37,6 @@ use corecast::proto::{
     RoomConfig, SendMessage, ServerMessage,
 };
 use corecast::request::{decode_request, LoginView, Request};
-use corecast::response;
 use corecast::shard::members::ConnShared;
 use corecast::shard::messages::Batch;
 use corecast::shard::outbound::OutState;
@@ -85,6 +87,9 @@ pub struct Settings {
     pub max_rooms_per_connection: u32,
     /// `--max-targets`.
     pub max_targets: usize,
+    /// `--max-messages-per-second` (0: off). The simulated clock does not advance, so a
+    /// connection has this many requests in all, as one burst.
+    pub max_messages_per_second: u32,
     /// Shards (1 or more); each connection lives on one, rooms and ids are hashed.
     pub shards: usize,
     /// With several shards: deliver cross-shard batches only when an [`Op::Deliver`]
@@ -360,6 +365,12 @@ struct ModelConn {
     /// another shard (a refused join, a leave): the server frees them on arrival.
     held_slots: u32,
     closed: bool,
+    /// Requests it may still make (`None`: no rate limit). The clock is frozen, so the
+    /// bucket holds the burst it started with, less what was taken.
+    tokens: Option<u32>,
+    /// Whether its last request was refused by the rate limit (one RATE_LIMITED error
+    /// per run of refusals).
+    refusing: bool,
 }
 
 /// What the model says the connection does after a payload.
@@ -395,9 +406,11 @@ impl Model {
         }
     }
 
-    fn connect(&mut self, conn: usize, shard: ShardId) {
+    fn connect(&mut self, conn: usize, shard: ShardId, settings: &Settings) {
+        let rate = settings.max_messages_per_second;
         let state = ModelConn {
             shard,
+            tokens: (rate > 0).then_some(rate),
             ..ModelConn::default()
         };
         self.conns.insert(conn, state);
@@ -448,8 +461,8 @@ impl Model {
         }
     }
 
-    /// Applies one framed payload (`None`: its length was over the maximum).
-    fn payload(&mut self, conn: usize, payload: Option<&[u8]>, settings: &Settings) -> Flow {
+    /// Applies one framed payload.
+    fn payload(&mut self, conn: usize, payload: &[u8], settings: &Settings) -> Flow {
         let flow = self.apply(conn, payload, settings);
         if flow == Flow::Close && settings.shards > 1 {
             self.closed_early.insert(conn);
@@ -457,17 +470,22 @@ impl Model {
         flow
     }
 
-    fn apply(&mut self, conn: usize, payload: Option<&[u8]>, settings: &Settings) -> Flow {
-        let Some(payload) = payload else {
+    /// The order: the frame's length, then decoding (neither takes a token), then the
+    /// rate limit, then the request itself.
+    fn apply(&mut self, conn: usize, payload: &[u8], settings: &Settings) -> Flow {
+        if payload.len() > settings.max_frame_bytes {
             self.tell(conn, Event::Error(ErrorCode::FrameTooLarge as i32));
             self.close(conn);
             return Flow::Close;
-        };
+        }
         let Ok(msg) = ClientMessage::decode(payload) else {
             self.tell(conn, Event::Error(ErrorCode::BadRequest as i32));
             self.close(conn);
             return Flow::Close;
         };
+        if !self.admit(conn, &msg) {
+            return Flow::Continue;
+        }
         let Some(data) = msg.data else {
             self.tell(conn, Event::Error(ErrorCode::BadRequest as i32));
             return Flow::Continue;
@@ -543,6 +561,43 @@ impl Model {
             }
         }
         Flow::Continue
+    }
+
+    /// The token bucket: each request takes a token. One refused for want of a token
+    /// is answered in kind if it expects an answer (a login, a join with its `room_id`, a
+    /// leave with its `room_id`, all RATE_LIMITED); anything else gets one RATE_LIMITED
+    /// error for a run of refusals (any refusal continues the run, an admitted request
+    /// ends it).
+    fn admit(&mut self, conn: usize, msg: &ClientMessage) -> bool {
+        let c = self.conns.get_mut(&conn).expect("a connected connection");
+        let Some(tokens) = &mut c.tokens else {
+            return true;
+        };
+        if *tokens > 0 {
+            *tokens -= 1;
+            c.refusing = false;
+            return true;
+        }
+        let first = !std::mem::replace(&mut c.refusing, true);
+        let limited = ErrorCode::RateLimited as i32;
+        let answer = match &msg.data {
+            Some(In::LoginRequest(_)) => Some(Event::Login(limited)),
+            Some(In::JoinRequest(join)) => Some(Event::Join {
+                room: join.room_id.clone(),
+                code: limited,
+                players: Vec::new(),
+                max_players: None,
+            }),
+            Some(In::LeaveRequest(leave)) => Some(Event::Leave {
+                room: leave.room_id.clone(),
+                code: limited,
+            }),
+            _ => first.then_some(Event::Error(limited)),
+        };
+        if let Some(event) = answer {
+            self.tell(conn, event);
+        }
+        false
     }
 
     fn login(&mut self, conn: usize, login: LoginRequest, settings: &Settings) -> Flow {
@@ -679,6 +734,13 @@ impl Model {
     }
 }
 
+/// How long a closing connection may take to flush: `close_by` is the clock plus this.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Most driver polls in a row for one connection: a driver that never asks for a read
+/// (or for a claim, or to close) would keep a real shard busy forever.
+const MAX_POLLS: usize = 10_000;
+
 /// A registered connection as the simulation tracks it.
 struct SimConn {
     /// The connection number the model knows it by.
@@ -686,13 +748,18 @@ struct SimConn {
     /// The shard that accepted it.
     shard: ShardId,
     conn: Rc<ConnShared>,
+    /// The server's protocol driver of this connection.
+    driver: Driver,
+    /// Whether the driver waits for a login's claim: the reader then neither reads nor
+    /// sees the client go until the answer arrives.
+    waiting: bool,
+    /// Frames the client sent and the reader has not read (they wait in the socket while
+    /// the reader waits for a claim), one payload each.
+    unread: VecDeque<Vec<u8>>,
     /// Whether it ever completed a login.
     logged_in: bool,
     /// Per room it is in: the last `seq` seen since it joined.
     last_seq: BTreeMap<String, u64>,
-    /// A login waiting for its claim, and the bytes read after it (the reader holds
-    /// them until the answer arrives).
-    waiting: Option<(Arc<str>, Vec<u8>)>,
 }
 
 /// The real shard code of a whole server driven without sockets or threads, next to
@@ -701,6 +768,10 @@ struct SimConn {
 pub struct Sim {
     settings: Settings,
     config: SessionConfig,
+    /// Every connection's driver settings.
+    driver_settings: DriverSettings,
+    /// The simulated clock: what every driver is told the time is. It does not advance.
+    now: Instant,
     shards: Vec<ShardState>,
     /// Batches in flight, index `from * nr_shards + to`.
     in_flight: Vec<VecDeque<Batch>>,
@@ -718,12 +789,20 @@ impl Sim {
         let limits = ShardLimits {
             max_room_members: settings.max_room_members,
             max_outbound_bytes: settings.max_outbound_bytes,
-            close_grace: Duration::from_secs(1),
+            close_grace: CLOSE_GRACE,
         };
         let config = SessionConfig {
             auth_token: settings.auth.then(|| Secret::new(TOKEN)),
             max_rooms_per_connection: settings.max_rooms_per_connection,
             max_targets: settings.max_targets,
+        };
+        // The server's defaults for the deadlines, which a frozen clock never reaches.
+        let driver_settings = DriverSettings {
+            max_frame_bytes: settings.max_frame_bytes,
+            max_messages_per_second: settings.max_messages_per_second,
+            idle: Some(Duration::from_secs(60)),
+            frame_timeout: Duration::from_secs(10),
+            login_timeout: Duration::from_secs(10),
         };
         let nr_shards = settings.shards.max(1);
         let shards = (0..nr_shards)
@@ -740,6 +819,8 @@ impl Sim {
             model: (!settings.racy || nr_shards == 1).then(Model::default),
             settings,
             config,
+            driver_settings,
+            now: Instant::now(),
             conns: Vec::new(),
             next_number: 0,
             shutting_down: false,
@@ -763,7 +844,7 @@ impl Sim {
                 if !self.conns.is_empty() {
                     let at = usize::from(*pick) % self.conns.len();
                     // A reader waiting for a claim is not reading: it cannot see EOF.
-                    if self.conns[at].waiting.is_none() {
+                    if !self.conns[at].waiting {
                         self.disconnect(at);
                     }
                 }
@@ -776,14 +857,18 @@ impl Sim {
                     self.check();
                 }
                 let at = usize::from(*conn) % self.conns.len();
-                let wire = framed(payloads);
-                if let Some((_, held)) = &mut self.conns[at].waiting {
-                    held.extend_from_slice(&wire);
-                } else if self.conns[at].conn.out.is_closing() {
-                    // The reader stops at its next read once output is closed.
-                    self.disconnect(at);
+                let frames = payloads.iter().map(framed);
+                if self.conns[at].waiting {
+                    self.conns[at].unread.extend(frames);
                 } else {
-                    self.input(at, &wire);
+                    match self.poll(at) {
+                        // The reader ends once output is closed.
+                        Wants::Close => self.disconnect(at),
+                        wants => {
+                            self.conns[at].unread.extend(frames);
+                            self.read(at, wants);
+                        }
+                    }
                 }
             }
             Op::Deliver(pick) => {
@@ -797,7 +882,7 @@ impl Sim {
             Op::Shutdown => {
                 self.shutting_down = true;
                 for shard in &mut self.shards {
-                    shard.begin_shutdown(Instant::now() + Duration::from_secs(1));
+                    shard.begin_shutdown(self.now + CLOSE_GRACE);
                 }
                 if let Some(model) = &mut self.model {
                     model.shutdown();
@@ -822,15 +907,17 @@ impl Sim {
         let shard = number % self.shards.len();
         let conn = self.shards[shard].register();
         if let Some(model) = &mut self.model {
-            model.connect(number, shard);
+            model.connect(number, shard, &self.settings);
         }
         self.conns.push(SimConn {
             number,
             shard,
             conn,
+            driver: Driver::new(self.driver_settings, self.now),
+            waiting: false,
+            unread: VecDeque::new(),
             logged_in: false,
             last_seq: BTreeMap::new(),
-            waiting: None,
         });
     }
 
@@ -885,91 +972,100 @@ impl Sim {
         panic!("messages between shards never settle");
     }
 
-    /// Readers whose claim was answered go on with what they hold, as
-    /// `connection::read_frames` does; what they send is collected.
+    /// Readers waiting for a claim poll their driver (as `reader::read_frames` does when
+    /// woken) and go on reading once it is answered; what they send is collected. A
+    /// reader that ends (its connection closed meanwhile, or cut by the login's answer)
+    /// is disconnected at the connection's next op, like any other.
     fn resume(&mut self) {
-        let mut at = 0;
-        while at < self.conns.len() {
-            let sim = &mut self.conns[at];
-            if sim.waiting.is_some() {
-                if let Some(ok) = sim.conn.claim.take() {
-                    let (player, held) = sim.waiting.take().expect("checked above");
-                    session::finish_login(&sim.conn, player, ok);
-                    self.input(at, &held);
-                } else if sim.conn.out.is_closing() {
-                    self.disconnect(at);
-                    continue;
-                }
+        for at in 0..self.conns.len() {
+            if self.conns[at].waiting {
+                let wants = self.poll(at);
+                self.read(at, wants);
             }
-            at += 1;
         }
         self.collect();
     }
 
-    /// What `connection::handle_frames` does with bytes read: frame, decode, handle.
-    fn input(&mut self, at: usize, wire: &[u8]) {
-        let conn = self.conns[at].conn.clone();
-        let number = self.conns[at].number;
-        let shard = self.conns[at].shard;
-        let max = self.settings.max_frame_bytes;
-        let mut rest = wire;
-        loop {
-            let range = match frame::next_frame(rest, max) {
-                Ok(Some(range)) => range,
-                Ok(None) => {
-                    assert!(rest.is_empty(), "whole frames only: {} left", rest.len());
+    /// The driver's answer to a poll of connection `at` now.
+    fn poll(&mut self, at: usize) -> Wants {
+        let Self {
+            conns,
+            shards,
+            config,
+            now,
+            ..
+        } = self;
+        let sim = &mut conns[at];
+        let input = input(&mut shards[sim.shard], &sim.conn, config, *now);
+        sim.driver.poll(input)
+    }
+
+    /// The reader's loop (`reader::read_frames`) from a poll's answer `wants`: whenever
+    /// the driver asks for a read, the next unread frame arrives, one payload per read
+    /// (so that the model judges each), until the driver waits for a claim or closes, or
+    /// nothing is left to read.
+    fn read(&mut self, at: usize, mut wants: Wants) {
+        for _ in 0..MAX_POLLS {
+            match wants {
+                Wants::Yield => {}
+                Wants::Claim => {
+                    assert!(self.shards.len() > 1, "a local claim is answered at once");
+                    self.conns[at].waiting = true;
                     return;
                 }
-                Err(e @ FrameError::TooLarge { .. }) => {
-                    close_with(&conn, ErrorCode::FrameTooLarge, e.to_string());
-                    if let Some(model) = &mut self.model {
-                        model.payload(number, None, &self.settings);
-                    }
+                Wants::Close => {
+                    // The reader is done: what the client sent after is never read.
+                    let sim = &mut self.conns[at];
+                    sim.waiting = false;
+                    sim.unread.clear();
                     return;
                 }
-            };
-            let payload = &rest[range.clone()];
-            rest = &rest[range.end..];
-            let prost_ok = ClientMessage::decode(payload).is_ok();
-            let state = &mut self.shards[shard];
-            let outcome = match decode_request(payload) {
-                Ok(request) => {
-                    assert!(prost_ok, "decode_request accepted what prost rejects");
-                    check_agrees_with_prost(&request, payload);
-                    session::handle(state, &conn, &self.config, request, payload)
-                }
-                Err(e) => {
-                    assert!(!prost_ok, "decode_request rejected what prost accepts");
-                    close_with(&conn, ErrorCode::BadRequest, e.to_string());
-                    Outcome::Close
-                }
-            };
-            if let Some(model) = &mut self.model {
-                let flow = model.payload(number, Some(payload), &self.settings);
-                let server = if outcome == Outcome::Close {
-                    Flow::Close
-                } else {
-                    Flow::Continue
-                };
-                assert_eq!(server, flow, "whether the connection closes");
-            }
-            match outcome {
-                Outcome::Continue => {}
-                Outcome::AwaitClaim(player) => match conn.claim.take() {
-                    // The player id's owner is this shard: answered inline.
-                    Some(ok) => session::finish_login(&conn, player, ok),
-                    None => {
-                        assert!(self.shards.len() > 1, "a local claim is answered inline");
-                        self.conns[at].waiting = Some((player, rest.to_vec()));
+                Wants::Read(_) => {
+                    self.conns[at].waiting = false;
+                    let Some(frame) = self.conns[at].unread.pop_front() else {
                         return;
-                    }
-                },
-                Outcome::Close => {
-                    conn.out
-                        .close_after(None, Instant::now() + Duration::from_secs(1));
-                    return;
+                    };
+                    self.received(at, &frame);
                 }
             }
+            wants = self.poll(at);
+        }
+        panic!(
+            "conn {}: the driver never asks for a read",
+            self.conns[at].number
+        );
+    }
+
+    /// One read of `frame` (one whole framed payload) by connection `at`, and the
+    /// model's verdict on its payload: whether the connection closes on it.
+    fn received(&mut self, at: usize, frame: &[u8]) {
+        let payload = &frame[HEADER_LEN..];
+        check_decoder(payload);
+        let Self {
+            conns,
+            shards,
+            config,
+            now,
+            model,
+            settings,
+            ..
+        } = self;
+        let sim = &mut conns[at];
+        let input = input(&mut shards[sim.shard], &sim.conn, config, *now);
+        sim.driver.received(input, frame);
+        let Some(model) = model else {
+            return;
+        };
+        let flow = model.payload(sim.number, payload, settings);
+        // A connection cut as a slow consumer (its own echo or answer over the limit)
+        // is closed whatever its request was; `check` judges what it received.
+        if sim.conn.out.state() != OutState::Cut {
+            assert_eq!(
+                sim.conn.out.is_closing(),
+                flow == Flow::Close,
+                "conn {}: whether the connection closes",
+                sim.number
+            );
         }
     }
 
@@ -1048,34 +1144,36 @@ impl Sim {
         if self.shutting_down {
             return;
         }
-        // Valid ids only: the pool's first five.
+        // Valid ids only: the pool's first five, each logged in by a new connection.
         let relogins: Vec<Rc<ConnShared>> = (0..5u8)
             .map(|i| {
                 let shard = usize::from(i) % self.shards.len();
                 let conn = self.shards[shard].register();
-                let login = Payload::Login {
+                // A login with the token may be over a tiny `--max-frame-bytes`: these
+                // logins check that ids were released, not the frame limit.
+                let settings = DriverSettings {
+                    max_frame_bytes: 1 << 16,
+                    ..self.driver_settings
+                };
+                let mut driver = Driver::new(settings, self.now);
+                let login = framed(&Payload::Login {
                     player: i,
                     token: Token::Right,
-                };
-                let payload = login.encode();
-                let request = decode_request(&payload).expect("a valid login");
-                let outcome = session::handle(
-                    &mut self.shards[shard],
-                    &conn,
-                    &self.config,
-                    request,
-                    &payload,
+                });
+                let now = self.now;
+                driver.received(
+                    input(&mut self.shards[shard], &conn, &self.config, now),
+                    &login,
                 );
-                let Outcome::AwaitClaim(player) = outcome else {
-                    panic!("a fresh login waits for its claim: {outcome:?}");
-                };
                 self.settle();
-                let ok = conn
-                    .claim
-                    .take()
-                    .expect("the claim is answered once settled");
-                session::finish_login(&conn, player, ok);
-                conn
+                for _ in 0..MAX_POLLS {
+                    match driver.poll(input(&mut self.shards[shard], &conn, &self.config, now)) {
+                        Wants::Read(_) => return conn,
+                        Wants::Yield => {}
+                        wants => panic!("a fresh login, once settled: {wants:?}"),
+                    }
+                }
+                panic!("a fresh login's driver never asks for a read");
             })
             .collect();
         for (i, conn) in relogins.iter().enumerate() {
@@ -1096,15 +1194,29 @@ fn is_sub_multiset(part: &[Event], whole: &[Event]) -> bool {
     part.iter().all(|p| whole.any(|w| w == p))
 }
 
-/// Payloads framed back to back, as one read.
-fn framed(payloads: &[Payload]) -> Vec<u8> {
-    let mut wire = Vec::new();
-    for payload in payloads {
-        let bytes = payload.encode();
-        wire.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-        wire.extend_from_slice(&bytes);
+/// A payload framed as a client sends it.
+fn framed(payload: &Payload) -> Vec<u8> {
+    let bytes = payload.encode();
+    let mut frame = Vec::with_capacity(HEADER_LEN + bytes.len());
+    frame.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&bytes);
+    frame
+}
+
+/// What one call into a driver works on, at the simulated time `now`.
+fn input<'a>(
+    shard: &'a mut ShardState,
+    conn: &'a ConnShared,
+    session: &'a SessionConfig,
+    now: Instant,
+) -> Input<'a> {
+    Input {
+        shard,
+        conn,
+        session,
+        now,
+        close_by: now + CLOSE_GRACE,
     }
-    wire
 }
 
 /// Model-free rules on what one connection received, in order.
@@ -1150,12 +1262,6 @@ fn observe(sim: &mut SimConn, events: &[Event]) {
     }
 }
 
-fn close_with(conn: &ConnShared, code: ErrorCode, message: String) {
-    let deadline = Instant::now() + Duration::from_secs(1);
-    conn.out
-        .close_after(Some(response::error(code, message)), deadline);
-}
-
 /// Takes every queued frame, as the writer would.
 fn drain(conn: &ConnShared) -> Vec<Bytes> {
     let mut frames = Vec::new();
@@ -1165,6 +1271,19 @@ fn drain(conn: &ConnShared) -> Vec<Bytes> {
     }
     assert_eq!(conn.out.queued_bytes(), 0, "byte count follows the queue");
     frames
+}
+
+/// `decode_request` accepts exactly the payloads prost accepts, and reads them as
+/// prost does (checked on every payload a connection sends, before its driver reads it).
+fn check_decoder(payload: &[u8]) {
+    let prost_ok = ClientMessage::decode(payload).is_ok();
+    match decode_request(payload) {
+        Ok(request) => {
+            assert!(prost_ok, "decode_request accepted what prost rejects");
+            check_agrees_with_prost(&request, payload);
+        }
+        Err(_) => assert!(!prost_ok, "decode_request rejected what prost accepts"),
+    }
 }
 
 /// The fast `SendMessage` and `LoginRequest` views read exactly what prost reads;
