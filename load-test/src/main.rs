@@ -2,24 +2,23 @@
 //! NATS core, for comparison).
 //!
 //! Layout (one concept per file):
-//! - `cli`: the command line. `scenario`: runs fanout/chat/churn (and --find-max) and
-//!   connect; `idle`: the idle scenario and its child processes.
-//! - `worker`: one thread's epoll loop, connections and timers; `broadcast` and
-//!   `connect`: the measured phases it runs.
+//! - `cli`: the command line. `scenario/`: the scenarios from command line to report:
+//!   `broadcast/` (fanout/chat/churn: one run's threads, `--find-max`), `connect`,
+//!   `idle` (and its child processes).
+//! - `worker/`: one thread's connections (`plan`), epoll loop (`io`), server events
+//!   (`events`) and the phases a scenario drives on it (`broadcast`, `connect`).
 //! - `schedule`: open-loop send times; `body`: the stamp each message carries;
 //!   `latency`: histograms, percentiles, .hgrm; `check`: loss/dup/order checks.
 //! - `targets/{corecast,redis,nats}`: the three wire protocols.
 //! - `conn`, `poller`, `clock`, `procstat`: sockets, epoll, clocks, /proc.
-//! - `report`, `plot`, `progress`: the table, JSON, SVG and the live line.
+//! - `report/` (`table`, `markdown`), `plot`, `progress`: the table, JSON, SVG and the
+//!   live line.
 
 mod body;
-mod broadcast;
 mod check;
 mod cli;
 mod clock;
 mod conn;
-mod connect;
-mod idle;
 mod latency;
 mod plot;
 mod poller;
@@ -45,12 +44,12 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
         Command::Fanout(a) => {
             let spec = BroadcastSpec::new("fanout", a.rooms, a.members, a.senders);
-            scenario::run_broadcast(&spec, &a.run)
+            scenario::broadcast(&spec, &a.run)
         }
         Command::Chat(a) => {
             // Everyone sends.
             let spec = BroadcastSpec::new("chat", a.rooms, a.members, a.members);
-            scenario::run_broadcast(&spec, &a.run)
+            scenario::broadcast(&spec, &a.run)
         }
         Command::Churn(a) => {
             let spec = BroadcastSpec {
@@ -58,11 +57,11 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 churn_rate: a.churn_rate,
                 ..BroadcastSpec::new("churn", a.rooms, a.members, a.senders)
             };
-            scenario::run_broadcast(&spec, &a.run)
+            scenario::broadcast(&spec, &a.run)
         }
-        Command::Connect(a) => scenario::run_connect(&a),
-        Command::Idle(a) => idle::run_idle(&a),
-        Command::IdleChild(a) => idle::run_child(&a).map(|()| true),
+        Command::Connect(a) => scenario::connect(&a),
+        Command::Idle(a) => scenario::idle(&a),
+        Command::IdleChild(a) => scenario::idle_child(&a).map(|()| true),
         Command::Plot(a) => report::plot_files(
             &a.title,
             &a.inputs,

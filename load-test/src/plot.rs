@@ -76,52 +76,162 @@ pub enum YScale {
 
 /// Renders the series as an SVG document (latency in milliseconds on y).
 pub fn render_svg(title: &str, series: &[Series<'_>], y_scale: YScale) -> String {
-    // Enough decades to show the finest percentile any curve resolves, 2 to 6.
-    let finest = series
-        .iter()
-        .flat_map(|s| s.points.iter())
-        .filter(|p| p.percentile < 100.0)
-        .map(|p| x_of_percentile(p.percentile, 9.0))
-        .fold(2.0f64, f64::max);
-    let decades = finest.ceil().clamp(2.0, 6.0);
-    let max_ms = series
-        .iter()
-        .flat_map(|s| s.points.iter())
-        .map(|p| p.latency_us / 1000.0)
-        .fold(0.0, f64::max);
-    let min_ms = series
-        .iter()
-        .flat_map(|s| s.points.iter())
-        .map(|p| p.latency_us / 1000.0)
-        .filter(|&ms| ms > 0.0)
-        .fold(f64::INFINITY, f64::min);
-    let y_max = nice_ceiling(max_ms * 1.05);
-    // Log scale: whole decades around the data.
-    let lo_decade = if min_ms.is_finite() {
-        min_ms.log10().floor()
-    } else {
-        -3.0
-    };
-    let hi_decade = (max_ms.max(1e-3).log10().ceil()).max(lo_decade + 1.0);
-    let plot_w = W - LEFT - RIGHT;
-    let plot_h = H - TOP - BOTTOM;
-    let px = |x: f64| LEFT + x / decades * plot_w;
-    let py = |ms: f64| {
-        let frac = match y_scale {
-            YScale::Linear => (ms / y_max).min(1.0),
-            YScale::Log => {
-                ((ms.max(1e-9).log10() - lo_decade) / (hi_decade - lo_decade)).clamp(0.0, 1.0)
-            }
-        };
-        TOP + plot_h - frac * plot_h
-    };
-    let y_ticks: Vec<f64> = match y_scale {
-        YScale::Linear => (0..=5).map(|i| y_max * i as f64 / 5.0).collect(),
-        YScale::Log => (lo_decade as i32..=hi_decade as i32)
-            .map(|d| 10f64.powi(d))
-            .collect(),
-    };
+    let axes = Axes::fit(series, y_scale);
     let mut svg = String::new();
+    write_heading(&mut svg, title);
+    axes.write_grid(&mut svg);
+    write_frame(&mut svg);
+    axes.write_series(&mut svg, series);
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// The plot area inside the margins.
+const PLOT_W: f64 = W - LEFT - RIGHT;
+const PLOT_H: f64 = H - TOP - BOTTOM;
+
+/// The axes' ranges, fitted to the data, and the mapping into the plot area.
+struct Axes {
+    y_scale: YScale,
+    /// Decades of percentile on x (2 to 6).
+    decades: f64,
+    /// Linear scale: the top of the y axis, ms.
+    y_max: f64,
+    /// Log scale: the whole decades (log10 ms) at the bottom and top of the y axis.
+    lo_decade: f64,
+    hi_decade: f64,
+}
+
+impl Axes {
+    fn fit(series: &[Series<'_>], y_scale: YScale) -> Self {
+        let points = || series.iter().flat_map(|s| s.points.iter());
+        // Enough decades to show the finest percentile any curve resolves, 2 to 6.
+        let finest = points()
+            .filter(|p| p.percentile < 100.0)
+            .map(|p| x_of_percentile(p.percentile, 9.0))
+            .fold(2.0f64, f64::max);
+        let decades = finest.ceil().clamp(2.0, 6.0);
+        let max_ms = points().map(|p| p.latency_us / 1000.0).fold(0.0, f64::max);
+        let min_ms = points()
+            .map(|p| p.latency_us / 1000.0)
+            .filter(|&ms| ms > 0.0)
+            .fold(f64::INFINITY, f64::min);
+        let y_max = nice_ceiling(max_ms * 1.05);
+        // Log scale: whole decades around the data.
+        let lo_decade = if min_ms.is_finite() {
+            min_ms.log10().floor()
+        } else {
+            -3.0
+        };
+        let hi_decade = (max_ms.max(1e-3).log10().ceil()).max(lo_decade + 1.0);
+        Self {
+            y_scale,
+            decades,
+            y_max,
+            lo_decade,
+            hi_decade,
+        }
+    }
+
+    /// The x coordinate of `x` decades of percentile.
+    fn px(&self, x: f64) -> f64 {
+        LEFT + x / self.decades * PLOT_W
+    }
+
+    /// The y coordinate of `ms` milliseconds.
+    fn py(&self, ms: f64) -> f64 {
+        let frac = match self.y_scale {
+            YScale::Linear => (ms / self.y_max).min(1.0),
+            YScale::Log => ((ms.max(1e-9).log10() - self.lo_decade)
+                / (self.hi_decade - self.lo_decade))
+                .clamp(0.0, 1.0),
+        };
+        TOP + PLOT_H - frac * PLOT_H
+    }
+
+    /// The y axis's ticks, ms: fifths of `y_max`, or each whole decade.
+    fn y_ticks(&self) -> Vec<f64> {
+        match self.y_scale {
+            YScale::Linear => (0..=5).map(|i| self.y_max * i as f64 / 5.0).collect(),
+            YScale::Log => (self.lo_decade as i32..=self.hi_decade as i32)
+                .map(|d| 10f64.powi(d))
+                .collect(),
+        }
+    }
+
+    /// Grid lines with their labels: one per percentile decade, one per y tick.
+    fn write_grid(&self, svg: &mut String) {
+        for d in 0..=self.decades as u32 {
+            let x = self.px(d as f64);
+            let _ = writeln!(
+                svg,
+                r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#ddd"/>"##,
+                TOP + PLOT_H
+            );
+            let _ = writeln!(
+                svg,
+                r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+                TOP + PLOT_H + 18.0,
+                percent_label(d)
+            );
+        }
+        for &ms in &self.y_ticks() {
+            let y = self.py(ms);
+            let _ = writeln!(
+                svg,
+                r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/>"##,
+                LEFT + PLOT_W
+            );
+            let _ = writeln!(
+                svg,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+                LEFT - 6.0,
+                y + 4.0,
+                fmt_ms(ms)
+            );
+        }
+    }
+
+    /// Each series' curve and its legend entry (top left, one line each).
+    fn write_series(&self, svg: &mut String, series: &[Series<'_>]) {
+        for (i, s) in series.iter().enumerate() {
+            let color = COLORS[i % COLORS.len()];
+            let path: Vec<String> = s
+                .points
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{:.1},{:.1}",
+                        self.px(x_of_percentile(p.percentile, self.decades)),
+                        self.py(p.latency_us / 1000.0)
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                svg,
+                r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+                path.join(" ")
+            );
+            let ly = TOP + 20.0 + i as f64 * 18.0;
+            let _ = writeln!(
+                svg,
+                r#"<line x1="{:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{color}" stroke-width="3"/>"#,
+                LEFT + 12.0,
+                LEFT + 36.0
+            );
+            let _ = writeln!(
+                svg,
+                r#"<text x="{:.1}" y="{:.1}">{}</text>"#,
+                LEFT + 42.0,
+                ly + 4.0,
+                escape(s.label)
+            );
+        }
+    }
+}
+
+/// The document's opening tag, white background and title.
+fn write_heading(svg: &mut String, title: &str) {
     // Writing to a String cannot fail.
     let _ = writeln!(
         svg,
@@ -134,85 +244,25 @@ pub fn render_svg(title: &str, series: &[Series<'_>], y_scale: YScale) -> String
         W / 2.0,
         escape(title)
     );
-    for d in 0..=decades as u32 {
-        let x = px(d as f64);
-        let _ = writeln!(
-            svg,
-            r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#ddd"/>"##,
-            TOP + plot_h
-        );
-        let _ = writeln!(
-            svg,
-            r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-            TOP + plot_h + 18.0,
-            percent_label(d)
-        );
-    }
-    for &ms in &y_ticks {
-        let y = py(ms);
-        let _ = writeln!(
-            svg,
-            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/>"##,
-            LEFT + plot_w
-        );
-        let _ = writeln!(
-            svg,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
-            LEFT - 6.0,
-            y + 4.0,
-            fmt_ms(ms)
-        );
-    }
+}
+
+/// The plot area's border and the axis titles.
+fn write_frame(svg: &mut String) {
     let _ = writeln!(
         svg,
-        r#"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="black"/>"#
+        r#"<rect x="{LEFT}" y="{TOP}" width="{PLOT_W}" height="{PLOT_H}" fill="none" stroke="black"/>"#
     );
     let _ = writeln!(
         svg,
         r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">percentile</text>"#,
-        LEFT + plot_w / 2.0,
+        LEFT + PLOT_W / 2.0,
         H - 15.0
     );
     let _ = writeln!(
         svg,
         r#"<text transform="translate(20 {:.1}) rotate(-90)" text-anchor="middle">latency (ms)</text>"#,
-        TOP + plot_h / 2.0
+        TOP + PLOT_H / 2.0
     );
-    for (i, s) in series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
-        let path: Vec<String> = s
-            .points
-            .iter()
-            .map(|p| {
-                format!(
-                    "{:.1},{:.1}",
-                    px(x_of_percentile(p.percentile, decades)),
-                    py(p.latency_us / 1000.0)
-                )
-            })
-            .collect();
-        let _ = writeln!(
-            svg,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
-            path.join(" ")
-        );
-        let ly = TOP + 20.0 + i as f64 * 18.0;
-        let _ = writeln!(
-            svg,
-            r#"<line x1="{:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{color}" stroke-width="3"/>"#,
-            LEFT + 12.0,
-            LEFT + 36.0
-        );
-        let _ = writeln!(
-            svg,
-            r#"<text x="{:.1}" y="{:.1}">{}</text>"#,
-            LEFT + 42.0,
-            ly + 4.0,
-            escape(s.label)
-        );
-    }
-    svg.push_str("</svg>\n");
-    svg
 }
 
 fn fmt_ms(ms: f64) -> String {

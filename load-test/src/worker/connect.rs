@@ -1,17 +1,17 @@
-//! The connect scenario's run: clients connect and log in as fast as possible (with a
-//! bound on handshakes in flight) or on an open-loop schedule, and each one's
-//! connect+login latency is timed from when it was due to start.
+//! A worker's part of the connect scenario: its clients connect and log in as fast as
+//! possible (with a bound on handshakes in flight) or on an open-loop schedule, and
+//! each one's connect+login latency is timed from when it was due to start.
 
 use std::cmp::Reverse;
 use std::sync::mpsc;
 
 use anyhow::Result;
 
-use crate::broadcast::PROGRESS_EVERY_NS;
 use crate::clock::mono_ns;
 use crate::latency::{new_histogram, LatencyRecorder, Window};
 use crate::schedule::Schedule;
-use crate::worker::{Progress, Timer, Worker};
+
+use super::{Progress, Timer, Worker, PROGRESS_EVERY_NS};
 
 /// How the connect scenario paces its clients.
 #[derive(Debug, Clone, Copy)]
@@ -25,9 +25,9 @@ pub struct ConnectPacing {
 }
 
 impl Worker {
-    /// Connects and logs in every client; connect latency lands in `send_lag`.
-    /// Returns the time the first connect started.
-    pub fn run_connect(
+    /// Drives this worker's share of a connect run: connects and logs in every client;
+    /// connect latency lands in `send_lag`. Returns the time the first connect started.
+    pub fn drive_connect(
         &mut self,
         pacing: ConnectPacing,
         progress: &mpsc::Sender<Progress>,

@@ -1,6 +1,9 @@
-//! A run's results: the human table, `--json`, `--hgrm` and `--plot` outputs.
+//! A run's results: the [`Report`] and its `--json`, `--hgrm` and `--plot` outputs.
+//! `table`: the human table a run prints; `markdown`: saved reports side by side.
 
-use std::fmt::Write as _;
+mod markdown;
+mod table;
+
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -10,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::check::CheckCounts;
 use crate::latency::{hgrm_text, percentile_curve, CurvePoint, Percentiles};
 use crate::plot::{render_svg, Series, YScale};
+
+pub use markdown::markdown_table;
 
 /// The server's cost over the measured window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -163,169 +168,6 @@ impl Report {
             1.0
         }
     }
-
-    /// The human-readable table.
-    pub fn table(&self) -> String {
-        let mut t = String::new();
-        let ms = |us: f64| format!("{:.3} ms", us / 1000.0);
-        let _ = writeln!(t, "== {} | {} | {}", self.label, self.scenario, self.params);
-        let _ = writeln!(t, "  connections            {}", self.connections);
-        if self.scenario == "connect" {
-            let _ = writeln!(t, "  logins/s               {:.0}", self.connections_per_s);
-            let _ = writeln!(
-                t,
-                "  failures               {}",
-                self.incidents.connect_failures
-            );
-        } else if self.scenario != "idle" {
-            let _ = writeln!(
-                t,
-                "  window                 {:.1} s (after {:.1} s warm-up)",
-                self.duration_s, self.warmup_s
-            );
-            let _ = writeln!(t, "  offered msgs/s         {:.0}", self.offered_msgs_per_s);
-            let _ = writeln!(t, "  sent msgs/s            {:.0}", self.sent_msgs_per_s);
-            let _ = writeln!(
-                t,
-                "  offered deliveries/s   {:.0}",
-                self.offered_deliveries_per_s
-            );
-            let _ = writeln!(
-                t,
-                "  achieved deliveries/s  {:.0} ({:.1}% of offered)",
-                self.achieved_deliveries_per_s,
-                self.achieved_ratio() * 100.0
-            );
-        }
-        if self.scenario != "idle" {
-            let l = &self.latency;
-            let what = if self.scenario == "connect" {
-                "connect+login"
-            } else {
-                "latency"
-            };
-            let _ = writeln!(t, "  {what:<22} samples {}", l.count);
-            let _ = writeln!(
-                t,
-                "    p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}",
-                ms(l.p50_us),
-                ms(l.p90_us),
-                ms(l.p99_us),
-                ms(l.p999_us),
-                ms(l.p9999_us),
-                ms(l.max_us)
-            );
-        }
-        if self.scenario != "connect" && self.scenario != "idle" {
-            let c = &self.checks;
-            let _ = writeln!(
-                t,
-                "  checks                 deliveries {}  lost {}  dup {}  sender-reorder {}  seq-reorder {}  seq-gap {}  unexpected {}",
-                c.deliveries, c.lost, c.duplicates, c.sender_reorders, c.seq_reorders, c.seq_gaps, c.unexpected
-            );
-            let _ = writeln!(
-                t,
-                "  send lag               p99 {}  max {} (actual minus scheduled send)",
-                ms(self.send_lag.p99_us),
-                ms(self.send_lag.max_us)
-            );
-        }
-        if self.incidents.churn_ops > 0 || self.incidents.churn_skipped > 0 {
-            let _ = writeln!(
-                t,
-                "  churn                  {} joins/leaves, {} skipped",
-                self.incidents.churn_ops, self.incidents.churn_skipped
-            );
-            let _ = writeln!(
-                t,
-                "  all deliveries/s       {:.0} (churners included)",
-                self.all_deliveries_per_s
-            );
-        }
-        if self.incidents.disconnects > 0 || self.incidents.server_errors > 0 {
-            let _ = writeln!(
-                t,
-                "  server                 {} disconnects, {} errors",
-                self.incidents.disconnects, self.incidents.server_errors
-            );
-        }
-        if let Some(e) = &self.incidents.first_error {
-            let _ = writeln!(t, "  first error            {e}");
-        }
-        let _ = writeln!(
-            t,
-            "  harness cpu            {:.0}% of one core ({} thread(s))",
-            self.harness_cpu_pct, self.harness_threads
-        );
-        if self.harness_preemptions > 0 {
-            let _ = writeln!(
-                t,
-                "  harness preempted      {} times (other work competed for its CPU)",
-                self.harness_preemptions
-            );
-        }
-        if self.harness_cpu_pct > 90.0 * self.harness_threads as f64 {
-            let _ = writeln!(t, "  WARNING: the load generator is saturated; results are a floor on the server's capacity");
-        }
-        if let Some(s) = &self.server {
-            if self.scenario == "connect" {
-                let _ = writeln!(
-                    t,
-                    "  server cpu             {:.0}% of one core, {:.1} us per 1000 logins",
-                    s.cpu_pct, s.cpu_us_per_1000_deliveries
-                );
-            } else if self.scenario != "idle" {
-                let _ = writeln!(
-                    t,
-                    "  server cpu             {:.0}% of one core, {:.1} us per 1000 deliveries",
-                    s.cpu_pct, s.cpu_us_per_1000_deliveries
-                );
-            }
-            let _ = writeln!(
-                t,
-                "  server rss             {} KiB -> {} KiB, {:.0} bytes per connection",
-                s.rss_before_kib, s.rss_after_kib, s.rss_per_connection_bytes
-            );
-        }
-        if self
-            .server
-            .as_ref()
-            .is_some_and(|s| s.rss_after_kib < s.rss_before_kib)
-        {
-            let _ = writeln!(
-                t,
-                "  WARNING: the server's RSS fell during the run (still releasing memory from \
-                 earlier load?): start from a fresh server for a per-connection figure"
-            );
-        }
-        if !self.find_max.is_empty() {
-            let _ = writeln!(t, "  find-max steps:");
-            for s in &self.find_max {
-                let _ = writeln!(
-                    t,
-                    "    {:>10.0} msgs/s offered  achieved {:5.1}%  p99 {:>10}  {}",
-                    s.offered_msgs_per_s,
-                    s.achieved_ratio * 100.0,
-                    ms(s.p99_us),
-                    s.verdict
-                );
-            }
-        }
-        if self.has_errors() {
-            let _ = writeln!(
-                t,
-                "  !!! LOSS OR DISORDER: lost {} dup {} reorders {}/{} gaps {} unexpected {} failures {} !!!",
-                self.checks.lost,
-                self.checks.duplicates,
-                self.checks.sender_reorders,
-                self.checks.seq_reorders,
-                self.checks.seq_gaps,
-                self.checks.unexpected,
-                self.incidents.connect_failures
-            );
-        }
-        t
-    }
 }
 
 /// Where to write results.
@@ -446,101 +288,6 @@ pub fn plot_files(
     Ok(())
 }
 
-/// Saved reports side by side as a Markdown table (one row per run).
-pub fn markdown_table(reports: &[Report]) -> String {
-    if reports
-        .iter()
-        .all(|r| r.scenario == "connect" || r.scenario == "idle")
-    {
-        return markdown_connections_table(reports);
-    }
-    let mut t = String::new();
-    let ms = |us: f64| format!("{:.3}", us / 1000.0);
-    let _ = writeln!(
-        t,
-        "| run | offered msgs/s | achieved deliveries/s | p50 ms | p90 ms | p99 ms | p99.9 ms | p99.99 ms | max ms \
-         | lost / dup / reordered | server CPU | server CPU us / 1000 deliveries | server RSS / conn | harness CPU |"
-    );
-    let _ = writeln!(
-        t,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    );
-    for r in reports {
-        let c = &r.checks;
-        let (cpu, per_k, rss) = match &r.server {
-            Some(s) => (
-                format!("{:.0}%", s.cpu_pct),
-                format!("{:.0}", s.cpu_us_per_1000_deliveries),
-                format!("{:.0} B", s.rss_per_connection_bytes),
-            ),
-            None => ("-".into(), "-".into(), "-".into()),
-        };
-        let _ = writeln!(
-            t,
-            "| {} | {:.0} | {:.0} ({:.1}%) | {} | {} | {} | {} | {} | {} | {} / {} / {} | {} | {} | {} | {:.0}% |",
-            r.label,
-            r.offered_msgs_per_s,
-            r.achieved_deliveries_per_s,
-            r.achieved_ratio() * 100.0,
-            ms(r.latency.p50_us),
-            ms(r.latency.p90_us),
-            ms(r.latency.p99_us),
-            ms(r.latency.p999_us),
-            ms(r.latency.p9999_us),
-            ms(r.latency.max_us),
-            c.lost,
-            c.duplicates,
-            c.sender_reorders + c.seq_reorders,
-            cpu,
-            per_k,
-            rss,
-            r.harness_cpu_pct
-        );
-    }
-    t
-}
-
-/// The connect and idle scenarios' table: logins and memory instead of deliveries.
-fn markdown_connections_table(reports: &[Report]) -> String {
-    let mut t = String::new();
-    let ms = |us: f64| format!("{:.3}", us / 1000.0);
-    let _ = writeln!(
-        t,
-        "| run | connections | logins/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | failures \
-         | server CPU us / 1000 logins | server RSS / conn | harness CPU |"
-    );
-    let _ = writeln!(
-        t,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    );
-    for r in reports {
-        let (per_k, rss) = match &r.server {
-            Some(s) => (
-                format!("{:.0}", s.cpu_us_per_1000_deliveries),
-                format!("{:.0} B", s.rss_per_connection_bytes),
-            ),
-            None => ("-".into(), "-".into()),
-        };
-        let _ = writeln!(
-            t,
-            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0}% |",
-            r.label,
-            r.connections,
-            r.connections_per_s,
-            ms(r.latency.p50_us),
-            ms(r.latency.p90_us),
-            ms(r.latency.p99_us),
-            ms(r.latency.p999_us),
-            ms(r.latency.max_us),
-            r.incidents.connect_failures,
-            per_k,
-            rss,
-            r.harness_cpu_pct
-        );
-    }
-    t
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -638,25 +385,5 @@ mod tests {
         r.checks.lost = 3;
         assert!(r.has_errors());
         assert!(r.table().contains("LOSS OR DISORDER: lost 3"));
-    }
-
-    #[test]
-    fn markdown_has_a_row_per_report() {
-        let a = Report {
-            label: "corecast".into(),
-            offered_msgs_per_s: 1000.0,
-            ..Report::default()
-        };
-        let b = Report {
-            label: "redis".into(),
-            ..Report::default()
-        };
-        let md = markdown_table(&[a, b]);
-        assert_eq!(md.lines().count(), 4);
-        assert!(md
-            .lines()
-            .nth(2)
-            .is_some_and(|l| l.starts_with("| corecast | 1000 |")));
-        assert!(md.lines().all(|l| l.matches('|').count() == 15));
     }
 }
