@@ -2,6 +2,9 @@
 //! one thread), so counting is a plain `Cell` add: no atomics, no sharing on the data
 //! path. A scrape asks every shard for a snapshot through the channel mesh and sums
 //! them.
+//!
+//! The plain counters are declared once, in the `counters!` table below; the labelled
+//! families (disconnects, errors, the latency histogram) are written out by hand.
 
 pub mod process;
 
@@ -48,56 +51,119 @@ pub const LATENCY_BUCKETS_US: [u64; 14] = [
     10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 1_000_000,
 ];
 
+const N_REASONS: usize = REASONS.len();
 const N_CODES: usize = 16;
+/// `LATENCY_BUCKETS_US`, then +Inf.
+const N_BUCKETS: usize = LATENCY_BUCKETS_US.len() + 1;
 
-/// Counter values of one shard (or their sum).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Counters {
-    /// Connections accepted.
-    pub accepted: u64,
-    /// Successful logins.
-    pub logins: u64,
-    /// Successful joins.
-    pub joins: u64,
-    /// Successful leaves (disconnects not included).
-    pub leaves: u64,
-    /// Messages accepted by their room's owner.
-    pub messages_in: u64,
-    /// Frames queued for recipients by fan-out.
-    pub deliveries: u64,
-    /// Bytes read from clients.
-    pub bytes_in: u64,
-    /// Bytes written to clients.
-    pub bytes_out: u64,
-    /// Messages sent to other shards.
-    pub cross_shard: u64,
-    /// Disconnects, by reason (`REASONS` order).
-    pub disconnects: [u64; 8],
-    /// Error frames sent, by `ErrorCode`.
-    pub errors: [u64; N_CODES],
-    /// Delivery latency histogram counts (`LATENCY_BUCKETS_US`, then +Inf).
-    pub latency_buckets: [u64; 15],
-    /// Sum of observed latencies, in microseconds.
-    pub latency_sum_us: u64,
+/// Expands the table of plain counters (invoked right below) into everything that
+/// names them: the `Counters` fields, the `Count` variants, the thread-local cells,
+/// `count` (one `Cell` add per variant), the snapshot, the sum and the rendered series.
+macro_rules! counters {
+    ($($field:ident: $variant:ident $(($payload:ty))? => $name:literal, $help:literal;)*) => {
+        /// Counter values of one shard (or their sum).
+        #[derive(Debug, Clone, Default, PartialEq)]
+        pub struct Counters {
+            $(#[doc = $help] pub $field: u64,)*
+            /// Disconnects, by reason (`REASONS` order).
+            pub disconnects: [u64; N_REASONS],
+            /// Error frames sent, by `ErrorCode`.
+            pub errors: [u64; N_CODES],
+            /// Delivery latency histogram counts (`LATENCY_BUCKETS_US`, then +Inf).
+            pub latency_buckets: [u64; N_BUCKETS],
+            /// Sum of observed latencies, in microseconds.
+            pub latency_sum_us: u64,
+        }
+
+        /// The counters a shard's code bumps: a bare variant counts one, a payload
+        /// counts that many.
+        #[derive(Debug, Clone, Copy)]
+        pub enum Count {
+            $(#[doc = concat!("`", $name, "`: ", $help)] $variant $(($payload))?,)*
+        }
+
+        /// A shard's counters, touched by its thread only.
+        struct Local {
+            $($field: Cell<u64>,)*
+            disconnects: [Cell<u64>; N_REASONS],
+            errors: [Cell<u64>; N_CODES],
+            latency_buckets: [Cell<u64>; N_BUCKETS],
+            latency_sum_us: Cell<u64>,
+        }
+
+        impl Local {
+            const fn new() -> Local {
+                Local {
+                    $($field: Cell::new(0),)*
+                    disconnects: [const { Cell::new(0) }; N_REASONS],
+                    errors: [const { Cell::new(0) }; N_CODES],
+                    latency_buckets: [const { Cell::new(0) }; N_BUCKETS],
+                    latency_sum_us: Cell::new(0),
+                }
+            }
+
+            fn snapshot(&self) -> Counters {
+                Counters {
+                    $($field: self.$field.get(),)*
+                    disconnects: self.disconnects.each_ref().map(Cell::get),
+                    errors: self.errors.each_ref().map(Cell::get),
+                    latency_buckets: self.latency_buckets.each_ref().map(Cell::get),
+                    latency_sum_us: self.latency_sum_us.get(),
+                }
+            }
+        }
+
+        /// Adds to a counter of the current shard.
+        pub fn count(what: Count) {
+            LOCAL.with(|l| match what {
+                $(Count::$variant $((counters!(@bind n $payload)))? => {
+                    bump(&l.$field, counters!(@amount $(n $payload)?))
+                })*
+            });
+        }
+
+        impl Counters {
+            /// Adds another shard's counters.
+            pub fn add(&mut self, other: &Counters) {
+                $(self.$field += other.$field;)*
+                add_all(&mut self.disconnects, &other.disconnects);
+                add_all(&mut self.errors, &other.errors);
+                add_all(&mut self.latency_buckets, &other.latency_buckets);
+                self.latency_sum_us += other.latency_sum_us;
+            }
+
+            /// Writes the plain counters as Prometheus series, in table order.
+            fn render_plain(&self, out: &mut String) {
+                $(
+                    family(out, $name, $help, "counter");
+                    let _ = writeln!(out, "{} {}", $name, self.$field);
+                )*
+            }
+        }
+    };
+    // A payload variant binds its amount as `n`; a bare one counts 1.
+    (@bind $n:ident $payload:ty) => { $n };
+    (@amount) => { 1 };
+    (@amount $n:ident $payload:ty) => { $n };
 }
 
-impl Counters {
-    /// Adds another shard's counters.
-    pub fn add(&mut self, other: &Counters) {
-        self.accepted += other.accepted;
-        self.logins += other.logins;
-        self.joins += other.joins;
-        self.leaves += other.leaves;
-        self.messages_in += other.messages_in;
-        self.deliveries += other.deliveries;
-        self.bytes_in += other.bytes_in;
-        self.bytes_out += other.bytes_out;
-        self.cross_shard += other.cross_shard;
-        add_all(&mut self.disconnects, &other.disconnects);
-        add_all(&mut self.errors, &other.errors);
-        add_all(&mut self.latency_buckets, &other.latency_buckets);
-        self.latency_sum_us += other.latency_sum_us;
-    }
+// The plain counters: add a counter here, nowhere else. Each row is
+// `field: CountVariant[(u64)] => "prometheus_name", "HELP text";` and its series is
+// rendered in row order.
+counters! {
+    accepted: Accepted => "corecast_connections_accepted_total", "Connections accepted.";
+    logins: Login => "corecast_logins_total", "Successful logins.";
+    joins: Join => "corecast_joins_total", "Successful joins.";
+    leaves: Leave => "corecast_leaves_total",
+        "Successful leave requests (disconnects not included).";
+    messages_in: MessageIn => "corecast_messages_in_total",
+        "Messages accepted by their room's owner.";
+    deliveries: Deliveries(u64) => "corecast_deliveries_total",
+        "Frames queued to recipients by fan-out (messages, join and leave notifications).";
+    bytes_in: BytesIn(u64) => "corecast_bytes_in_total", "Bytes read from clients.";
+    bytes_out: BytesOut(u64) => "corecast_bytes_out_total", "Bytes written to clients.";
+    cross_shard: CrossShard(u64) => "corecast_cross_shard_messages_total",
+        "Messages sent between shards.";
 }
 
 fn add_all<const N: usize>(into: &mut [u64; N], from: &[u64; N]) {
@@ -121,69 +187,14 @@ pub struct ShardStats {
     pub inbox_depth: usize,
 }
 
-struct Local {
-    accepted: Cell<u64>,
-    logins: Cell<u64>,
-    joins: Cell<u64>,
-    leaves: Cell<u64>,
-    messages_in: Cell<u64>,
-    deliveries: Cell<u64>,
-    bytes_in: Cell<u64>,
-    bytes_out: Cell<u64>,
-    cross_shard: Cell<u64>,
-    disconnects: [Cell<u64>; 8],
-    errors: [Cell<u64>; N_CODES],
-    latency_buckets: [Cell<u64>; 15],
-    latency_sum_us: Cell<u64>,
-}
-
 thread_local! {
     /// When the shard began its current turn (an inbox batch, a read's frames).
     static TURN_STARTED: Cell<Option<Instant>> = const { Cell::new(None) };
-    static LOCAL: Local = const {
-        Local {
-            accepted: Cell::new(0),
-            logins: Cell::new(0),
-            joins: Cell::new(0),
-            leaves: Cell::new(0),
-            messages_in: Cell::new(0),
-            deliveries: Cell::new(0),
-            bytes_in: Cell::new(0),
-            bytes_out: Cell::new(0),
-            cross_shard: Cell::new(0),
-            disconnects: [const { Cell::new(0) }; 8],
-            errors: [const { Cell::new(0) }; N_CODES],
-            latency_buckets: [const { Cell::new(0) }; 15],
-            latency_sum_us: Cell::new(0),
-        }
-    };
+    static LOCAL: Local = const { Local::new() };
 }
 
 fn bump(cell: &Cell<u64>, n: u64) {
     cell.set(cell.get().wrapping_add(n));
-}
-
-/// The counters a shard's code bumps.
-#[derive(Debug, Clone, Copy)]
-pub enum Count {
-    /// A connection was accepted.
-    Accepted,
-    /// A login succeeded.
-    Login,
-    /// A join succeeded.
-    Join,
-    /// A leave succeeded.
-    Leave,
-    /// A message was accepted by its owner.
-    MessageIn,
-    /// Frames queued by fan-out.
-    Deliveries(u64),
-    /// Bytes read.
-    BytesIn(u64),
-    /// Bytes written.
-    BytesOut(u64),
-    /// Messages sent to other shards.
-    CrossShard(u64),
 }
 
 /// The shard's current turn (a batch of frames read, or a batch from another shard):
@@ -213,21 +224,6 @@ pub fn turn_started() -> Instant {
     TURN_STARTED.with(|t| t.get()).unwrap_or_else(Instant::now)
 }
 
-/// Adds to a counter of the current shard.
-pub fn count(what: Count) {
-    LOCAL.with(|l| match what {
-        Count::Accepted => bump(&l.accepted, 1),
-        Count::Login => bump(&l.logins, 1),
-        Count::Join => bump(&l.joins, 1),
-        Count::Leave => bump(&l.leaves, 1),
-        Count::MessageIn => bump(&l.messages_in, 1),
-        Count::Deliveries(n) => bump(&l.deliveries, n),
-        Count::BytesIn(n) => bump(&l.bytes_in, n),
-        Count::BytesOut(n) => bump(&l.bytes_out, n),
-        Count::CrossShard(n) => bump(&l.cross_shard, n),
-    });
-}
-
 /// Counts a disconnect.
 pub fn disconnect(reason: Disconnect) {
     let index = REASONS.iter().position(|(r, _)| *r == reason).unwrap_or(0);
@@ -255,21 +251,12 @@ pub fn latency(elapsed: Duration) {
 
 /// This shard's counters now.
 pub fn snapshot() -> Counters {
-    LOCAL.with(|l| Counters {
-        accepted: l.accepted.get(),
-        logins: l.logins.get(),
-        joins: l.joins.get(),
-        leaves: l.leaves.get(),
-        messages_in: l.messages_in.get(),
-        deliveries: l.deliveries.get(),
-        bytes_in: l.bytes_in.get(),
-        bytes_out: l.bytes_out.get(),
-        cross_shard: l.cross_shard.get(),
-        disconnects: l.disconnects.each_ref().map(Cell::get),
-        errors: l.errors.each_ref().map(Cell::get),
-        latency_buckets: l.latency_buckets.each_ref().map(Cell::get),
-        latency_sum_us: l.latency_sum_us.get(),
-    })
+    LOCAL.with(Local::snapshot)
+}
+
+/// Writes a metric family's `# HELP` and `# TYPE` lines.
+fn family(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
 }
 
 /// Renders every shard's stats as Prometheus text exposition format.
@@ -279,102 +266,47 @@ pub fn render(shards: &[ShardStats], ready: bool) -> String {
         total.add(&s.counters);
     }
     let mut out = String::with_capacity(4096);
-    let mut counter = |name: &str, help: &str, value: u64| {
-        let _ = write!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
-        );
-    };
-    counter(
-        "corecast_connections_accepted_total",
-        "Connections accepted.",
-        total.accepted,
-    );
-    counter("corecast_logins_total", "Successful logins.", total.logins);
-    counter("corecast_joins_total", "Successful joins.", total.joins);
-    counter(
-        "corecast_leaves_total",
-        "Successful leave requests (disconnects not included).",
-        total.leaves,
-    );
-    counter(
-        "corecast_messages_in_total",
-        "Messages accepted by their room's owner.",
-        total.messages_in,
-    );
-    counter(
-        "corecast_deliveries_total",
-        "Frames queued to recipients by fan-out (messages, join and leave notifications).",
-        total.deliveries,
-    );
-    counter(
-        "corecast_bytes_in_total",
-        "Bytes read from clients.",
-        total.bytes_in,
-    );
-    counter(
-        "corecast_bytes_out_total",
-        "Bytes written to clients.",
-        total.bytes_out,
-    );
-    counter(
-        "corecast_cross_shard_messages_total",
-        "Messages sent between shards.",
-        total.cross_shard,
-    );
-    let _ = write!(
-        out,
-        "# HELP corecast_disconnects_total Connections ended, by reason.\n# TYPE corecast_disconnects_total counter\n"
-    );
-    for (i, (_, reason)) in REASONS.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "corecast_disconnects_total{{reason=\"{reason}\"}} {}",
-            total.disconnects[i]
-        );
+    total.render_plain(&mut out);
+
+    let name = "corecast_disconnects_total";
+    family(&mut out, name, "Connections ended, by reason.", "counter");
+    for ((_, reason), n) in REASONS.iter().zip(total.disconnects) {
+        let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {n}");
     }
-    let _ = write!(out, "# HELP corecast_errors_total Error codes sent to clients.\n# TYPE corecast_errors_total counter\n");
+    let name = "corecast_errors_total";
+    family(&mut out, name, "Error codes sent to clients.", "counter");
     for (i, &n) in total.errors.iter().enumerate() {
         if let Ok(code) = ErrorCode::try_from(i as i32) {
             if code != ErrorCode::None {
-                let _ = writeln!(
-                    out,
-                    "corecast_errors_total{{code=\"{}\"}} {n}",
-                    code.as_str_name()
-                );
+                let _ = writeln!(out, "{name}{{code=\"{}\"}} {n}", code.as_str_name());
             }
         }
     }
-    let _ = write!(out, "# HELP corecast_connections Open connections, per shard.\n# TYPE corecast_connections gauge\n");
-    for s in shards {
-        let _ = writeln!(
-            out,
-            "corecast_connections{{shard=\"{}\"}} {}",
-            s.shard, s.connections
-        );
-    }
-    let _ = write!(
-        out,
-        "# HELP corecast_rooms Rooms, per owner shard.\n# TYPE corecast_rooms gauge\n"
+
+    let mut gauge = |name: &str, help: &str, value: fn(&ShardStats) -> usize| {
+        family(&mut out, name, help, "gauge");
+        for s in shards {
+            let _ = writeln!(out, "{name}{{shard=\"{}\"}} {}", s.shard, value(s));
+        }
+    };
+    gauge(
+        "corecast_connections",
+        "Open connections, per shard.",
+        |s| s.connections,
     );
-    for s in shards {
-        let _ = writeln!(out, "corecast_rooms{{shard=\"{}\"}} {}", s.shard, s.rooms);
-    }
-    let _ = write!(
-        out,
-        "# HELP corecast_inbox_depth Batches waiting in a shard's inbox.\n# TYPE corecast_inbox_depth gauge\n"
+    gauge("corecast_rooms", "Rooms, per owner shard.", |s| s.rooms);
+    gauge(
+        "corecast_inbox_depth",
+        "Batches waiting in a shard's inbox.",
+        |s| s.inbox_depth,
     );
-    for s in shards {
-        let _ = writeln!(
-            out,
-            "corecast_inbox_depth{{shard=\"{}\"}} {}",
-            s.shard, s.inbox_depth
-        );
-    }
+
     let name = "corecast_delivery_latency_seconds";
-    let _ = write!(
-        out,
-        "# HELP {name} Time a connection's outbound queue stayed non-empty: from the start of the shard turn that queued a frame into an empty queue to the write that emptied it (one sample per busy period).\n# TYPE {name} histogram\n"
+    family(
+        &mut out,
+        name,
+        "Time a connection's outbound queue stayed non-empty: from the start of the shard turn that queued a frame into an empty queue to the write that emptied it (one sample per busy period).",
+        "histogram",
     );
     let mut cumulative = 0;
     for (i, bound) in LATENCY_BUCKETS_US.iter().enumerate() {
@@ -389,92 +321,16 @@ pub fn render(shards: &[ShardStats], ready: bool) -> String {
     let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
     let _ = writeln!(out, "{name}_sum {}", total.latency_sum_us as f64 / 1e6);
     let _ = writeln!(out, "{name}_count {cumulative}");
-    let _ = write!(
-        out,
-        "# HELP corecast_ready 1 while accepting connections.\n# TYPE corecast_ready gauge\n"
+
+    family(
+        &mut out,
+        "corecast_ready",
+        "1 while accepting connections.",
+        "gauge",
     );
     let _ = writeln!(out, "corecast_ready {}", u8::from(ready));
     out
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_turn_stamps_only_while_it_lives() {
-        let start = Instant::now() - Duration::from_secs(60);
-        {
-            let _turn = Turn::start(start);
-            assert_eq!(turn_started(), start, "inside the turn: its start");
-        }
-        assert!(
-            turn_started() > start + Duration::from_secs(59),
-            "after the turn: the clock, not the stale start"
-        );
-    }
-
-    #[test]
-    fn counts_are_per_thread_and_snapshots_sum() {
-        let before = snapshot();
-        count(Count::Login);
-        count(Count::Deliveries(5));
-        error(ErrorCode::NotInRoom);
-        latency(Duration::from_micros(40));
-        let after = snapshot();
-        assert_eq!(after.logins - before.logins, 1);
-        assert_eq!(after.deliveries - before.deliveries, 5);
-        assert_eq!(
-            after.errors[ErrorCode::NotInRoom as usize]
-                - before.errors[ErrorCode::NotInRoom as usize],
-            1
-        );
-        assert_eq!(
-            after.latency_buckets[2] - before.latency_buckets[2],
-            1,
-            "40 us falls in le=50us"
-        );
-        let other = std::thread::spawn(snapshot).join().unwrap();
-        assert_eq!(
-            other,
-            Counters::default(),
-            "another thread (shard) has its own counters"
-        );
-    }
-
-    #[test]
-    fn render_sums_shards_into_prometheus_text() {
-        let mut a = Counters {
-            logins: 2,
-            ..Counters::default()
-        };
-        a.errors[ErrorCode::SlowConsumer as usize] = 1;
-        let b = Counters {
-            logins: 3,
-            latency_buckets: [1; 15],
-            ..Counters::default()
-        };
-        let shards = [
-            ShardStats {
-                shard: 0,
-                counters: a,
-                connections: 4,
-                rooms: 1,
-                inbox_depth: 0,
-            },
-            ShardStats {
-                shard: 1,
-                counters: b,
-                connections: 6,
-                rooms: 2,
-                inbox_depth: 3,
-            },
-        ];
-        let text = render(&shards, true);
-        assert!(text.contains("corecast_logins_total 5\n"));
-        assert!(text.contains("corecast_errors_total{code=\"SLOW_CONSUMER\"} 1\n"));
-        assert!(text.contains("corecast_connections{shard=\"1\"} 6\n"));
-        assert!(text.contains("corecast_delivery_latency_seconds_bucket{le=\"+Inf\"} 15\n"));
-        assert!(text.contains("corecast_ready 1\n"));
-    }
-}
+mod tests;
