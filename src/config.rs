@@ -66,6 +66,12 @@ pub struct Config {
     #[arg(long, env = "CORECAST_SHUTDOWN_GRACE", default_value_t = 5)]
     pub shutdown_grace: u64,
 
+    /// Seconds a connection's writer may find its socket full without writing a byte
+    /// before the client counts as a slow consumer and is cut, however little it has
+    /// queued (0 disables; the byte limit still applies).
+    #[arg(long, env = "CORECAST_WRITE_TIMEOUT", default_value_t = 10)]
+    pub write_timeout: u64,
+
     /// Bearer token every login must carry. Without one, any login is accepted (a
     /// development default; the server warns at start). Never logged.
     #[arg(long, env = "CORECAST_AUTH_TOKEN", hide_env_values = true)]
@@ -153,6 +159,7 @@ impl Default for Config {
             max_room_members: DEFAULT_MAX_ROOM_MEMBERS,
             idle_timeout: 60,
             shutdown_grace: 5,
+            write_timeout: 10,
             auth_token: None,
             metrics_listen: None,
             max_rooms_per_connection: 1000,
@@ -183,6 +190,11 @@ impl Config {
     /// How long a new connection may take to log in.
     pub fn login_timeout(&self) -> Duration {
         Duration::from_secs(self.login_timeout.max(1))
+    }
+
+    /// How long a writer may make no progress before a slow-consumer cut.
+    pub fn write_timeout(&self) -> Option<Duration> {
+        (self.write_timeout > 0).then(|| Duration::from_secs(self.write_timeout))
     }
 
     /// The shutdown grace period.

@@ -89,7 +89,8 @@ fn start(ctx: &Rc<ShardContext>, stream: Transport, guard: Rc<LiveGuard>, accept
         accepted,
     ))
     .detach();
-    glommio::spawn_local(writer::write_loop(conn, stream, guard)).detach();
+    let write_timeout = ctx.config.write_timeout();
+    glommio::spawn_local(writer::write_loop(conn, stream, guard, write_timeout)).detach();
 }
 
 /// Completes the TLS handshake, then starts the connection. The handshake counts

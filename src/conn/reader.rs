@@ -151,7 +151,10 @@ async fn read_frames(
         });
         let timeout = match wants {
             Wants::Close => return ReadEnd::Closing,
-            Wants::Yield => continue,
+            Wants::Yield => {
+                ctx.let_writers_run().await;
+                continue;
+            }
             Wants::Claim => {
                 conn.wake.notified().await;
                 continue;
@@ -177,15 +180,18 @@ async fn read_frames(
         }
         metrics::count(Count::BytesIn(n as u64));
         let now = Instant::now();
-        let scratch = ctx.scratch.borrow();
-        let input = Input {
-            shard: &mut ctx.state.borrow_mut(),
-            conn,
-            session: &ctx.session,
-            now,
-            close_by: ctx.close_deadline(grace),
-        };
-        driver.received(input, &scratch[..n]);
+        {
+            let scratch = ctx.scratch.borrow();
+            let input = Input {
+                shard: &mut ctx.state.borrow_mut(),
+                conn,
+                session: &ctx.session,
+                now,
+                close_by: ctx.close_deadline(grace),
+            };
+            driver.received(input, &scratch[..n]);
+        }
+        ctx.let_writers_run().await;
     }
 }
 

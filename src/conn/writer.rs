@@ -14,30 +14,68 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::task::Poll;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_lite::future;
 
 use crate::conn::transport::Transport;
 use crate::conn::LiveGuard;
-use crate::shard::members::ConnShared;
+use crate::shard::members::{slow_consumer_frame, ConnShared};
 use crate::shard::outbound::{OutState, Outbound};
 
 /// Plaintext handed to rustls per write: one full TLS record (16 KiB is the largest
 /// record payload), so one socket write per batch of frames.
 const TLS_BATCH: usize = 16 * 1024;
 
+/// How long a writer has been unable to write while the connection is open: a socket
+/// that takes nothing for `--write-timeout` belongs to a client that stopped reading
+/// (cut as a slow consumer, however little it has queued).
+#[derive(Debug, Default)]
+struct Stalled {
+    since: Option<Instant>,
+}
+
+impl Stalled {
+    /// `written` bytes went out: the clock restarts at the next full socket.
+    fn progress(&mut self, written: usize) {
+        if written > 0 {
+            self.since = None;
+        }
+    }
+
+    /// When an open connection whose socket is full now is cut.
+    fn deadline(&mut self, write_timeout: Option<Duration>) -> Option<Instant> {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        write_timeout.map(|t| since + t)
+    }
+
+    /// The deadline passed: an open connection is cut (the writer then makes its last
+    /// attempt); `false` when it was closing anyway.
+    fn cut_if_open(&self, conn: &ConnShared) -> bool {
+        if conn.out.state() != OutState::Open {
+            return false;
+        }
+        tracing::debug!(
+            conn = conn.id,
+            "no write progress within --write-timeout: cut"
+        );
+        conn.out.cut(slow_consumer_frame());
+        true
+    }
+}
+
 pub(crate) async fn write_loop(
     conn: Rc<ConnShared>,
     stream: Rc<RefCell<Transport>>,
     _live: Rc<LiveGuard>,
+    write_timeout: Option<Duration>,
 ) {
     let fd = stream.borrow().as_raw_fd();
     let tls = stream.borrow().is_tls();
     let written = if tls {
-        write_frames_tls(&conn, &stream).await
+        write_frames_tls(&conn, &stream, write_timeout).await
     } else {
-        write_frames(&conn, &stream, fd).await
+        write_frames(&conn, &stream, fd, write_timeout).await
     };
     if let Err(e) = &written {
         tracing::trace!(conn = conn.id, error = %e, "writer stopped");
@@ -56,7 +94,13 @@ pub(crate) async fn write_loop(
     unsafe { libc::shutdown(fd, how) };
 }
 
-async fn write_frames(conn: &ConnShared, stream: &RefCell<Transport>, fd: RawFd) -> io::Result<()> {
+async fn write_frames(
+    conn: &ConnShared,
+    stream: &RefCell<Transport>,
+    fd: RawFd,
+    write_timeout: Option<Duration>,
+) -> io::Result<()> {
+    let mut stalled = Stalled::default();
     loop {
         if conn.out.is_empty() {
             if conn.out.is_closing() {
@@ -67,14 +111,17 @@ async fn write_frames(conn: &ConnShared, stream: &RefCell<Transport>, fd: RawFd)
         }
         match conn.out.write_to(fd) {
             // A frame left half written means the socket is full: wait, don't retry.
-            Ok(_) if conn.out.front_started() => {}
-            Ok(_) => continue,
+            Ok(n) if conn.out.front_started() => stalled.progress(n),
+            Ok(_) => {
+                stalled.progress(1);
+                continue;
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
         }
         // The socket is full.
         let deadline = match conn.out.state() {
-            OutState::Open => None,
+            OutState::Open => stalled.deadline(write_timeout),
             OutState::Draining { deadline } => Some(deadline),
             // A slow consumer's last frame does not fit: give up now.
             OutState::Cut => return Ok(()),
@@ -91,9 +138,14 @@ async fn write_frames(conn: &ConnShared, stream: &RefCell<Transport>, fd: RawFd)
             written.map_ok(|n| conn.out.consume(n))
         });
         match wait_for_room(&conn.out, deadline, write).await {
-            Wait::Progress(Ok(())) | Wait::Woken => {}
+            Wait::Progress(Ok(())) => stalled.progress(1),
+            Wait::Woken => {}
             Wait::Progress(Err(e)) => return Err(e),
-            Wait::Deadline => return Ok(()),
+            Wait::Deadline => {
+                if !stalled.cut_if_open(conn) {
+                    return Ok(());
+                }
+            }
         }
     }
 }
@@ -141,7 +193,12 @@ async fn wait_for_room<T>(
 /// rustls buffers (64 KiB by default), the counterpart of the kernel's socket buffer
 /// on the plain path. The delivery latency metric stops when the queue empties into
 /// the staging buffer.
-async fn write_frames_tls(conn: &ConnShared, stream: &RefCell<Transport>) -> io::Result<()> {
+async fn write_frames_tls(
+    conn: &ConnShared,
+    stream: &RefCell<Transport>,
+    write_timeout: Option<Duration>,
+) -> io::Result<()> {
+    let mut stalled = Stalled::default();
     // Plaintext taken from the queue that rustls has not accepted yet (its own buffer
     // was full). Released whenever it empties: an idle connection holds no buffer.
     let mut staged: Vec<u8> = Vec::new();
@@ -175,7 +232,7 @@ async fn write_frames_tls(conn: &ConnShared, stream: &RefCell<Transport>) -> io:
             })
         });
         let deadline = match conn.out.state() {
-            OutState::Open => None,
+            OutState::Open => stalled.deadline(write_timeout),
             OutState::Draining { deadline } => Some(deadline),
             OutState::Cut => {
                 // A slow consumer gets what the socket takes now, nothing more.
@@ -187,9 +244,14 @@ async fn write_frames_tls(conn: &ConnShared, stream: &RefCell<Transport>) -> io:
             }
         };
         match wait_for_room(&conn.out, deadline, progress).await {
-            Wait::Progress(Ok(())) | Wait::Woken => {}
+            Wait::Progress(Ok(())) => stalled.progress(1),
+            Wait::Woken => {}
             Wait::Progress(Err(e)) => return Err(e),
-            Wait::Deadline => return Ok(()),
+            Wait::Deadline => {
+                if !stalled.cut_if_open(conn) {
+                    return Ok(());
+                }
+            }
         }
     }
 }

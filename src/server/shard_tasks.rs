@@ -181,6 +181,7 @@ async fn inbox_loop(ctx: Rc<ShardContext>, inbox: flume::Receiver<Batch>) {
                 }
             }
             handled += 1;
+            ctx.let_writers_run().await;
             next = if handled < BATCHES_PER_TURN {
                 inbox.try_recv().ok()
             } else {

@@ -23,6 +23,19 @@ use crate::shard::{ShardLimits, ShardState};
 /// Size of the read buffer the shard's connections share (`ShardContext::scratch`).
 pub const SCRATCH_BYTES: usize = 64 * 1024;
 
+/// Bytes queued on a shard's connections (counting each recipient) after which the
+/// task queuing them lets the writers run: a quarter of the default
+/// `--max-outbound-bytes`, so a member that keeps reading stays well inside it.
+pub const YIELD_AFTER_QUEUED: usize = 256 * 1024;
+
+/// A member behind a burst counts as reading if its writer wrote within this long.
+const READING_WINDOW: Duration = Duration::from_millis(100);
+
+/// The longest one ingest step waits for members that are behind: a member slower than
+/// the room then falls further behind (and is cut at its byte limit) instead of
+/// slowing the shard's other rooms for long.
+const MAX_INGEST_PAUSE: Duration = Duration::from_millis(20);
+
 /// Batches waiting in a peer's inbox beyond which this shard stops reading sockets.
 const MAX_PEER_BACKLOG: usize = 1024;
 
@@ -168,6 +181,32 @@ impl ShardContext {
             connections: self.live.get(),
             rooms: state.owned_rooms(),
             inbox_depth: inbox.len(),
+        }
+    }
+
+    /// Lets the shard's writers run once more than [`YIELD_AFTER_QUEUED`] bytes were
+    /// queued on its connections since the last such point: a task that fans frames
+    /// out (a sender's reader, the inbox) goes to the back of the run queue, behind the
+    /// writers its frames woke. So a burst reaches members' sockets as it arrives
+    /// instead of piling up in their queues, and only a member that does not read
+    /// falls behind. Costs a thread-local read when little was queued.
+    pub async fn let_writers_run(&self) {
+        if crate::shard::outbound::queued_since_yield() >= YIELD_AFTER_QUEUED {
+            futures_lite::future::yield_now().await;
+        }
+        // Ingest waits (a bounded time) for members that read but are behind.
+        if !self.state.borrow().has_members_behind() {
+            return;
+        }
+        let started = Instant::now();
+        loop {
+            let now = Instant::now();
+            if now >= started + MAX_INGEST_PAUSE
+                || !self.state.borrow_mut().readers_behind(now, READING_WINDOW)
+            {
+                return;
+            }
+            glommio::timer::sleep(BACKLOG_POLL).await;
         }
     }
 

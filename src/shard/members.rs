@@ -38,6 +38,8 @@ pub struct ConnShared {
     pub room_slots: Cell<u32>,
     /// Rooms this connection is indexed under on this shard.
     rooms: RefCell<SmallVec<[RoomKey; 4]>>,
+    /// Listed in `Members::behind`.
+    listed_behind: Cell<bool>,
 }
 
 impl ConnShared {
@@ -59,7 +61,8 @@ impl ConnShared {
     }
 }
 
-fn slow_consumer_frame() -> Bytes {
+/// The frame a slow consumer gets last (if its socket takes it).
+pub fn slow_consumer_frame() -> Bytes {
     response::error(
         ErrorCode::SlowConsumer,
         "outbound buffer over --max-outbound-bytes: disconnected",
@@ -85,6 +88,9 @@ pub struct Members {
     disconnecting: FxHashMap<ConnId, (Arc<str>, usize)>,
     next_conn: ConnId,
     shutting_down: Option<Instant>,
+    /// Connections that fell more than half their limit behind (see
+    /// [`Members::readers_behind`]).
+    behind: Vec<Rc<ConnShared>>,
 }
 
 impl Members {
@@ -99,6 +105,7 @@ impl Members {
             disconnecting: FxHashMap::default(),
             next_conn: 0,
             shutting_down: None,
+            behind: Vec::new(),
         }
     }
 
@@ -118,6 +125,7 @@ impl Members {
             wake: LocalNotify::default(),
             room_slots: Cell::new(0),
             rooms: RefCell::new(SmallVec::new()),
+            listed_behind: Cell::new(false),
         });
         if let Some(deadline) = self.shutting_down {
             conn.out.close_after(Some(shutting_down_frame()), deadline);
@@ -225,6 +233,10 @@ impl Members {
                     metrics::count(Count::Deliveries(members.len() as u64));
                     for member in members.values() {
                         member.push(&frame);
+                        if member.out.is_behind() && !member.listed_behind.get() {
+                            member.listed_behind.set(true);
+                            self.behind.push(member.clone());
+                        }
                     }
                 }
             }
@@ -250,6 +262,31 @@ impl Members {
                 }
             }
         }
+    }
+
+    /// Whether any connection is listed as behind.
+    pub fn has_behind(&self) -> bool {
+        !self.behind.is_empty()
+    }
+
+    /// Whether a connection that is behind has written within `window` of `now`: a
+    /// member that reads but has not caught up with a burst. Senders on this shard wait
+    /// for it (TCP pushes back on them) rather than have it cut; a member that writes
+    /// nothing does not hold anyone up and is cut at its byte limit.
+    pub fn readers_behind(&mut self, now: Instant, window: Duration) -> bool {
+        if self.behind.is_empty() {
+            return false;
+        }
+        self.behind.retain(|c| {
+            let keep = !c.out.is_closing() && c.out.is_behind();
+            c.listed_behind.set(keep);
+            keep
+        });
+        self.behind.iter().any(|c| {
+            c.out
+                .last_progress()
+                .is_some_and(|at| now.saturating_duration_since(at) < window)
+        })
     }
 
     fn unindex(&mut self, room: RoomKey, conn: ConnId) {

@@ -188,6 +188,17 @@ impl ShardState {
         controls
     }
 
+    /// Whether any member is listed as behind (no clock read: the common case).
+    pub fn has_members_behind(&self) -> bool {
+        self.members.has_behind()
+    }
+
+    /// Whether a member of this shard that is reading is behind a burst (see
+    /// [`Members::readers_behind`]).
+    pub fn readers_behind(&mut self, now: Instant, window: Duration) -> bool {
+        self.members.readers_behind(now, window)
+    }
+
     /// Takes every non-empty outbox, for the flusher to send.
     pub fn take_outbox(&mut self) -> SmallVec<[(ShardId, Batch); 4]> {
         self.mesh.take_outbox()

@@ -16,6 +16,22 @@ use crate::notify::LocalNotify;
 /// Frames handed to one `sendmsg`.
 const MAX_IOV: usize = 64;
 
+thread_local! {
+    /// Bytes queued on this shard's connections since the last yield point (see
+    /// [`queued_since_yield`]).
+    static QUEUED_SINCE_YIELD: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Takes the bytes queued on this thread's (shard's) connections since the last call.
+///
+/// The tasks that queue frames (a sender's reader fanning out, the inbox handing out
+/// deliveries) let the writers run when this passes a budget: without that, one read
+/// of a back-to-back burst could queue megabytes onto every member before any writer
+/// ran, and cut members that read as fast as they can.
+pub fn queued_since_yield() -> usize {
+    QUEUED_SINCE_YIELD.with(|q| q.replace(0))
+}
+
 /// Where a connection's output stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutState {
@@ -52,6 +68,8 @@ pub struct Outbound {
     front_started: Cell<bool>,
     /// When the queue last went from empty to non-empty (delivery latency metric).
     busy_since: Cell<Option<Instant>>,
+    /// When the writer last wrote something (is the client reading?).
+    last_progress: Cell<Option<Instant>>,
     /// Wakes the writer: new frames or a state change.
     pub(crate) writer: LocalNotify,
 }
@@ -66,6 +84,7 @@ impl Outbound {
             state: Cell::new(OutState::Open),
             front_started: Cell::new(false),
             busy_since: Cell::new(None),
+            last_progress: Cell::new(None),
             writer: LocalNotify::default(),
         }
     }
@@ -105,6 +124,7 @@ impl Outbound {
 
     fn enqueue(&self, frame: Bytes) {
         self.queued_bytes.set(self.queued_bytes.get() + frame.len());
+        QUEUED_SINCE_YIELD.with(|q| q.set(q.get() + frame.len()));
         let mut queue = self.queue.borrow_mut();
         queue.push_back(frame);
         if queue.len() == 1 {
@@ -112,6 +132,16 @@ impl Outbound {
             // The writer sleeps only on an empty queue.
             self.writer.notify();
         }
+    }
+
+    /// Whether more than half the byte limit is queued: the client is behind.
+    pub fn is_behind(&self) -> bool {
+        self.queued_bytes.get() > self.max_bytes / 2
+    }
+
+    /// When the writer last wrote something, if ever.
+    pub fn last_progress(&self) -> Option<Instant> {
+        self.last_progress.get()
     }
 
     /// Whether the front frame is partly written (it must then be finished first).
@@ -131,7 +161,9 @@ impl Outbound {
         self.writer.notify();
     }
 
-    fn cut(&self, last: Bytes) {
+    /// Cuts a slow consumer: drops the backlog (but a partly written front), queues
+    /// `last`, and makes the writer close after one last attempt.
+    pub fn cut(&self, last: Bytes) {
         let mut queue = self.queue.borrow_mut();
         let keep = usize::from(self.front_started.get() && !queue.is_empty());
         queue.truncate(keep);
@@ -203,6 +235,9 @@ impl Outbound {
     /// Marks `n` bytes from the front as written.
     pub fn consume(&self, mut n: usize) {
         let written_total = n as u64;
+        if n > 0 {
+            self.last_progress.set(Some(Instant::now()));
+        }
         self.queued_bytes.set(self.queued_bytes.get() - n);
         let mut queue = self.queue.borrow_mut();
         while n > 0 {
