@@ -152,7 +152,7 @@ async fn read_frames(
         let timeout = match wants {
             Wants::Close => return ReadEnd::Closing,
             Wants::Yield => {
-                ctx.let_writers_run().await;
+                ctx.let_writers_run(now, true).await;
                 continue;
             }
             Wants::Claim => {
@@ -191,7 +191,7 @@ async fn read_frames(
             };
             driver.received(input, &scratch[..n]);
         }
-        ctx.let_writers_run().await;
+        ctx.let_writers_run(now, true).await;
     }
 }
 

@@ -150,6 +150,7 @@ impl Server {
         let config = Arc::new(config);
         let connections = Arc::new(AtomicUsize::new(0));
         let draining = Arc::new(AtomicUsize::new(nr_shards));
+        let backpressure = Arc::new(crate::shard::context::Backpressure::default());
         let (peers, inboxes): (Vec<_>, Vec<_>) = (0..nr_shards).map(|_| flume::unbounded()).unzip();
 
         let mut server = Server {
@@ -170,6 +171,7 @@ impl Server {
                 connections: connections.clone(),
                 max_connections,
                 draining: draining.clone(),
+                backpressure: backpressure.clone(),
                 metrics: if id == 0 { metrics } else { None },
                 tls: tls.clone(),
                 bound: bound_tx,

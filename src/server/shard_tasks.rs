@@ -47,6 +47,8 @@ pub struct ShardSetup {
     pub connections: Arc<AtomicUsize>,
     /// `--max-connections`, resolved.
     pub max_connections: usize,
+    /// Shared by every shard: members behind a burst slow the senders down.
+    pub backpressure: Arc<crate::shard::context::Backpressure>,
     /// Shards still draining in a shutdown (touched only at shutdown).
     pub draining: Arc<AtomicUsize>,
     /// Where to serve `/metrics`, `/healthz` and `/readyz` (shard 0 only).
@@ -92,6 +94,7 @@ pub async fn run_shard(setup: ShardSetup) {
         setup.connections,
         setup.max_connections,
         setup.tls,
+        setup.backpressure,
     ));
     glommio::spawn_local(accept_loop(ctx.clone(), listener)).detach();
     glommio::spawn_local(inbox_loop(ctx.clone(), setup.inbox)).detach();
@@ -181,7 +184,7 @@ async fn inbox_loop(ctx: Rc<ShardContext>, inbox: flume::Receiver<Batch>) {
                 }
             }
             handled += 1;
-            ctx.let_writers_run().await;
+            ctx.let_writers_run(Instant::now(), false).await;
             next = if handled < BATCHES_PER_TURN {
                 inbox.try_recv().ok()
             } else {

@@ -5,7 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::os::fd::RawFd;
 use std::rc::Rc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -78,6 +78,44 @@ pub struct ShardContext {
     /// on it at once (TLS handshakes in progress, which no connection state tracks).
     shutdown_gate: Semaphore,
     flush: Rc<LocalNotify>,
+    /// Shared by every shard: whether some shard has a member behind a burst.
+    backpressure: Arc<Backpressure>,
+}
+
+/// What the shards of one server share to slow their senders down while a member
+/// anywhere reads but is behind a burst: until when (microseconds after `epoch`)
+/// one was last seen. Written only while members are behind, read once per socket
+/// read; a stale mark expires by itself.
+#[derive(Debug)]
+pub struct Backpressure {
+    epoch: Instant,
+    behind_until_us: AtomicU64,
+}
+
+impl Default for Backpressure {
+    fn default() -> Self {
+        Self {
+            epoch: Instant::now(),
+            behind_until_us: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Backpressure {
+    fn micros(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_micros() as u64
+    }
+
+    /// A member of some shard was behind and reading at `now`.
+    pub fn note_behind(&self, now: Instant, window: Duration) {
+        let until = self.micros(now + window);
+        self.behind_until_us.fetch_max(until, Ordering::Relaxed);
+    }
+
+    /// Whether a member was behind and reading recently.
+    pub fn is_behind(&self, now: Instant) -> bool {
+        self.behind_until_us.load(Ordering::Relaxed) > self.micros(now)
+    }
 }
 
 impl ShardContext {
@@ -91,6 +129,7 @@ impl ShardContext {
         connections: Arc<AtomicUsize>,
         max_connections: usize,
         tls: Option<Arc<rustls::ServerConfig>>,
+        backpressure: Arc<Backpressure>,
     ) -> Self {
         let flush = Rc::new(LocalNotify::default());
         let limits = ShardLimits {
@@ -116,6 +155,7 @@ impl ShardContext {
             shutdown_ends: Cell::new(None),
             shutdown_gate: Semaphore::new(0),
             flush,
+            backpressure,
         }
     }
 
@@ -190,20 +230,29 @@ impl ShardContext {
     /// writers its frames woke. So a burst reaches members' sockets as it arrives
     /// instead of piling up in their queues, and only a member that does not read
     /// falls behind. Costs a thread-local read when little was queued.
-    pub async fn let_writers_run(&self) {
+    ///
+    /// Then ingest waits, a bounded time, for members that read but are behind a
+    /// burst: this shard's (`ingest` false: the inbox, which feeds only this shard's
+    /// members) or, for a sender's reader (`ingest` true), any shard's, since a
+    /// sender's frames reach every shard with members of its room.
+    pub async fn let_writers_run(&self, now: Instant, ingest: bool) {
         if crate::shard::outbound::queued_since_yield() >= YIELD_AFTER_QUEUED {
             futures_lite::future::yield_now().await;
         }
-        // Ingest waits (a bounded time) for members that read but are behind.
-        if !self.state.borrow().has_members_behind() {
+        let local = self.state.borrow().has_members_behind();
+        let remote = ingest && self.backpressure.is_behind(now);
+        if !local && !remote {
             return;
         }
-        let started = Instant::now();
+        let started = now;
         loop {
             let now = Instant::now();
-            if now >= started + MAX_INGEST_PAUSE
-                || !self.state.borrow_mut().readers_behind(now, READING_WINDOW)
-            {
+            let here = self.state.borrow_mut().readers_behind(now, READING_WINDOW);
+            if here {
+                self.backpressure.note_behind(now, READING_WINDOW);
+            }
+            let wait = here || (ingest && self.backpressure.is_behind(now));
+            if !wait || now >= started + MAX_INGEST_PAUSE {
                 return;
             }
             glommio::timer::sleep(BACKLOG_POLL).await;

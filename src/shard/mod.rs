@@ -148,6 +148,7 @@ impl ShardState {
         if owner == self.mesh.id() {
             self.owner.send(view, player, from, &mut self.mesh);
         } else {
+            outbound::note_forwarded(payload.len());
             let req = OwnerRequest::Send {
                 payload: Bytes::copy_from_slice(payload),
                 player: player.clone(),

@@ -32,6 +32,12 @@ pub fn queued_since_yield() -> usize {
     QUEUED_SINCE_YIELD.with(|q| q.replace(0))
 }
 
+/// Counts `bytes` queued for another shard (a payload forwarded to a room's owner)
+/// toward the same budget: the flusher and the peers then get their turn too.
+pub fn note_forwarded(bytes: usize) {
+    QUEUED_SINCE_YIELD.with(|q| q.set(q.get() + bytes));
+}
+
 /// Where a connection's output stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutState {
