@@ -161,3 +161,18 @@ fn twenty_stalled_members_do_not_cost_the_fast_reader_a_message_one_shard() {
 fn a_burst_of_64k_frames_with_several_readers_and_stalled_members_one_shard() {
     burst(1, 3, 4, 120, 64_000);
 }
+
+#[test]
+fn a_burst_of_16k_frames_cuts_only_the_member_that_never_reads_two_shards() {
+    burst(2, 1, 1, 300, 16_000);
+}
+
+#[test]
+fn twenty_stalled_members_do_not_cost_the_fast_reader_a_message_two_shards() {
+    burst(2, 20, 1, 600, 8_000);
+}
+
+#[test]
+fn a_burst_of_64k_frames_with_several_readers_and_stalled_members_two_shards() {
+    burst(2, 3, 4, 120, 64_000);
+}

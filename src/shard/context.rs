@@ -17,6 +17,7 @@ use crate::config::{Config, SessionConfig};
 use crate::metrics::{self, ShardStats};
 use crate::notify::LocalNotify;
 use crate::shard::messages::Batch;
+use crate::shard::outbound::READING_WINDOW;
 use crate::shard::routing::ShardId;
 use crate::shard::{ShardLimits, ShardState};
 
@@ -27,9 +28,6 @@ pub const SCRATCH_BYTES: usize = 64 * 1024;
 /// task queuing them lets the writers run: a quarter of the default
 /// `--max-outbound-bytes`, so a member that keeps reading stays well inside it.
 pub const YIELD_AFTER_QUEUED: usize = 256 * 1024;
-
-/// A member behind a burst counts as reading if its writer wrote within this long.
-const READING_WINDOW: Duration = Duration::from_millis(100);
 
 /// The longest one ingest step waits for members that are behind: a member slower than
 /// the room then falls further behind (and is cut at its byte limit) instead of

@@ -7,7 +7,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 
@@ -15,6 +15,15 @@ use crate::notify::LocalNotify;
 
 /// Frames handed to one `sendmsg`.
 const MAX_IOV: usize = 64;
+
+/// How far past the byte limit a queue may grow while its client is reading: a burst
+/// already on its way between shards when the senders were slowed down lands on a
+/// member that reads, instead of cutting it. A client that writes nothing is cut at the
+/// limit itself, so this is the bound only for clients that read.
+pub const READER_SLACK: usize = 4;
+
+/// A client whose writer wrote within this long counts as reading.
+pub const READING_WINDOW: Duration = Duration::from_millis(100);
 
 thread_local! {
     /// Bytes queued on this shard's connections since the last yield point (see
@@ -103,12 +112,21 @@ impl Outbound {
         if self.state.get() != OutState::Open {
             return Push::Closed;
         }
-        if self.queued_bytes.get() + frame.len() > self.max_bytes {
+        let queued = self.queued_bytes.get() + frame.len();
+        if queued > self.max_bytes && !(queued <= self.max_bytes * READER_SLACK && self.reading()) {
             self.cut(slow_consumer_frame());
             return Push::SlowConsumer;
         }
         self.enqueue(frame.clone());
         Push::Queued
+    }
+
+    /// Whether the writer wrote something within [`READING_WINDOW`]: the client reads.
+    /// Read only past the byte limit (a clock read there, none on the common path).
+    fn reading(&self) -> bool {
+        self.last_progress
+            .get()
+            .is_some_and(|at| at.elapsed() < READING_WINDOW)
     }
 
     /// Queues a response to the client's own request. A response is queued whatever
@@ -304,6 +322,8 @@ mod tests {
         out.push(&frame(60), slow);
         out.push(&frame(35), slow);
         out.consume(10);
+        // The client has stopped reading since (see the next test for one that reads).
+        stopped_reading(&out);
         // 85 bytes queued; 20 more would make 105 > 100.
         assert_eq!(out.push(&frame(20), slow), Push::SlowConsumer);
         assert_eq!(out.state(), OutState::Cut);
@@ -317,6 +337,31 @@ mod tests {
         assert_eq!(&queue[1][..], b"SLOW");
         drop(queue);
         assert_eq!(out.push(&frame(1), slow), Push::Closed);
+    }
+
+    /// As if the last write were longer ago than [`READING_WINDOW`].
+    fn stopped_reading(out: &Outbound) {
+        let long_ago = Instant::now() - READING_WINDOW * 2;
+        out.last_progress.set(Some(long_ago));
+    }
+
+    #[test]
+    fn a_client_that_reads_may_pass_the_limit_up_to_the_slack_and_no_further() {
+        let out = Outbound::new(100);
+        out.push(&frame(60), slow);
+        out.consume(10);
+        // It wrote just now: a burst may take it past the limit...
+        assert_eq!(out.push(&frame(90), slow), Push::Queued);
+        assert_eq!(out.queued_bytes(), 140);
+        // ...up to READER_SLACK times the limit, not beyond.
+        assert_eq!(out.push(&frame(260), slow), Push::Queued);
+        assert_eq!(out.push(&frame(1), slow), Push::SlowConsumer);
+        // Without a recent write, the limit itself holds.
+        let stalled = Outbound::new(100);
+        stalled.push(&frame(60), slow);
+        stalled.consume(10);
+        stopped_reading(&stalled);
+        assert_eq!(stalled.push(&frame(90), slow), Push::SlowConsumer);
     }
 
     #[test]
