@@ -64,6 +64,24 @@ impl Stalled {
     }
 }
 
+/// The one wait both writers make when the socket is full: for room (the write
+/// makes progress), for news on the queue, or for the deadline (a drain's end, or
+/// `--write-timeout`, which cuts an open connection). `Ok(false)`: the writer is done.
+async fn await_room(
+    conn: &ConnShared,
+    stalled: &mut Stalled,
+    deadline: Option<Instant>,
+    progress: impl std::future::Future<Output = io::Result<()>>,
+) -> io::Result<bool> {
+    match wait_for_room(&conn.out, deadline, progress).await {
+        Wait::Progress(Ok(())) => stalled.progress(1),
+        Wait::Woken => {}
+        Wait::Progress(Err(e)) => return Err(e),
+        Wait::Deadline => return Ok(stalled.cut_if_open(conn)),
+    }
+    Ok(true)
+}
+
 pub(crate) async fn write_loop(
     conn: Rc<ConnShared>,
     stream: Rc<RefCell<Transport>>,
@@ -137,15 +155,8 @@ async fn write_frames(
             let written = stream.borrow_mut().poll_write(cx, &front);
             written.map_ok(|n| conn.out.consume(n))
         });
-        match wait_for_room(&conn.out, deadline, write).await {
-            Wait::Progress(Ok(())) => stalled.progress(1),
-            Wait::Woken => {}
-            Wait::Progress(Err(e)) => return Err(e),
-            Wait::Deadline => {
-                if !stalled.cut_if_open(conn) {
-                    return Ok(());
-                }
-            }
+        if !await_room(conn, &mut stalled, deadline, write).await? {
+            return Ok(());
         }
     }
 }
@@ -243,15 +254,8 @@ async fn write_frames_tls(
                 }
             }
         };
-        match wait_for_room(&conn.out, deadline, progress).await {
-            Wait::Progress(Ok(())) => stalled.progress(1),
-            Wait::Woken => {}
-            Wait::Progress(Err(e)) => return Err(e),
-            Wait::Deadline => {
-                if !stalled.cut_if_open(conn) {
-                    return Ok(());
-                }
-            }
+        if !await_room(conn, &mut stalled, deadline, progress).await? {
+            return Ok(());
         }
     }
 }
