@@ -136,6 +136,7 @@ fn shard_with_members(n: usize) -> (ShardState, Vec<Rc<ConnShared>>) {
     let limits = ShardLimits {
         max_room_members: DEFAULT_MAX_ROOM_MEMBERS,
         max_outbound_bytes: DEFAULT_MAX_OUTBOUND_BYTES,
+        max_shard_outbound_bytes: usize::MAX,
         close_grace: Duration::from_secs(1),
     };
     let mut state = ShardState::new(0, 1, limits, Rc::new(LocalNotify::default()));

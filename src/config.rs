@@ -14,6 +14,11 @@ use crate::wire::frame::DEFAULT_MAX_FRAME_BYTES;
 /// frames (plus one response each).
 pub const DEFAULT_MAX_OUTBOUND_BYTES: usize = 1024 * 1024;
 
+/// Default `--max-shard-outbound-bytes`: 1 GiB per shard, so stuck clients cannot
+/// queue more than that on any core, whatever their number (10,000 of them at 1 MiB
+/// each would otherwise pin 10 GiB).
+pub const DEFAULT_MAX_SHARD_OUTBOUND_BYTES: usize = 1 << 30;
+
 /// Default `--max-room-members`. A joiner receives every member's id: at 10,000
 /// members of 128-byte ids that `JoinResponse` is 1.3 MB, well under the 8 MiB frame
 /// limit of common clients (tokio-util's `LengthDelimitedCodec` default).
@@ -46,6 +51,16 @@ pub struct Config {
     /// is disconnected; nobody else waits for it.
     #[arg(long, env = "CORECAST_MAX_OUTBOUND_BYTES", default_value_t = DEFAULT_MAX_OUTBOUND_BYTES)]
     pub max_outbound_bytes: usize,
+
+    /// Bytes all of one shard's connections may have queued together. Past it, a
+    /// connection more than half its own limit behind is cut as a slow consumer when
+    /// more arrives for it (the ones furthest behind go first); one that keeps up is not.
+    #[arg(
+        long,
+        env = "CORECAST_MAX_SHARD_OUTBOUND_BYTES",
+        default_value_t = DEFAULT_MAX_SHARD_OUTBOUND_BYTES
+    )]
+    pub max_shard_outbound_bytes: usize,
 
     /// Most concurrent connections (all shards together); the excess gets SERVER_FULL
     /// and is closed. Default: the open-file limit (raised to its hard limit at start)
@@ -155,6 +170,7 @@ impl Default for Config {
             shards: None,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_outbound_bytes: DEFAULT_MAX_OUTBOUND_BYTES,
+            max_shard_outbound_bytes: DEFAULT_MAX_SHARD_OUTBOUND_BYTES,
             max_connections: None,
             max_room_members: DEFAULT_MAX_ROOM_MEMBERS,
             idle_timeout: 60,

@@ -789,6 +789,7 @@ impl Sim {
         let limits = ShardLimits {
             max_room_members: settings.max_room_members,
             max_outbound_bytes: settings.max_outbound_bytes,
+            max_shard_outbound_bytes: usize::MAX,
             close_grace: CLOSE_GRACE,
         };
         let config = SessionConfig {

@@ -380,6 +380,7 @@ mod tests {
         ShardLimits {
             max_room_members: 10,
             max_outbound_bytes: 1 << 20,
+            max_shard_outbound_bytes: usize::MAX,
             close_grace: secs(1),
         }
     }

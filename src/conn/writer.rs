@@ -155,6 +155,7 @@ async fn write_frames(
             let written = stream.borrow_mut().poll_write(cx, &front);
             written.map_ok(|n| conn.out.consume(n))
         });
+        conn.out.mark_full();
         if !await_room(conn, &mut stalled, deadline, write).await? {
             return Ok(());
         }
@@ -254,6 +255,7 @@ async fn write_frames_tls(
                 }
             }
         };
+        conn.out.mark_full();
         if !await_room(conn, &mut stalled, deadline, progress).await? {
             return Ok(());
         }

@@ -133,6 +133,7 @@ impl ShardContext {
         let limits = ShardLimits {
             max_room_members: config.max_room_members,
             max_outbound_bytes: config.max_outbound_bytes,
+            max_shard_outbound_bytes: config.max_shard_outbound_bytes,
             close_grace: config.shutdown_grace(),
         };
         Self {
@@ -245,7 +246,7 @@ impl ShardContext {
         let started = now;
         loop {
             let now = Instant::now();
-            let here = self.state.borrow_mut().readers_behind(now, READING_WINDOW);
+            let here = self.state.borrow_mut().readers_behind(now);
             if here {
                 self.backpressure.note_behind(now, READING_WINDOW);
             }

@@ -16,7 +16,7 @@ use crate::metrics::{self, Count};
 use crate::notify::LocalNotify;
 use crate::shard::mesh::Mesh;
 use crate::shard::messages::{ConnId, MemberEvent, OwnerRequest, RoomKey};
-use crate::shard::outbound::{Outbound, Push};
+use crate::shard::outbound::{Outbound, Push, ShardBudget};
 use crate::wire::proto::ErrorCode;
 use crate::wire::response;
 
@@ -81,6 +81,8 @@ type LocalMembers = IndexMap<ConnId, Rc<ConnShared>, FxBuildHasher>;
 #[derive(Debug)]
 pub struct Members {
     max_outbound_bytes: usize,
+    /// What all this shard's queues hold, against `--max-shard-outbound-bytes`.
+    budget: Rc<ShardBudget>,
     close_grace: Duration,
     conns: FxHashMap<ConnId, Rc<ConnShared>>,
     local_rooms: FxHashMap<RoomKey, LocalMembers>,
@@ -96,9 +98,10 @@ pub struct Members {
 impl Members {
     /// No connections yet; `max_outbound_bytes` bounds each one's queue, `close_grace`
     /// is how long a closing one may take to flush.
-    pub fn new(max_outbound_bytes: usize, close_grace: Duration) -> Self {
+    pub fn new(max_outbound_bytes: usize, max_shard_bytes: usize, close_grace: Duration) -> Self {
         Self {
             max_outbound_bytes,
+            budget: Rc::new(ShardBudget::new(max_shard_bytes)),
             close_grace,
             conns: FxHashMap::default(),
             local_rooms: FxHashMap::default(),
@@ -107,6 +110,11 @@ impl Members {
             shutting_down: None,
             behind: Vec::new(),
         }
+    }
+
+    /// Bytes queued on this shard's connections.
+    pub fn queued_bytes(&self) -> usize {
+        self.budget.queued()
     }
 
     /// Connections registered.
@@ -119,7 +127,7 @@ impl Members {
         self.next_conn += 1;
         let conn = Rc::new(ConnShared {
             id: self.next_conn,
-            out: Outbound::new(self.max_outbound_bytes),
+            out: Outbound::with_budget(self.max_outbound_bytes, self.budget.clone()),
             player: RefCell::new(None),
             claim: Cell::new(None),
             wake: LocalNotify::default(),
@@ -269,11 +277,11 @@ impl Members {
         !self.behind.is_empty()
     }
 
-    /// Whether a connection that is behind has written within `window` of `now`: a
-    /// member that reads but has not caught up with a burst. Senders on this shard wait
+    /// Whether a connection that is behind still reads at `now`
+    /// ([`Outbound::reading_at`]): a member that has not caught up with a burst. Senders on this shard wait
     /// for it (TCP pushes back on them) rather than have it cut; a member that writes
     /// nothing does not hold anyone up and is cut at its byte limit.
-    pub fn readers_behind(&mut self, now: Instant, window: Duration) -> bool {
+    pub fn readers_behind(&mut self, now: Instant) -> bool {
         if self.behind.is_empty() {
             return false;
         }
@@ -282,11 +290,7 @@ impl Members {
             c.listed_behind.set(keep);
             keep
         });
-        self.behind.iter().any(|c| {
-            c.out
-                .last_progress()
-                .is_some_and(|at| now.saturating_duration_since(at) < window)
-        })
+        self.behind.iter().any(|c| c.out.reading_at(now))
     }
 
     fn unindex(&mut self, room: RoomKey, conn: ConnId) {

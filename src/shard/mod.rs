@@ -46,6 +46,8 @@ pub struct ShardLimits {
     pub max_room_members: u32,
     /// `--max-outbound-bytes`.
     pub max_outbound_bytes: usize,
+    /// `--max-shard-outbound-bytes`.
+    pub max_shard_outbound_bytes: usize,
     /// How long a closing connection may take to flush.
     pub close_grace: Duration,
 }
@@ -63,7 +65,11 @@ impl ShardState {
     pub fn new(id: ShardId, nr_shards: usize, limits: ShardLimits, flush: Rc<LocalNotify>) -> Self {
         Self {
             owner: Owner::new(limits.max_room_members),
-            members: Members::new(limits.max_outbound_bytes, limits.close_grace),
+            members: Members::new(
+                limits.max_outbound_bytes,
+                limits.max_shard_outbound_bytes,
+                limits.close_grace,
+            ),
             mesh: Mesh::new(id, nr_shards, flush),
         }
     }
@@ -196,8 +202,8 @@ impl ShardState {
 
     /// Whether a member of this shard that is reading is behind a burst (see
     /// [`Members::readers_behind`]).
-    pub fn readers_behind(&mut self, now: Instant, window: Duration) -> bool {
-        self.members.readers_behind(now, window)
+    pub fn readers_behind(&mut self, now: Instant) -> bool {
+        self.members.readers_behind(now)
     }
 
     /// Takes every non-empty outbox, for the flusher to send.

@@ -7,6 +7,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
@@ -22,8 +23,9 @@ const MAX_IOV: usize = 64;
 /// limit itself, so this is the bound only for clients that read.
 pub const READER_SLACK: usize = 4;
 
-/// A client whose writer wrote within this long counts as reading.
-pub const READING_WINDOW: Duration = Duration::from_millis(100);
+/// A client whose writer wrote within this long counts as reading (long enough that a
+/// reader descheduled on a busy machine still counts).
+pub const READING_WINDOW: Duration = Duration::from_millis(500);
 
 thread_local! {
     /// Bytes queued on this shard's connections since the last yield point (see
@@ -72,6 +74,37 @@ pub enum Push {
     SlowConsumer,
 }
 
+/// What all the outbound queues of one shard may hold together
+/// (`--max-shard-outbound-bytes`), and what they hold now.
+#[derive(Debug)]
+pub struct ShardBudget {
+    cap: usize,
+    queued: Cell<usize>,
+}
+
+impl ShardBudget {
+    /// A budget of `cap` bytes, nothing queued.
+    pub fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            queued: Cell::new(0),
+        }
+    }
+
+    /// Bytes queued on the shard's connections.
+    pub fn queued(&self) -> usize {
+        self.queued.get()
+    }
+
+    fn add(&self, n: usize) {
+        self.queued.set(self.queued.get() + n);
+    }
+
+    fn sub(&self, n: usize) {
+        self.queued.set(self.queued.get().saturating_sub(n));
+    }
+}
+
 /// A connection's outbound queue; owned by its shard, drained by its writer task.
 #[derive(Debug)]
 pub struct Outbound {
@@ -85,8 +118,12 @@ pub struct Outbound {
     busy_since: Cell<Option<Instant>>,
     /// When the writer last wrote something (is the client reading?).
     last_progress: Cell<Option<Instant>>,
+    /// When the writer found the socket full, if it has written nothing since.
+    full_since: Cell<Option<Instant>>,
     /// Wakes the writer: new frames or a state change.
     pub(crate) writer: LocalNotify,
+    /// The shard's budget this queue counts toward, if any.
+    shard: Option<Rc<ShardBudget>>,
 }
 
 impl Outbound {
@@ -100,8 +137,25 @@ impl Outbound {
             front_started: Cell::new(false),
             busy_since: Cell::new(None),
             last_progress: Cell::new(None),
+            full_since: Cell::new(None),
             writer: LocalNotify::default(),
+            shard: None,
         }
+    }
+
+    /// An empty open queue holding at most `max_bytes`, counted toward `shard`.
+    pub fn with_budget(max_bytes: usize, shard: Rc<ShardBudget>) -> Self {
+        let mut out = Self::new(max_bytes);
+        out.shard = Some(shard);
+        out
+    }
+
+    /// Whether the shard is over its budget and this queue is among those behind:
+    /// the shard's cap trims the connections furthest behind first.
+    fn over_shard_budget(&self, adding: usize) -> bool {
+        self.shard
+            .as_ref()
+            .is_some_and(|b| b.queued() + adding > b.cap && self.is_behind())
     }
 
     /// Queues a frame; a frame that would pass the limit cuts the connection, and
@@ -113,7 +167,9 @@ impl Outbound {
             return Push::Closed;
         }
         let queued = self.queued_bytes.get() + frame.len();
-        if queued > self.max_bytes && !(queued <= self.max_bytes * READER_SLACK && self.reading()) {
+        let over =
+            queued > self.max_bytes && !(queued <= self.max_bytes * READER_SLACK && self.reading());
+        if over || self.over_shard_budget(frame.len()) {
             self.cut(slow_consumer_frame());
             return Push::SlowConsumer;
         }
@@ -121,12 +177,25 @@ impl Outbound {
         Push::Queued
     }
 
-    /// Whether the writer wrote something within [`READING_WINDOW`]: the client reads.
-    /// Read only past the byte limit (a clock read there, none on the common path).
+    /// Whether the client reads: its socket has taken bytes and is not full, or filled
+    /// up less than [`READING_WINDOW`] ago. Read only past the byte limit.
     fn reading(&self) -> bool {
-        self.last_progress
-            .get()
-            .is_some_and(|at| at.elapsed() < READING_WINDOW)
+        self.reading_at(Instant::now())
+    }
+
+    /// [`Outbound::reading`] at `now`.
+    pub fn reading_at(&self, now: Instant) -> bool {
+        match (self.full_since.get(), self.last_progress.get()) {
+            (Some(full), _) => now.saturating_duration_since(full) < READING_WINDOW,
+            (None, written) => written.is_some(),
+        }
+    }
+
+    /// The writer found the socket full (the clock for [`Outbound::reading`] starts).
+    pub fn mark_full(&self) {
+        if self.full_since.get().is_none() {
+            self.full_since.set(Some(Instant::now()));
+        }
     }
 
     /// Queues a response to the client's own request. A response is queued whatever
@@ -148,6 +217,9 @@ impl Outbound {
 
     fn enqueue(&self, frame: Bytes) {
         self.queued_bytes.set(self.queued_bytes.get() + frame.len());
+        if let Some(b) = &self.shard {
+            b.add(frame.len());
+        }
         QUEUED_SINCE_YIELD.with(|q| q.set(q.get() + frame.len()));
         let mut queue = self.queue.borrow_mut();
         queue.push_back(frame);
@@ -192,7 +264,12 @@ impl Outbound {
         let keep = usize::from(self.front_started.get() && !queue.is_empty());
         queue.truncate(keep);
         queue.push_back(last);
+        let before = self.queued_bytes.get();
         self.queued_bytes.set(queue.iter().map(Bytes::len).sum());
+        if let Some(b) = &self.shard {
+            b.sub(before);
+            b.add(self.queued_bytes.get());
+        }
         self.state.set(OutState::Cut);
         self.writer.notify();
     }
@@ -261,6 +338,10 @@ impl Outbound {
         let written_total = n as u64;
         if n > 0 {
             self.last_progress.set(Some(Instant::now()));
+            self.full_since.set(None);
+            if let Some(b) = &self.shard {
+                b.sub(n);
+            }
         }
         self.queued_bytes.set(self.queued_bytes.get() - n);
         let mut queue = self.queue.borrow_mut();
@@ -287,6 +368,15 @@ impl Outbound {
         if queue.is_empty() && queue.capacity() > 4 * MAX_IOV {
             // A burst grew the ring; an idle connection should not keep it.
             queue.shrink_to(MAX_IOV);
+        }
+    }
+}
+
+impl Drop for Outbound {
+    fn drop(&mut self) {
+        // What a closed connection still held no longer counts against its shard.
+        if let Some(b) = &self.shard {
+            b.sub(self.queued_bytes.get());
         }
     }
 }
@@ -339,10 +429,30 @@ mod tests {
         assert_eq!(out.push(&frame(1), slow), Push::Closed);
     }
 
+    #[test]
+    fn past_the_shard_budget_the_queues_behind_are_cut_and_the_others_are_not() {
+        let budget = Rc::new(ShardBudget::new(80));
+        let behind = Outbound::with_budget(100, budget.clone());
+        let keeping_up = Outbound::with_budget(100, budget.clone());
+        assert_eq!(behind.push(&frame(60), slow), Push::Queued);
+        assert_eq!(keeping_up.push(&frame(30), slow), Push::Queued);
+        assert_eq!(budget.queued(), 90);
+        // Over the shard's 80: a queue within half its own limit still takes frames...
+        assert_eq!(keeping_up.push(&frame(10), slow), Push::Queued);
+        // ...one more than half its limit behind is cut.
+        assert_eq!(behind.push(&frame(10), slow), Push::SlowConsumer);
+        // The cut queue keeps only its last frame; a dropped queue gives back all.
+        assert_eq!(budget.queued(), 40 + 4);
+        drop(behind);
+        assert_eq!(budget.queued(), 40);
+        keeping_up.consume(40);
+        assert_eq!(budget.queued(), 0);
+    }
+
     /// As if the last write were longer ago than [`READING_WINDOW`].
     fn stopped_reading(out: &Outbound) {
         let long_ago = Instant::now() - READING_WINDOW * 2;
-        out.last_progress.set(Some(long_ago));
+        out.full_since.set(Some(long_ago));
     }
 
     #[test]
