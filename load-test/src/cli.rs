@@ -38,6 +38,7 @@ Scenarios:
   churn    members join and leave at a rate while others broadcast
   connect  N clients connect and log in: connect+login latency and logins/s
   idle     hold N connections, report server RSS per connection
+  burst    B messages per sender back to back; only stalled members may be cut
   plot     overlay saved --json runs in one latency-by-percentile SVG
   table    print saved --json runs side by side as a Markdown table
 
@@ -71,6 +72,9 @@ pub enum Command {
     Connect(ConnectArgs),
     /// Hold N connections (over several processes if needed); report server RSS per connection.
     Idle(IdleArgs),
+    /// Each sender writes --burst messages back to back; stalled members must be cut,
+    /// nobody else (corecast only).
+    Burst(BurstArgs),
     /// Overlay saved --json reports in one latency-by-percentile SVG.
     Plot(PlotArgs),
     /// Print saved --json reports side by side as a Markdown table.
@@ -331,12 +335,48 @@ pub struct IdleOutputArgs {
     /// Write the report as JSON (input of `table`).
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Legend label (default: "<target> idle").
+    /// Legend label (default: "<target> <scenario>").
     #[arg(long)]
     pub label: Option<String>,
     /// No progress lines.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// `burst`.
+#[derive(Debug, Clone, Args)]
+pub struct BurstArgs {
+    /// Rooms.
+    #[arg(long, default_value_t = 1, value_parser = parse_count)]
+    pub rooms: usize,
+    /// Members per room (senders and stalled members included).
+    #[arg(long, default_value_t = 10, value_parser = parse_count)]
+    pub members: usize,
+    /// Senders per room (members that also send; they read like healthy members).
+    #[arg(long, default_value_t = 1, value_parser = parse_count)]
+    pub senders: usize,
+    /// Messages each sender writes back to back, as fast as its socket takes them.
+    #[arg(long, default_value_t = 1000, value_parser = parse_count)]
+    pub burst: usize,
+    /// Body size in bytes (at least 20: the stamp; at most what fits in corecast's
+    /// default frame limit).
+    #[arg(long, default_value_t = 16_000, value_parser = parse_burst_body_size)]
+    pub body_size: usize,
+    /// Members per room that never read (SO_RCVBUF 4096): expected to be cut.
+    #[arg(long, default_value_t = 0)]
+    pub stalled: usize,
+    /// Give up waiting for the healthy members' deliveries after this long.
+    #[arg(long, default_value = "60s", value_parser = parse_positive_duration)]
+    pub timeout: f64,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub setup: SetupArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub out: IdleOutputArgs,
 }
 
 /// The hidden child of `idle`.
@@ -479,6 +519,23 @@ pub fn parse_body_size(s: &str) -> Result<usize, String> {
     }
 }
 
+/// The largest `burst --body-size`: a SendMessage frame (body, room name, protobuf
+/// tags) must fit in corecast's default frame limit; 256 bytes are kept for the rest.
+pub const MAX_BURST_BODY: usize = corecast::frame::DEFAULT_MAX_FRAME_BYTES - 256;
+
+/// burst's --body-size: at least the stamp, at most [`MAX_BURST_BODY`].
+pub fn parse_burst_body_size(s: &str) -> Result<usize, String> {
+    let n = parse_body_size(s)?;
+    if n > MAX_BURST_BODY {
+        return Err(format!(
+            "must be at most {MAX_BURST_BODY} (a message must fit in corecast's default \
+             frame limit of {} bytes)",
+            corecast::frame::DEFAULT_MAX_FRAME_BYTES
+        ));
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -501,7 +558,7 @@ mod tests {
     fn setup_options_are_taken_where_they_apply_and_refused_elsewhere() {
         use clap::Parser;
         let parse = |args: &[&str]| Cli::try_parse_from([&["corecast-load"], args].concat());
-        for scenario in ["fanout", "chat", "churn", "idle"] {
+        for scenario in ["fanout", "chat", "churn", "idle", "burst"] {
             let cli = parse(&[
                 scenario,
                 "--setup-timeout",
@@ -515,6 +572,7 @@ mod tests {
                 Command::Chat(a) => a.run.setup,
                 Command::Churn(a) => a.run.setup,
                 Command::Idle(a) => a.setup,
+                Command::Burst(a) => a.setup,
                 other => panic!("{other:?}"),
             };
             assert_eq!((setup.setup_timeout, setup.setup_concurrency), (5.0, 8));
@@ -568,6 +626,14 @@ mod tests {
             (&["fanout", "--min-achieved", "1.5"], "at most 1"),
             (&["fanout", "--p99-limit-ms", "0"], "above zero"),
             (&["fanout", "--source-addrs", "255"], "0..=254"),
+            (&["burst", "--burst", "0"], "at least 1"),
+            (&["burst", "--body-size", "19"], "at least 20"),
+            (&["burst", "--body-size", "65281"], "at most 65280"),
+            (&["burst", "--body-size", "1000000"], "frame limit"),
+            (&["burst", "--rooms", "0"], "at least 1"),
+            (&["burst", "--members", "0"], "at least 1"),
+            (&["burst", "--senders", "0"], "at least 1"),
+            (&["burst", "--timeout", "0"], "more than zero"),
         ];
         for (args, why) in refused {
             let err = parse(args).expect_err(&format!("{args:?} was accepted"));
@@ -620,6 +686,42 @@ mod tests {
             panic!("{cli:?}")
         };
         assert_eq!((a.rooms, a.hold), (0, 0.0));
+    }
+
+    #[test]
+    fn burst_takes_its_parameters_and_the_largest_body_that_fits() {
+        let cli = parse(&[
+            "burst",
+            "--rooms",
+            "2",
+            "--members",
+            "4",
+            "--senders",
+            "1",
+            "--burst",
+            "200",
+            "--body-size",
+            "65280",
+            "--stalled",
+            "1",
+            "--setup-timeout",
+            "5s",
+        ])
+        .unwrap();
+        let Command::Burst(a) = cli.command else {
+            panic!("{cli:?}")
+        };
+        assert_eq!((a.rooms, a.members, a.senders, a.stalled), (2, 4, 1, 1));
+        assert_eq!((a.burst, a.body_size), (200, MAX_BURST_BODY));
+        assert_eq!(a.setup.setup_timeout, 5.0);
+        for flag in ["--hgrm", "--plot", "--rate"] {
+            let err = parse(&["burst", flag, "1"]).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::UnknownArgument,
+                "{flag}"
+            );
+        }
     }
 
     #[test]

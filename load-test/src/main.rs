@@ -4,7 +4,7 @@
 //! Layout (one concept per file):
 //! - `cli`: the command line. `scenario/`: the scenarios from command line to report:
 //!   `broadcast/` (fanout/chat/churn: one run's threads, `--find-max`), `connect`,
-//!   `idle` (and its child processes).
+//!   `idle` (and its child processes), `burst` (back-to-back sends, slow-consumer cuts).
 //! - `worker/`: one thread's connections (`plan`), epoll loop (`io`), server events
 //!   (`events`) and the phases a scenario drives on it (`broadcast`, `connect`).
 //! - `schedule`: open-loop send times; `body`: the stamp each message carries;
@@ -61,6 +61,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         }
         Command::Connect(a) => scenario::connect(&a),
         Command::Idle(a) => scenario::idle(&a),
+        Command::Burst(a) => scenario::burst(&a),
         Command::IdleChild(a) => scenario::idle_child(&a).map(|()| true),
         Command::Plot(a) => report::plot_files(
             &a.title,

@@ -252,3 +252,91 @@ fn connect_refuses_more_clients_than_the_open_file_limit_allows() {
         "{stderr}"
     );
 }
+
+#[test]
+fn burst_delivers_everything_to_healthy_members_and_senders() {
+    let server = server();
+    let addr = server.local_addr().to_string();
+    let pid = std::process::id().to_string();
+    // 2 rooms x 4 members: 1 sender, 2 healthy, 1 stalled (never reads) per room.
+    let run = harness(
+        &[
+            "burst",
+            "--addr",
+            &addr,
+            "--rooms",
+            "2",
+            "--members",
+            "4",
+            "--senders",
+            "1",
+            "--burst",
+            "200",
+            "--body-size",
+            "16000",
+            "--stalled",
+            "1",
+            "--server-pid",
+            &pid,
+            "--setup-timeout",
+            "20s",
+        ],
+        LIMIT,
+    );
+    let r = &run.report;
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(r["scenario"], "burst");
+    assert_eq!(num(r, &["connections"]), 8.0);
+    assert_eq!(num(r, &["sent"]), 400.0);
+    assert_eq!(r["completed"], true, "{}", run.stdout);
+    assert_eq!(r["failed"], false, "{}", run.stdout);
+    // Each sender gets its room's 200 messages (its own echoes), each healthy member too.
+    assert_eq!(num(r, &["senders", "received"]), 400.0, "{}", run.stdout);
+    assert_eq!(num(r, &["senders", "expected"]), 400.0);
+    assert_eq!(num(r, &["own_echoes"]), 400.0);
+    assert_eq!(num(r, &["healthy", "connections"]), 4.0);
+    assert_eq!(num(r, &["healthy", "received"]), 800.0, "{}", run.stdout);
+    assert_eq!(num(r, &["healthy", "expected"]), 800.0);
+    for class in ["senders", "healthy"] {
+        assert_eq!(num(r, &[class, "disconnected"]), 0.0, "{}", run.stdout);
+        for field in [
+            "lost",
+            "duplicates",
+            "sender_reorders",
+            "seq_reorders",
+            "seq_gaps",
+        ] {
+            assert_eq!(num(r, &[class, "checks", field]), 0.0, "{class} {field}");
+        }
+    }
+    assert_eq!(num(r, &["stalled", "connections"]), 2.0);
+    assert!(num(r, &["deliveries_per_s"]) > 0.0);
+    assert!(r["server"]["cpu_us"].as_u64().is_some(), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("healthy members        4 conns: received 800/800, disconnected 0"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("!!!"), "{}", run.stdout);
+}
+
+#[test]
+fn burst_refuses_other_targets_and_impossible_rooms_before_connecting() {
+    for (extra, why) in [
+        (
+            &["--target", "redis"][..],
+            "burst supports only --target corecast",
+        ),
+        (
+            &["--members", "2", "--senders", "1", "--stalled", "2"][..],
+            "exceed --members 2",
+        ),
+    ] {
+        let mut a = vec!["burst", "--addr", "127.0.0.1:1"];
+        a.extend_from_slice(extra);
+        let out = common::run_binary(&a, LIMIT);
+        assert_eq!(out.code, 2, "{extra:?}: {}", out.stderr);
+        assert!(out.stderr.contains(why), "{extra:?}: {}", out.stderr);
+    }
+}

@@ -6,6 +6,7 @@
 //! Here: what they share.
 
 mod broadcast;
+mod burst;
 mod connect;
 mod idle;
 
@@ -22,6 +23,7 @@ use crate::schedule::Arrivals;
 use crate::worker::WorkerPlan;
 
 pub use broadcast::{broadcast, BroadcastSpec};
+pub use burst::burst;
 pub use connect::connect;
 pub use idle::{idle, idle_child};
 
