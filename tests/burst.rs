@@ -1,9 +1,7 @@
 //! Bursts never cut a healthy reader: a member that reads as fast as it can gets every
 //! message of a back-to-back burst, in order, whatever members that never read do; the
 //! sender is not cut for its own echoes while it reads them; the members that read
-//! nothing are still cut. At one and two shards; one two-shard case (16 KB frames, one
-//! reader, one stalled member) still fails about one run in eight, the reader cut
-//! after 12 messages, and is not here until it is understood (issue #14, open).
+//! nothing are still cut. At one and two shards.
 
 mod common;
 
@@ -207,4 +205,9 @@ fn a_small_shard_budget_trims_only_the_members_that_never_read() {
         ..Config::default()
     };
     burst_with(base, 1, 20, 1, 600, 8_000);
+}
+
+#[test]
+fn a_burst_of_16k_frames_cuts_only_the_member_that_never_reads_two_shards() {
+    burst(2, 1, 1, 300, 16_000);
 }

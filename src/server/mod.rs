@@ -150,7 +150,7 @@ impl Server {
         let config = Arc::new(config);
         let connections = Arc::new(AtomicUsize::new(0));
         let draining = Arc::new(AtomicUsize::new(nr_shards));
-        let backpressure = Arc::new(crate::shard::context::Backpressure::default());
+        let backpressure = Arc::new(crate::shard::context::Backpressure::new(nr_shards));
         let (peers, inboxes): (Vec<_>, Vec<_>) = (0..nr_shards).map(|_| flume::unbounded()).unzip();
 
         let mut server = Server {

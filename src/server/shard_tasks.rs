@@ -15,7 +15,7 @@ use crate::conn;
 use crate::metrics::{self, Count};
 use crate::server::{http, listen};
 use crate::shard::context::ShardContext;
-use crate::shard::messages::{Batch, Control};
+use crate::shard::messages::{batch_bytes, Batch, Control};
 use crate::shard::routing::ShardId;
 
 /// Channel messages drained per wake-up before the inbox lets other tasks run.
@@ -174,7 +174,9 @@ async fn inbox_loop(ctx: Rc<ShardContext>, inbox: flume::Receiver<Batch>) {
         let mut next = Some(first);
         let mut handled = 0;
         while let Some(batch) = next {
+            let bytes = batch_bytes(&batch);
             let controls = ctx.state.borrow_mut().handle_batch(batch);
+            ctx.backpressure().handled(ctx.state.borrow().id(), bytes);
             for control in controls {
                 match control {
                     Control::Shutdown => ctx.request_shutdown(),
@@ -201,6 +203,7 @@ async fn flush_loop(ctx: Rc<ShardContext>) {
         let batches = ctx.state.borrow_mut().take_outbox();
         for (dest, batch) in batches {
             metrics::count(Count::CrossShard(batch.len() as u64));
+            ctx.backpressure().sent(dest, batch_bytes(&batch));
             let peer = &ctx.peers()[dest];
             // A peer that already stopped (shutdown) no longer needs its messages.
             let _ = peer.send(batch);

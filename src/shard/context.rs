@@ -29,6 +29,11 @@ pub const SCRATCH_BYTES: usize = 64 * 1024;
 /// `--max-outbound-bytes`, so a member that keeps reading stays well inside it.
 pub const YIELD_AFTER_QUEUED: usize = 256 * 1024;
 
+/// Bytes of frames and payloads that may wait for one shard before senders' readers
+/// on the others wait too: a burst crosses between shards at the pace its receiver
+/// hands it out, instead of all at once.
+const MAX_IN_FLIGHT: usize = 1 << 20;
+
 /// The longest one ingest step waits for members that are behind: a member slower than
 /// the room then falls further behind (and is cut at its byte limit) instead of
 /// slowing the shard's other rooms for long.
@@ -88,18 +93,37 @@ pub struct ShardContext {
 pub struct Backpressure {
     epoch: Instant,
     behind_until_us: AtomicU64,
-}
-
-impl Default for Backpressure {
-    fn default() -> Self {
-        Self {
-            epoch: Instant::now(),
-            behind_until_us: AtomicU64::new(0),
-        }
-    }
+    /// Bytes sent to each shard and not yet handled by it.
+    in_flight: Vec<AtomicUsize>,
 }
 
 impl Backpressure {
+    /// For a server of `nr_shards`.
+    pub fn new(nr_shards: usize) -> Self {
+        Self {
+            epoch: Instant::now(),
+            behind_until_us: AtomicU64::new(0),
+            in_flight: (0..nr_shards).map(|_| AtomicUsize::new(0)).collect(),
+        }
+    }
+
+    /// A batch of `bytes` went to shard `to`.
+    pub fn sent(&self, to: ShardId, bytes: usize) {
+        self.in_flight[to].fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Shard `at` handled a batch of `bytes`.
+    pub fn handled(&self, at: ShardId, bytes: usize) {
+        self.in_flight[at].fetch_sub(bytes, Ordering::Relaxed);
+    }
+
+    /// Whether some shard has more than [`MAX_IN_FLIGHT`] bytes waiting for it.
+    pub fn peers_full(&self) -> bool {
+        self.in_flight
+            .iter()
+            .any(|b| b.load(Ordering::Relaxed) > MAX_IN_FLIGHT)
+    }
+
     fn micros(&self, at: Instant) -> u64 {
         at.saturating_duration_since(self.epoch).as_micros() as u64
     }
@@ -204,6 +228,11 @@ impl ShardContext {
         self.shutdown_ends.set(Some(ends));
     }
 
+    /// What the shards share to slow their senders down.
+    pub fn backpressure(&self) -> &Backpressure {
+        &self.backpressure
+    }
+
     /// Marks a peer's inbox as deep: readers pause in [`ShardContext::wait_for_peers`].
     pub fn note_peer_backlog(&self, batches: usize) {
         if batches > MAX_PEER_BACKLOG {
@@ -239,7 +268,7 @@ impl ShardContext {
             futures_lite::future::yield_now().await;
         }
         let local = self.state.borrow().has_members_behind();
-        let remote = ingest && self.backpressure.is_behind(now);
+        let remote = ingest && (self.backpressure.is_behind(now) || self.backpressure.peers_full());
         if !local && !remote {
             return;
         }
@@ -250,7 +279,8 @@ impl ShardContext {
             if here {
                 self.backpressure.note_behind(now, READING_WINDOW);
             }
-            let wait = here || (ingest && self.backpressure.is_behind(now));
+            let wait = here
+                || (ingest && (self.backpressure.is_behind(now) || self.backpressure.peers_full()));
             if !wait || now >= started + MAX_INGEST_PAUSE {
                 return;
             }

@@ -38,6 +38,25 @@ pub enum ShardMessage {
     Control(Control),
 }
 
+/// The bytes of frames and payloads a batch carries (what it costs its receiver to
+/// hand out), for the cross-shard in-flight bound.
+pub fn batch_bytes(batch: &Batch) -> usize {
+    batch
+        .iter()
+        .map(|msg| match msg {
+            ShardMessage::ToOwner(OwnerRequest::Send { payload, .. }) => payload.len(),
+            ShardMessage::ToMembers(
+                MemberEvent::Deliver { frame, .. }
+                | MemberEvent::DeliverTo { frame, .. }
+                | MemberEvent::Reply { frame, .. }
+                | MemberEvent::Joined { frame, .. }
+                | MemberEvent::JoinRejected { frame, .. },
+            ) => frame.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
 /// Control messages from the server handle or the metrics responder.
 #[derive(Debug)]
 pub enum Control {
