@@ -169,6 +169,18 @@ fn burst_with(
         (metric(&scrape, cut) >= stalled_members as f64).then_some(())
     });
     drop(idle);
+    // Everything queued was written or dropped with its connection: the shards'
+    // outbound accounting (what --max-shard-outbound-bytes is checked against) is back
+    // at zero.
+    eventually(Duration::from_secs(30), || {
+        let (_, scrape) = http_get(metrics, "/metrics");
+        let queued: f64 = scrape
+            .lines()
+            .filter(|l| l.starts_with("corecast_outbound_bytes{"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum();
+        (queued == 0.0).then_some(())
+    });
 }
 
 #[test]

@@ -185,6 +185,8 @@ pub struct ShardStats {
     pub rooms: usize,
     /// Batches waiting in its inbox.
     pub inbox_depth: usize,
+    /// Bytes queued for its clients (against `--max-shard-outbound-bytes`).
+    pub outbound_bytes: usize,
 }
 
 thread_local! {
@@ -299,6 +301,11 @@ pub fn render(shards: &[ShardStats], ready: bool) -> String {
         "corecast_inbox_depth",
         "Batches waiting in a shard's inbox.",
         |s| s.inbox_depth,
+    );
+    gauge(
+        "corecast_outbound_bytes",
+        "Bytes queued for clients and not yet written, per shard.",
+        |s| s.outbound_bytes,
     );
 
     let name = "corecast_delivery_latency_seconds";

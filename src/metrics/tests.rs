@@ -61,6 +61,7 @@ fn render_sums_shards_into_prometheus_text() {
             connections: 4,
             rooms: 1,
             inbox_depth: 0,
+            outbound_bytes: 0,
         },
         ShardStats {
             shard: 1,
@@ -68,6 +69,7 @@ fn render_sums_shards_into_prometheus_text() {
             connections: 6,
             rooms: 2,
             inbox_depth: 3,
+            outbound_bytes: 4096,
         },
     ];
     let text = render(&shards, true);
@@ -116,6 +118,7 @@ fn golden_shards() -> [ShardStats; 2] {
             connections: 4,
             rooms: 1,
             inbox_depth: 0,
+            outbound_bytes: 0,
         },
         ShardStats {
             shard: 1,
@@ -123,6 +126,7 @@ fn golden_shards() -> [ShardStats; 2] {
             connections: 6,
             rooms: 2,
             inbox_depth: 3,
+            outbound_bytes: 4096,
         },
     ]
 }
@@ -195,6 +199,10 @@ corecast_rooms{shard="1"} 2
 # TYPE corecast_inbox_depth gauge
 corecast_inbox_depth{shard="0"} 0
 corecast_inbox_depth{shard="1"} 3
+# HELP corecast_outbound_bytes Bytes queued for clients and not yet written, per shard.
+# TYPE corecast_outbound_bytes gauge
+corecast_outbound_bytes{shard="0"} 0
+corecast_outbound_bytes{shard="1"} 4096
 # HELP corecast_delivery_latency_seconds Time a connection's outbound queue stayed non-empty: from the start of the shard turn that queued a frame into an empty queue to the write that emptied it (one sample per busy period).
 # TYPE corecast_delivery_latency_seconds histogram
 corecast_delivery_latency_seconds_bucket{le="0.00001"} 3040

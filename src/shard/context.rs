@@ -249,6 +249,7 @@ impl ShardContext {
             connections: self.live.get(),
             rooms: state.owned_rooms(),
             inbox_depth: inbox.len(),
+            outbound_bytes: state.outbound_bytes(),
         }
     }
 

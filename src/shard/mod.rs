@@ -84,6 +84,11 @@ impl ShardState {
         self.members.count()
     }
 
+    /// Bytes queued for this shard's clients.
+    pub fn outbound_bytes(&self) -> usize {
+        self.members.queued_bytes()
+    }
+
     /// Rooms this shard owns.
     pub fn owned_rooms(&self) -> usize {
         self.owner.room_count()
