@@ -116,8 +116,8 @@ pub struct Outbound {
     front_started: Cell<bool>,
     /// When the queue last went from empty to non-empty (delivery latency metric).
     busy_since: Cell<Option<Instant>>,
-    /// When the writer last wrote something (is the client reading?).
-    last_progress: Cell<Option<Instant>>,
+    /// Whether the writer has ever written something (the client has read).
+    has_written: Cell<bool>,
     /// When the writer found the socket full, if it has written nothing since.
     full_since: Cell<Option<Instant>>,
     /// Wakes the writer: new frames or a state change.
@@ -136,7 +136,7 @@ impl Outbound {
             state: Cell::new(OutState::Open),
             front_started: Cell::new(false),
             busy_since: Cell::new(None),
-            last_progress: Cell::new(None),
+            has_written: Cell::new(false),
             full_since: Cell::new(None),
             writer: LocalNotify::default(),
             shard: None,
@@ -185,9 +185,9 @@ impl Outbound {
 
     /// [`Outbound::reading`] at `now`.
     pub fn reading_at(&self, now: Instant) -> bool {
-        match (self.full_since.get(), self.last_progress.get()) {
-            (Some(full), _) => now.saturating_duration_since(full) < READING_WINDOW,
-            (None, written) => written.is_some(),
+        match self.full_since.get() {
+            Some(full) => now.saturating_duration_since(full) < READING_WINDOW,
+            None => self.has_written.get(),
         }
     }
 
@@ -233,11 +233,6 @@ impl Outbound {
     /// Whether more than half the byte limit is queued: the client is behind.
     pub fn is_behind(&self) -> bool {
         self.queued_bytes.get() > self.max_bytes / 2
-    }
-
-    /// When the writer last wrote something, if ever.
-    pub fn last_progress(&self) -> Option<Instant> {
-        self.last_progress.get()
     }
 
     /// Whether the front frame is partly written (it must then be finished first).
@@ -337,7 +332,8 @@ impl Outbound {
     pub fn consume(&self, mut n: usize) {
         let written_total = n as u64;
         if n > 0 {
-            self.last_progress.set(Some(Instant::now()));
+            // No clock read per write: only a full socket starts the clock.
+            self.has_written.set(true);
             self.full_since.set(None);
             if let Some(b) = &self.shard {
                 b.sub(n);
