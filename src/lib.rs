@@ -22,7 +22,7 @@
 //!   `response` (frames encoded once), `proto` (generated); re-exported at the root.
 //! - `metrics/`: per-shard counters (thread-local, declared once), Prometheus text;
 //!   `process` the process's own figures.
-//! - `tls`: certificate loading, the server handshake, client configs.
+//! - `tls`: certificate loading and the server handshake.
 //! - `notify`: a single-waiter wake-up for tasks on one shard.
 //! - `client/`: a small blocking client (tests, examples, `corecast-chat`). `mod.rs` is
 //!   `Client` and connecting; `requests` the request helpers; `halves` the split

@@ -1,6 +1,6 @@
 //! TLS on the client port: loading the certificate chain and key (`--tls-cert`,
-//! `--tls-key`), the server handshake after accept, and the client configuration the
-//! blocking client uses. rustls with the `ring` provider throughout.
+//! `--tls-key`) and the server handshake after accept (the blocking client's TLS is
+//! `client::TlsTrust`). rustls with the `ring` provider throughout.
 //!
 //! The provider is named explicitly rather than taken from rustls' process default, so
 //! that another crate enabling a second provider in the build cannot make it ambiguous.
@@ -15,7 +15,7 @@ use futures_rustls::server::TlsStream;
 use futures_rustls::TlsAcceptor;
 use glommio::net::TcpStream;
 use rustls::crypto::CryptoProvider;
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -100,18 +100,6 @@ pub fn server_config(
         .with_no_client_auth()
         .with_single_cert(chain, private_key)?;
     Ok(Some(Arc::new(config)))
-}
-
-/// A client configuration that trusts only `root_cert_der` (a DER certificate: the
-/// server's own self-signed one, or the CA that signed it).
-pub fn client_config(root_cert_der: &[u8]) -> Result<Arc<ClientConfig>, TlsError> {
-    let mut roots = RootCertStore::empty();
-    roots.add(CertificateDer::from(root_cert_der.to_vec()))?;
-    let config = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
 }
 
 /// Why a server handshake did not produce a stream.

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::conn::rate_limit::TokenBucket;
 use crate::conn::session::{self, Outcome, SessionConfig};
 use crate::metrics;
+use crate::shard::context::SCRATCH_BYTES;
 use crate::shard::members::ConnShared;
 use crate::shard::ShardState;
 use crate::wire::frame::{self, FrameError};
@@ -28,9 +29,6 @@ use crate::wire::response;
 
 /// Frames handled per call before the task lets other tasks run.
 pub const FRAMES_PER_TURN: usize = 256;
-
-/// Carry capacity kept between frames; a larger buffer is freed once empty.
-const CARRY_KEPT: usize = 64 * 1024;
 
 /// Shortest read timeout handed out (glommio rejects zero).
 pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
@@ -225,7 +223,7 @@ impl Driver {
             // A frame completed: whatever is left is a new frame's start.
             self.frame_started = None;
         }
-        if carry.is_empty() && carry.capacity() > CARRY_KEPT {
+        if carry.is_empty() && carry.capacity() > SCRATCH_BYTES {
             carry = Vec::new();
         }
         self.carry = carry;

@@ -54,24 +54,7 @@ fn render_sums_shards_into_prometheus_text() {
         latency_buckets: [1; 15],
         ..Counters::default()
     };
-    let shards = [
-        ShardStats {
-            shard: 0,
-            counters: a,
-            connections: 4,
-            rooms: 1,
-            inbox_depth: 0,
-            outbound_bytes: 0,
-        },
-        ShardStats {
-            shard: 1,
-            counters: b,
-            connections: 6,
-            rooms: 2,
-            inbox_depth: 3,
-            outbound_bytes: 4096,
-        },
-    ];
+    let shards = two_shards(a, b);
     let text = render(&shards, true);
     assert!(text.contains("corecast_logins_total 5\n"));
     assert!(text.contains("corecast_errors_total{code=\"SLOW_CONSUMER\"} 1\n"));
@@ -111,24 +94,7 @@ fn golden_shards() -> [ShardStats; 2] {
         latency_buckets: [3000; 15],
         latency_sum_us: 5_000_000,
     };
-    [
-        ShardStats {
-            shard: 0,
-            counters: a,
-            connections: 4,
-            rooms: 1,
-            inbox_depth: 0,
-            outbound_bytes: 0,
-        },
-        ShardStats {
-            shard: 1,
-            counters: b,
-            connections: 6,
-            rooms: 2,
-            inbox_depth: 3,
-            outbound_bytes: 4096,
-        },
-    ]
+    two_shards(a, b)
 }
 
 /// The full exposition of `golden_shards`, as rendered before the counters were
@@ -230,4 +196,26 @@ corecast_ready 1
 #[test]
 fn render_is_pinned_byte_for_byte() {
     assert_eq!(render(&golden_shards(), true), GOLDEN);
+}
+
+/// Two shards' figures around the counters `a` and `b`.
+fn two_shards(a: Counters, b: Counters) -> [ShardStats; 2] {
+    [
+        ShardStats {
+            shard: 0,
+            counters: a,
+            connections: 4,
+            rooms: 1,
+            inbox_depth: 0,
+            outbound_bytes: 0,
+        },
+        ShardStats {
+            shard: 1,
+            counters: b,
+            connections: 6,
+            rooms: 2,
+            inbox_depth: 3,
+            outbound_bytes: 4096,
+        },
+    ]
 }
