@@ -23,13 +23,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=CORECAST_REVISION={revision}");
     // A new commit moves the branch's ref (or packed-refs); HEAD moves on checkout.
-    for path in [".git/HEAD", ".git/packed-refs"] {
-        println!("cargo:rerun-if-changed={path}");
-    }
+    // Only paths that exist: cargo reruns a build script on every build while a path
+    // it watches is missing (which would rebuild the crate each time).
+    let mut watched = vec![".git/HEAD".to_owned(), ".git/packed-refs".to_owned()];
     if let Ok(head) = std::fs::read_to_string(".git/HEAD") {
         if let Some(reference) = head.trim().strip_prefix("ref: ") {
-            println!("cargo:rerun-if-changed=.git/{reference}");
+            watched.push(format!(".git/{reference}"));
         }
+    }
+    for path in watched.iter().filter(|p| std::path::Path::new(p).exists()) {
+        println!("cargo:rerun-if-changed={path}");
     }
     Ok(())
 }
