@@ -275,6 +275,7 @@ fn a_client_joining_10000_rooms_is_capped_per_connection() {
         let join = client_message::Data::JoinRequest(JoinRequest {
             room_id: format!("r{i}"),
             room_config: None,
+            ..Default::default()
         });
         burst.extend_from_slice(&corecast::frame::encode(&corecast::proto::ClientMessage {
             data: Some(join),
@@ -337,6 +338,7 @@ fn a_flooding_client_is_rate_limited_and_others_keep_their_order() {
         let join = client_message::Data::JoinRequest(JoinRequest {
             room_id: format!("j{i}"),
             room_config: None,
+            ..Default::default()
         });
         joins.extend_from_slice(&corecast::frame::encode(&corecast::proto::ClientMessage {
             data: Some(join),

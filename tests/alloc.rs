@@ -159,6 +159,7 @@ fn decode_allocations() {
         client_frame(Data::LoginRequest(LoginRequest {
             player_id: "alice".into(),
             auth_config: token.map(|t| AuthConfig::Bearer(AuthConfigBearer { token: t.into() })),
+            ..Default::default()
         }))
     };
     let cases = [
@@ -170,6 +171,7 @@ fn decode_allocations() {
             client_frame(Data::JoinRequest(JoinRequest {
                 room_id: "lobby".into(),
                 room_config: Some(RoomConfig { max_players: 8 }),
+                ..Default::default()
             })),
             false,
         ),
@@ -294,6 +296,7 @@ fn login(player: &str) -> Data {
     Data::LoginRequest(LoginRequest {
         player_id: player.into(),
         auth_config: None,
+        ..Default::default()
     })
 }
 
@@ -301,6 +304,7 @@ fn join(room_id: &str) -> Data {
     Data::JoinRequest(JoinRequest {
         room_id: room_id.into(),
         room_config: None,
+        ..Default::default()
     })
 }
 

@@ -228,6 +228,7 @@ fn a_client_that_never_reads_its_responses_is_cut_as_a_slow_consumer() {
     let login = encode(client_message::Data::LoginRequest(LoginRequest {
         player_id: "pinger".into(),
         auth_config: None,
+        ..Default::default()
     }));
     pinger.write_all(&login).unwrap();
     let chunk: Vec<u8> = (0..4096u64)

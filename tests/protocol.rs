@@ -22,6 +22,7 @@ fn requests_before_login_get_failed_precondition_and_the_connection_stays_open()
     c.send(client_message::Data::JoinRequest(JoinRequest {
         room_id: "r".into(),
         room_config: None,
+        ..Default::default()
     }))
     .unwrap();
     assert_error(&mut c, ErrorCode::FailedPrecondition);
@@ -98,6 +99,7 @@ fn successful_responses_carry_error_none() {
     c.send(client_message::Data::LoginRequest(LoginRequest {
         player_id: "p".into(),
         auth_config: None,
+        ..Default::default()
     }))
     .unwrap();
     let Data::LoginResponse(login) = next_data(&mut c) else {

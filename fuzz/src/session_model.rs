@@ -164,10 +164,12 @@ impl Payload {
                         token: "wrong".into(),
                     })),
                 },
+                ..Default::default()
             }),
             Payload::Join { room, max_players } => In::JoinRequest(JoinRequest {
                 room_id: id(*room),
                 room_config: max_players.map(|max_players| RoomConfig { max_players }),
+                ..Default::default()
             }),
             Payload::Leave { room } => In::LeaveRequest(LeaveRequest { room_id: id(*room) }),
             Payload::Send {

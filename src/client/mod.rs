@@ -40,7 +40,7 @@ use transport::{Reader, Writer};
 
 pub use error::ClientError;
 pub use halves::{ClientReceiver, ClientSender};
-pub use requests::raw_frame;
+pub use requests::{raw_frame, JoinHistory};
 pub use trust::TlsTrust;
 
 /// One blocking connection to a corecast server.

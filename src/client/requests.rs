@@ -17,6 +17,34 @@ use crate::wire::proto::{
     LoginResponse, Ping, RoomConfig, SendMessage, ServerMessage,
 };
 
+/// What a join asks to be replayed (v1.1 history): nothing by default, as in v1.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JoinHistory {
+    /// Resume: the room's epoch and the last `seq` this client saw in it.
+    pub since: Option<(String, u64)>,
+    /// Replay at most this many retained messages (0: no cap on a resume, nothing
+    /// without one).
+    pub limit: u32,
+}
+
+impl JoinHistory {
+    /// Resume after `seq` in `epoch`.
+    pub fn resume(epoch: impl Into<String>, seq: u64) -> Self {
+        Self {
+            since: Some((epoch.into(), seq)),
+            limit: 0,
+        }
+    }
+
+    /// The last `n` retained messages.
+    pub fn last(n: u32) -> Self {
+        Self {
+            since: None,
+            limit: n,
+        }
+    }
+}
+
 impl Client {
     /// Sends one `ClientMessage` frame.
     pub fn send(&mut self, msg: client_message::Data) -> Result<(), ClientError> {
@@ -34,9 +62,22 @@ impl Client {
     /// Logs in; `Err(Rejected)` if the server answered with an error code,
     /// `Err(ClosedAfterError)` if it sent an error and closed (SERVER_FULL).
     pub fn login(&mut self, player_id: &str, token: Option<&str>) -> Result<(), ClientError> {
+        self.login_with(player_id, token, false)
+    }
+
+    /// Logs in; with `replace_existing` a session of the same player on another
+    /// connection is closed (it gets SESSION_REPLACED) instead of this login failing
+    /// with ALREADY_LOGGED_IN: what a client reconnecting after a blip wants.
+    pub fn login_with(
+        &mut self,
+        player_id: &str,
+        token: Option<&str>,
+        replace_existing: bool,
+    ) -> Result<(), ClientError> {
         self.send(client_message::Data::LoginRequest(LoginRequest {
             player_id: player_id.into(),
             auth_config: token.map(|t| AuthConfig::Bearer(AuthConfigBearer { token: t.into() })),
+            replace_existing,
         }))?;
         let resp: LoginResponse = self.expect(|d| match d {
             Data::LoginResponse(r) => Ok(r),
@@ -51,9 +92,25 @@ impl Client {
         room_id: &str,
         max_players: Option<u32>,
     ) -> Result<JoinResponse, ClientError> {
+        self.join_with(room_id, max_players, &JoinHistory::default())
+    }
+
+    /// Joins a room asking for history: a resume (`since`) or the last messages
+    /// (`limit`). The replayed `MessageNotification`s follow the response: read them
+    /// with `recv`. `JoinResponse.recovered` says whether a resume found everything.
+    pub fn join_with(
+        &mut self,
+        room_id: &str,
+        max_players: Option<u32>,
+        history: &JoinHistory,
+    ) -> Result<JoinResponse, ClientError> {
+        let (epoch, since_seq) = history.since.clone().unwrap_or_default();
         self.send(client_message::Data::JoinRequest(JoinRequest {
             room_id: room_id.into(),
             room_config: max_players.map(|m| RoomConfig { max_players: m }),
+            since_seq,
+            epoch,
+            history_limit: history.limit,
         }))?;
         let resp: JoinResponse = self.expect(|d| match d {
             Data::JoinResponse(r) if r.room_id == room_id => Ok(r),

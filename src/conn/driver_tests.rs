@@ -168,6 +168,7 @@ fn login(player: &str) -> Vec<u8> {
     request(Data::LoginRequest(LoginRequest {
         player_id: player.into(),
         auth_config: None,
+        ..Default::default()
     }))
 }
 
@@ -281,6 +282,7 @@ fn past_its_burst_a_connection_is_answered_rate_limited() {
         &request(Data::JoinRequest(JoinRequest {
             room_id: room.clone(),
             room_config: None,
+            ..Default::default()
         })),
     );
     c.received(

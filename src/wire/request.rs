@@ -293,6 +293,7 @@ mod tests {
                 auth_config: token.map(|t| {
                     AuthConfig::Bearer(crate::wire::proto::AuthConfigBearer { token: t.into() })
                 }),
+                ..Default::default()
             })),
         }
         .encode_to_vec()
@@ -344,6 +345,7 @@ mod tests {
             data: Some(Data::JoinRequest(JoinRequest {
                 room_id: "r".into(),
                 room_config: None,
+                ..Default::default()
             })),
         };
         assert_eq!(

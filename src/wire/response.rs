@@ -256,6 +256,7 @@ mod tests {
                 current_players: players.iter().map(|p| p.to_string()).collect(),
                 room_config,
                 error,
+                ..Default::default()
             }));
             assert_eq!(ours, theirs, "case {room:?} {}", players.len());
         }

@@ -130,6 +130,7 @@ pub fn assert_no_messages_from(c: &mut Client, room: &str) {
         corecast::proto::JoinRequest {
             room_id: room.into(),
             room_config: None,
+            ..Default::default()
         },
     ))
     .unwrap();

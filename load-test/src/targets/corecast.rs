@@ -42,6 +42,7 @@ impl CorecastCodec {
                 player_id: player.into(),
                 auth_config: token
                     .map(|t| AuthConfig::Bearer(AuthConfigBearer { token: t.into() })),
+                ..Default::default()
             }),
         );
     }
@@ -53,6 +54,7 @@ impl CorecastCodec {
             client_message::Data::JoinRequest(JoinRequest {
                 room_id: room.into(),
                 room_config: None,
+                ..Default::default()
             }),
         );
     }

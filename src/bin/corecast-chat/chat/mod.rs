@@ -105,6 +105,7 @@ impl Chat {
                     let request = client_message::Data::JoinRequest(JoinRequest {
                         room_id: room.clone(),
                         room_config: None,
+                        ..Default::default()
                     });
                     self.request(request, "room name", Awaiting::Join(room))
                 }

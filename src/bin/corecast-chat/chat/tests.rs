@@ -27,6 +27,7 @@ fn joined(chat: &mut Chat, room: &str, members: &[&str]) -> Option<String> {
         current_players: members.iter().map(|m| m.to_string()).collect(),
         room_config: None,
         error: ok(),
+        ..Default::default()
     })))
 }
 
@@ -212,6 +213,7 @@ fn input_waits_for_joins_and_leaves() {
             code: ErrorCode::RoomIsFull as i32,
             message: "full".into(),
         }),
+        ..Default::default()
     })));
     assert!(chat.ready());
 }
@@ -239,7 +241,8 @@ fn join_switches_and_leave_falls_back() {
         [Action::Send(client_message::Data::JoinRequest(
             JoinRequest {
                 room_id: "games".into(),
-                room_config: None
+                room_config: None,
+                ..Default::default()
             }
         ))]
     );
@@ -354,6 +357,7 @@ fn failed_responses_change_nothing() {
             code: ErrorCode::RoomIsFull as i32,
             message: "room games is full".into(),
         }),
+        ..Default::default()
     })));
     assert_eq!(
         full.as_deref(),
