@@ -138,6 +138,7 @@ fn shard_with_members(n: usize) -> (ShardState, Vec<Rc<ConnShared>>) {
         max_outbound_bytes: DEFAULT_MAX_OUTBOUND_BYTES,
         max_shard_outbound_bytes: usize::MAX,
         close_grace: Duration::from_secs(1),
+        history: corecast::shard::history::HistoryLimits::OFF,
     };
     let mut state = ShardState::new(0, 1, limits, Rc::new(LocalNotify::default()));
     let conns: Vec<Rc<ConnShared>> = (0..n).map(|_| state.register()).collect();
@@ -150,6 +151,7 @@ fn shard_with_members(n: usize) -> (ShardState, Vec<Rc<ConnShared>>) {
                 conn: c.id,
                 room: ROOM_KEY,
                 frame: joined.clone(),
+                replay: Vec::new(),
             })
         })
         .collect();

@@ -19,6 +19,22 @@ pub const DEFAULT_MAX_OUTBOUND_BYTES: usize = 1024 * 1024;
 /// each would otherwise pin 10 GiB).
 pub const DEFAULT_MAX_SHARD_OUTBOUND_BYTES: usize = 1 << 30;
 
+/// Default `--history-messages`: the last 100 messages of each room are kept for
+/// resume and `history_limit` replays.
+pub const DEFAULT_HISTORY_MESSAGES: usize = 100;
+
+/// Default `--history-bytes`: at most 256 KiB of frames per room (a quarter of a
+/// connection's default queue limit, so one replay never cuts its joiner).
+pub const DEFAULT_HISTORY_BYTES: usize = 256 * 1024;
+
+/// Default `--history-shard-bytes`: 64 MiB of retained frames per shard, whatever the
+/// number of rooms (the oldest go first, from any room).
+pub const DEFAULT_HISTORY_SHARD_BYTES: usize = 64 * 1024 * 1024;
+
+/// Default `--history-ttl`, in seconds: how long an empty room keeps its epoch, seq
+/// and history for members coming back.
+pub const DEFAULT_HISTORY_TTL: u64 = 300;
+
 /// Default `--max-room-members`. A joiner receives every member's id: at 10,000
 /// members of 128-byte ids that `JoinResponse` is 1.3 MB, well under the 8 MiB frame
 /// limit of common clients (tokio-util's `LengthDelimitedCodec` default).
@@ -61,6 +77,31 @@ pub struct Config {
         default_value_t = DEFAULT_MAX_SHARD_OUTBOUND_BYTES
     )]
     pub max_shard_outbound_bytes: usize,
+
+    /// Messages each room retains for resume and replay (v1.1 history). 0 turns
+    /// history off: nothing is retained, a resume is never `recovered` unless nothing
+    /// was missed, and empty rooms are forgotten at once.
+    #[arg(long, env = "CORECAST_HISTORY_MESSAGES", default_value_t = DEFAULT_HISTORY_MESSAGES)]
+    pub history_messages: usize,
+
+    /// Bytes of frames each room retains, at most (the oldest go first).
+    #[arg(long, env = "CORECAST_HISTORY_BYTES", default_value_t = DEFAULT_HISTORY_BYTES)]
+    pub history_bytes: usize,
+
+    /// Bytes of frames all rooms owned by one shard retain together, at most (the
+    /// shard's oldest go first, whichever room they belong to).
+    #[arg(
+        long,
+        env = "CORECAST_HISTORY_SHARD_BYTES",
+        default_value_t = DEFAULT_HISTORY_SHARD_BYTES
+    )]
+    pub history_shard_bytes: usize,
+
+    /// Seconds an empty room keeps its epoch, seq and history (a join within it
+    /// continues the room; after it the room starts afresh with a new epoch).
+    /// 0 forgets an empty room at once.
+    #[arg(long, env = "CORECAST_HISTORY_TTL", default_value_t = DEFAULT_HISTORY_TTL)]
+    pub history_ttl: u64,
 
     /// Most concurrent connections (all shards together); the excess gets SERVER_FULL
     /// and is closed. Default: the open-file limit (raised to its hard limit at start)
@@ -171,6 +212,10 @@ impl Default for Config {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_outbound_bytes: DEFAULT_MAX_OUTBOUND_BYTES,
             max_shard_outbound_bytes: DEFAULT_MAX_SHARD_OUTBOUND_BYTES,
+            history_messages: DEFAULT_HISTORY_MESSAGES,
+            history_bytes: DEFAULT_HISTORY_BYTES,
+            history_shard_bytes: DEFAULT_HISTORY_SHARD_BYTES,
+            history_ttl: DEFAULT_HISTORY_TTL,
             max_connections: None,
             max_room_members: DEFAULT_MAX_ROOM_MEMBERS,
             idle_timeout: 60,
@@ -211,6 +256,16 @@ impl Config {
     /// How long a writer may make no progress before a slow-consumer cut.
     pub fn write_timeout(&self) -> Option<Duration> {
         (self.write_timeout > 0).then(|| Duration::from_secs(self.write_timeout))
+    }
+
+    /// The history bounds (`--history-*`).
+    pub fn history(&self) -> crate::shard::history::HistoryLimits {
+        crate::shard::history::HistoryLimits {
+            messages: self.history_messages,
+            bytes: self.history_bytes,
+            shard_bytes: self.history_shard_bytes,
+            ttl: Duration::from_secs(self.history_ttl),
+        }
     }
 
     /// The shutdown grace period.

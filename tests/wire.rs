@@ -45,13 +45,22 @@ fn login_join_send_byte_for_byte() {
         0x12, 0x07, 0x0a, 0x01, b'r', 0x12, 0x02, 0x08, 0x03,
     ]))
     .unwrap();
-    // ServerMessage{join_response(2){room_id="r", current_players=["al"], room_config{3}, error{}}}
-    assert_eq!(
-        read_frame(&mut s),
-        vec![
-            0x12, 0x0d, 0x0a, 0x01, b'r', 0x12, 0x02, b'a', b'l', 0x1a, 0x02, 0x08, 0x03, 0x22,
-            0x00
-        ]
+    // ServerMessage{join_response(2){room_id="r", current_players=["al"], room_config{3},
+    // error{}, epoch(5)=<hex>}}: the v1 fields byte for byte, then v1.1's epoch (last_seq
+    // 0 and recovered false are left off, as proto3 does).
+    let response = read_frame(&mut s);
+    let v1 = [
+        0x0a, 0x01, b'r', 0x12, 0x02, b'a', b'l', 0x1a, 0x02, 0x08, 0x03, 0x22, 0x00,
+    ];
+    assert_eq!(response[0], 0x12);
+    assert_eq!(usize::from(response[1]), response.len() - 2);
+    assert_eq!(&response[2..2 + v1.len()], &v1);
+    let epoch = &response[2 + v1.len()..];
+    assert_eq!(epoch[0], 0x2a, "field 5, length-delimited");
+    assert_eq!(usize::from(epoch[1]), epoch.len() - 2);
+    assert!(
+        (1..=32).contains(&(epoch.len() - 2)) && epoch[2..].iter().all(u8::is_ascii_hexdigit),
+        "an epoch of at most 32 bytes: {epoch:?}"
     );
 
     // ClientMessage{send_message(4){room_id(2)="r", body(3)="hi"}}

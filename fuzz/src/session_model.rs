@@ -793,6 +793,7 @@ impl Sim {
             max_outbound_bytes: settings.max_outbound_bytes,
             max_shard_outbound_bytes: usize::MAX,
             close_grace: CLOSE_GRACE,
+            history: corecast::shard::history::HistoryLimits::OFF,
         };
         let config = SessionConfig {
             auth_token: settings.auth.then(|| Secret::new(TOKEN)),

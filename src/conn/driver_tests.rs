@@ -46,6 +46,7 @@ fn limits() -> ShardLimits {
         max_outbound_bytes: 1 << 20,
         max_shard_outbound_bytes: usize::MAX,
         close_grace: secs(1),
+        history: crate::shard::history::HistoryLimits::OFF,
     }
 }
 

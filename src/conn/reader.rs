@@ -58,7 +58,12 @@ pub(crate) async fn read_loop(
     accepted: Instant,
 ) {
     let end = read_frames(&ctx, &conn, &stream, accepted).await;
-    metrics::disconnect(disconnect_reason(&end, conn.out.state(), ctx.is_ready()));
+    let reason = if conn.replaced.get() {
+        Disconnect::SessionReplaced
+    } else {
+        disconnect_reason(&end, conn.out.state(), ctx.is_ready())
+    };
+    metrics::disconnect(reason);
     match &end {
         ReadEnd::FrameTimeout => {
             let message = format!(

@@ -8,6 +8,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
 pub use crate::config::SessionConfig;
+use crate::shard::history::ReplayRequest;
 use crate::shard::members::ConnShared;
 use crate::shard::room::Rejection;
 use crate::shard::ShardState;
@@ -17,6 +18,9 @@ use crate::wire::response;
 
 /// Longest player id or room id, in bytes.
 pub const MAX_ID_BYTES: usize = 128;
+
+/// Longest room epoch, in bytes (PROTOCOL.md: the server's are at most 32).
+pub const MAX_EPOCH_BYTES: usize = 32;
 
 /// What the connection does after a request.
 #[derive(Debug, PartialEq, Eq)]
@@ -97,9 +101,23 @@ pub fn handle(
                 conn.reply(response::join_rejected(&join.room_id, None, error));
                 return Outcome::Continue;
             }
+            if join.epoch.len() > MAX_EPOCH_BYTES {
+                let message = format!(
+                    "epoch is at most {MAX_EPOCH_BYTES} bytes (as JoinResponse gave it), got {}",
+                    join.epoch.len()
+                );
+                let error = response::err(ErrorCode::BadRequest, message);
+                conn.reply(response::join_rejected(&join.room_id, None, error));
+                return Outcome::Continue;
+            }
             conn.room_slots.set(conn.room_slots.get() + 1);
             let max_players = join.room_config.map(|c| c.max_players);
-            state.join(conn, player, join.room_id, max_players);
+            let replay = ReplayRequest {
+                since_seq: join.since_seq,
+                epoch: join.epoch,
+                limit: join.history_limit,
+            };
+            state.join(conn, player, join.room_id, max_players, replay);
             Outcome::Continue
         }
         Data::LeaveRequest(leave) => {
@@ -146,7 +164,7 @@ fn login(
         return Outcome::Continue;
     }
     let player: Arc<str> = login.player_id.into();
-    state.claim(conn, player.clone());
+    state.claim(conn, player.clone(), login.replace_existing);
     Outcome::AwaitClaim(player)
 }
 
@@ -212,6 +230,7 @@ mod tests {
         LoginView {
             player_id: "p",
             token,
+            replace_existing: false,
         }
     }
 

@@ -33,9 +33,11 @@ pub enum Disconnect {
     Shutdown,
     /// Refused: `--max-connections`.
     ServerFull,
+    /// Replaced by a login of the same player with `replace_existing`.
+    SessionReplaced,
 }
 
-const REASONS: [(Disconnect, &str); 8] = [
+const REASONS: [(Disconnect, &str); 9] = [
     (Disconnect::ClientClosed, "client_closed"),
     (Disconnect::Idle, "idle_timeout"),
     (Disconnect::FrameTimeout, "frame_timeout"),
@@ -44,6 +46,7 @@ const REASONS: [(Disconnect, &str); 8] = [
     (Disconnect::ProtocolError, "protocol_error"),
     (Disconnect::Shutdown, "shutdown"),
     (Disconnect::ServerFull, "server_full"),
+    (Disconnect::SessionReplaced, "session_replaced"),
 ];
 
 /// Upper bounds of the delivery-latency histogram buckets, in microseconds.
@@ -52,7 +55,7 @@ pub const LATENCY_BUCKETS_US: [u64; 14] = [
 ];
 
 const N_REASONS: usize = REASONS.len();
-const N_CODES: usize = 16;
+const N_CODES: usize = 19;
 /// `LATENCY_BUCKETS_US`, then +Inf.
 const N_BUCKETS: usize = LATENCY_BUCKETS_US.len() + 1;
 
@@ -164,6 +167,14 @@ counters! {
     bytes_out: BytesOut(u64) => "corecast_bytes_out_total", "Bytes written to clients.";
     cross_shard: CrossShard(u64) => "corecast_cross_shard_messages_total",
         "Messages sent between shards.";
+    replays: Replay => "corecast_history_replays_total",
+        "Joins that replayed retained messages (a resume or a history_limit).";
+    replayed: Replayed(u64) => "corecast_history_replayed_messages_total",
+        "Retained messages replayed to joiners.";
+    resumes_recovered: ResumeRecovered => "corecast_resumes_recovered_total",
+        "Resumes (since_seq > 0) that found every message they asked for.";
+    resumes_not_recovered: ResumeNotRecovered => "corecast_resumes_not_recovered_total",
+        "Resumes told recovered=false (another epoch, or history that no longer reaches back).";
 }
 
 fn add_all<const N: usize>(into: &mut [u64; N], from: &[u64; N]) {
@@ -187,6 +198,10 @@ pub struct ShardStats {
     pub inbox_depth: usize,
     /// Bytes queued for its clients (against `--max-shard-outbound-bytes`).
     pub outbound_bytes: usize,
+    /// Messages retained by the rooms it owns.
+    pub history_messages: usize,
+    /// Bytes retained by the rooms it owns (against `--history-shard-bytes`).
+    pub history_bytes: usize,
 }
 
 thread_local! {
@@ -306,6 +321,16 @@ pub fn render(shards: &[ShardStats], ready: bool) -> String {
         "corecast_outbound_bytes",
         "Bytes queued for clients and not yet written, per shard.",
         |s| s.outbound_bytes,
+    );
+    gauge(
+        "corecast_history_messages",
+        "Messages retained for resume and replay, per owner shard.",
+        |s| s.history_messages,
+    );
+    gauge(
+        "corecast_history_bytes",
+        "Bytes retained for resume and replay, per owner shard.",
+        |s| s.history_bytes,
     );
 
     let name = "corecast_delivery_latency_seconds";

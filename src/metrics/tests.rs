@@ -74,6 +74,10 @@ fn golden_shards() -> [ShardStats; 2] {
         bytes_in: 7,
         bytes_out: 8,
         cross_shard: 9,
+        replays: 10,
+        replayed: 11,
+        resumes_recovered: 12,
+        resumes_not_recovered: 13,
         disconnects: std::array::from_fn(|i| 10 + i as u64),
         errors: std::array::from_fn(|i| 20 + i as u64),
         latency_buckets: std::array::from_fn(|i| 40 + i as u64),
@@ -89,7 +93,11 @@ fn golden_shards() -> [ShardStats; 2] {
         bytes_in: 700,
         bytes_out: 800,
         cross_shard: 900,
-        disconnects: [1000; 8],
+        replays: 1000,
+        replayed: 1100,
+        resumes_recovered: 1200,
+        resumes_not_recovered: 1300,
+        disconnects: [1000; 9],
         errors: [2000; N_CODES],
         latency_buckets: [3000; 15],
         latency_sum_us: 5_000_000,
@@ -98,7 +106,8 @@ fn golden_shards() -> [ShardStats; 2] {
 }
 
 /// The full exposition of `golden_shards`, as rendered before the counters were
-/// declared by table: every existing series must stay byte-identical.
+/// declared by table: every existing series must stay byte-identical (v1.1 only added
+/// series: history, resumes, SESSION_REPLACED and the new error codes).
 const GOLDEN: &str = r#"# HELP corecast_connections_accepted_total Connections accepted.
 # TYPE corecast_connections_accepted_total counter
 corecast_connections_accepted_total 101
@@ -126,6 +135,18 @@ corecast_bytes_out_total 808
 # HELP corecast_cross_shard_messages_total Messages sent between shards.
 # TYPE corecast_cross_shard_messages_total counter
 corecast_cross_shard_messages_total 909
+# HELP corecast_history_replays_total Joins that replayed retained messages (a resume or a history_limit).
+# TYPE corecast_history_replays_total counter
+corecast_history_replays_total 1010
+# HELP corecast_history_replayed_messages_total Retained messages replayed to joiners.
+# TYPE corecast_history_replayed_messages_total counter
+corecast_history_replayed_messages_total 1111
+# HELP corecast_resumes_recovered_total Resumes (since_seq > 0) that found every message they asked for.
+# TYPE corecast_resumes_recovered_total counter
+corecast_resumes_recovered_total 1212
+# HELP corecast_resumes_not_recovered_total Resumes told recovered=false (another epoch, or history that no longer reaches back).
+# TYPE corecast_resumes_not_recovered_total counter
+corecast_resumes_not_recovered_total 1313
 # HELP corecast_disconnects_total Connections ended, by reason.
 # TYPE corecast_disconnects_total counter
 corecast_disconnects_total{reason="client_closed"} 1010
@@ -136,6 +157,7 @@ corecast_disconnects_total{reason="slow_consumer"} 1014
 corecast_disconnects_total{reason="protocol_error"} 1015
 corecast_disconnects_total{reason="shutdown"} 1016
 corecast_disconnects_total{reason="server_full"} 1017
+corecast_disconnects_total{reason="session_replaced"} 1018
 # HELP corecast_errors_total Error codes sent to clients.
 # TYPE corecast_errors_total counter
 corecast_errors_total{code="INTERNAL_SERVER_ERROR"} 2021
@@ -153,6 +175,9 @@ corecast_errors_total{code="SLOW_CONSUMER"} 2032
 corecast_errors_total{code="SERVER_SHUTTING_DOWN"} 2033
 corecast_errors_total{code="RATE_LIMITED"} 2034
 corecast_errors_total{code="SERVER_FULL"} 2035
+corecast_errors_total{code="SESSION_REPLACED"} 2036
+corecast_errors_total{code="FORBIDDEN"} 2037
+corecast_errors_total{code="DISCONNECTED"} 2038
 # HELP corecast_connections Open connections, per shard.
 # TYPE corecast_connections gauge
 corecast_connections{shard="0"} 4
@@ -169,6 +194,14 @@ corecast_inbox_depth{shard="1"} 3
 # TYPE corecast_outbound_bytes gauge
 corecast_outbound_bytes{shard="0"} 0
 corecast_outbound_bytes{shard="1"} 4096
+# HELP corecast_history_messages Messages retained for resume and replay, per owner shard.
+# TYPE corecast_history_messages gauge
+corecast_history_messages{shard="0"} 5
+corecast_history_messages{shard="1"} 0
+# HELP corecast_history_bytes Bytes retained for resume and replay, per owner shard.
+# TYPE corecast_history_bytes gauge
+corecast_history_bytes{shard="0"} 500
+corecast_history_bytes{shard="1"} 0
 # HELP corecast_delivery_latency_seconds Time a connection's outbound queue stayed non-empty: from the start of the shard turn that queued a frame into an empty queue to the write that emptied it (one sample per busy period).
 # TYPE corecast_delivery_latency_seconds histogram
 corecast_delivery_latency_seconds_bucket{le="0.00001"} 3040
@@ -208,6 +241,8 @@ fn two_shards(a: Counters, b: Counters) -> [ShardStats; 2] {
             rooms: 1,
             inbox_depth: 0,
             outbound_bytes: 0,
+            history_messages: 5,
+            history_bytes: 500,
         },
         ShardStats {
             shard: 1,
@@ -216,6 +251,8 @@ fn two_shards(a: Counters, b: Counters) -> [ShardStats; 2] {
             rooms: 2,
             inbox_depth: 3,
             outbound_bytes: 4096,
+            history_messages: 0,
+            history_bytes: 0,
         },
     ]
 }

@@ -99,6 +99,10 @@ pub async fn run_shard(setup: ShardSetup) {
     glommio::spawn_local(accept_loop(ctx.clone(), listener)).detach();
     glommio::spawn_local(inbox_loop(ctx.clone(), setup.inbox)).detach();
     glommio::spawn_local(flush_loop(ctx.clone())).detach();
+    let history = ctx.config.history();
+    if history.enabled() && history.ttl > Duration::ZERO {
+        glommio::spawn_local(expire_loop(ctx.clone(), history.ttl)).detach();
+    }
     let http =
         metrics_listener.map(|listener| glommio::spawn_local(http::serve(ctx.clone(), listener)));
     let serves_http = http.is_some();
@@ -166,6 +170,29 @@ async fn accept_loop(ctx: Rc<ShardContext>, listener: TcpListener) {
                 glommio::timer::sleep(Duration::from_millis(10)).await;
             }
         }
+    }
+}
+
+/// Forgets rooms empty for longer than `--history-ttl` (a join finds an expired room
+/// by itself; this returns their memory), checking a few times per TTL.
+async fn expire_loop(ctx: Rc<ShardContext>, ttl: Duration) {
+    let period = (ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(10));
+    loop {
+        let stop = future::or(
+            async {
+                glommio::timer::sleep(period).await;
+                false
+            },
+            async {
+                ctx.shutdown_started().await;
+                true
+            },
+        )
+        .await;
+        if stop {
+            return;
+        }
+        ctx.state.borrow_mut().expire_rooms(Instant::now());
     }
 }
 

@@ -159,6 +159,7 @@ impl ShardContext {
             max_outbound_bytes: config.max_outbound_bytes,
             max_shard_outbound_bytes: config.max_shard_outbound_bytes,
             close_grace: config.shutdown_grace(),
+            history: config.history(),
         };
         Self {
             state: RefCell::new(ShardState::new(id, nr_shards, limits, flush.clone())),
@@ -250,6 +251,8 @@ impl ShardContext {
             rooms: state.owned_rooms(),
             inbox_depth: inbox.len(),
             outbound_bytes: state.outbound_bytes(),
+            history_messages: state.retained().0,
+            history_bytes: state.retained().1,
         }
     }
 

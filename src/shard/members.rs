@@ -40,6 +40,8 @@ pub struct ConnShared {
     rooms: RefCell<SmallVec<[RoomKey; 4]>>,
     /// Listed in `Members::behind`.
     listed_behind: Cell<bool>,
+    /// Closed because a login with `replace_existing` took its player id.
+    pub replaced: Cell<bool>,
 }
 
 impl ConnShared {
@@ -66,6 +68,14 @@ pub fn slow_consumer_frame() -> Bytes {
     response::error(
         ErrorCode::SlowConsumer,
         "outbound buffer over --max-outbound-bytes: disconnected",
+    )
+}
+
+/// The frame a session replaced by a newer login of its player gets last.
+pub fn session_replaced_frame() -> Bytes {
+    response::error(
+        ErrorCode::SessionReplaced,
+        "this player logged in again with replace_existing: this session is closed",
     )
 }
 
@@ -134,6 +144,7 @@ impl Members {
             room_slots: Cell::new(0),
             rooms: RefCell::new(SmallVec::new()),
             listed_behind: Cell::new(false),
+            replaced: Cell::new(false),
         });
         if let Some(deadline) = self.shutting_down {
             conn.out.close_after(Some(shutting_down_frame()), deadline);
@@ -203,7 +214,12 @@ impl Members {
                 None if ok => release(mesh, conn, player),
                 None => {}
             },
-            MemberEvent::Joined { conn, room, frame } => {
+            MemberEvent::Joined {
+                conn,
+                room,
+                frame,
+                replay,
+            } => {
                 // A connection already gone is dropped from the room by its Disconnect,
                 // which its owner handles after this join.
                 if let Some(c) = self.conns.get(&conn) {
@@ -213,6 +229,22 @@ impl Members {
                         .insert(conn, c.clone());
                     c.rooms.borrow_mut().push(room);
                     c.reply(frame);
+                    // Part of the answer to the join: queued like the response (a
+                    // replay within --history-bytes never cuts its joiner).
+                    metrics::count(Count::Deliveries(replay.len() as u64));
+                    for frame in replay {
+                        c.reply(frame);
+                    }
+                }
+            }
+            MemberEvent::Replaced { conn } => {
+                // A session already closing (or gone) releases its player anyway.
+                if let Some(c) = self.conns.get(&conn) {
+                    if c.player.borrow().is_some() && !c.out.is_closing() {
+                        tracing::debug!(conn, "session replaced");
+                        c.replaced.set(true);
+                        c.out.cut(session_replaced_frame());
+                    }
                 }
             }
             MemberEvent::JoinRejected { conn, frame } => {

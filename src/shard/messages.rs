@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use smallvec::SmallVec;
 
+use crate::shard::history::ReplayRequest;
 use crate::shard::routing::ShardId;
 
 /// A connection id, unique within its shard for the process's life.
@@ -45,11 +46,13 @@ pub fn batch_bytes(batch: &Batch) -> usize {
         .iter()
         .map(|msg| match msg {
             ShardMessage::ToOwner(OwnerRequest::Send { payload, .. }) => payload.len(),
+            ShardMessage::ToMembers(MemberEvent::Joined { frame, replay, .. }) => {
+                frame.len() + replay.iter().map(Bytes::len).sum::<usize>()
+            }
             ShardMessage::ToMembers(
                 MemberEvent::Deliver { frame, .. }
                 | MemberEvent::DeliverTo { frame, .. }
                 | MemberEvent::Reply { frame, .. }
-                | MemberEvent::Joined { frame, .. }
                 | MemberEvent::JoinRejected { frame, .. },
             ) => frame.len(),
             _ => 0,
@@ -71,8 +74,13 @@ pub enum Control {
 #[allow(missing_docs)]
 #[derive(Debug)]
 pub enum OwnerRequest {
-    /// Claim a player id for a login.
-    Claim { player: Arc<str>, from: ConnAddr },
+    /// Claim a player id for a login; with `replace`, a session holding it is closed
+    /// (SESSION_REPLACED) and the claim granted once it has left every room.
+    Claim {
+        player: Arc<str>,
+        from: ConnAddr,
+        replace: bool,
+    },
     /// Free a player id after its connection left every room.
     Release { player: Arc<str>, from: ConnAddr },
     /// Join a room (`max_players` None: no config sent).
@@ -81,6 +89,7 @@ pub enum OwnerRequest {
         max_players: Option<u32>,
         player: Arc<str>,
         from: ConnAddr,
+        replay: ReplayRequest,
     },
     /// Leave a room.
     Leave {
@@ -108,12 +117,17 @@ pub enum MemberEvent {
         player: Arc<str>,
         ok: bool,
     },
-    /// The connection joined: index it under `room`, then send it `frame`.
+    /// The connection joined: index it under `room`, then send it `frame` (its
+    /// JoinResponse) and the `replay` (retained messages), before anything live.
     Joined {
         conn: ConnId,
         room: RoomKey,
         frame: Bytes,
+        replay: Vec<Bytes>,
     },
+    /// Another connection logged in as this one's player with `replace_existing`:
+    /// send it SESSION_REPLACED and close it.
+    Replaced { conn: ConnId },
     /// A join was refused: send the connection `frame` and free its room slot.
     JoinRejected { conn: ConnId, frame: Bytes },
     /// The connection left `room` (or is leaving every room as it disconnects): drop

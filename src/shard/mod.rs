@@ -15,6 +15,7 @@
 //! a connection's [`outbound`] queue, and the [`context`] a shard's tasks share.
 
 pub mod context;
+pub mod history;
 pub mod members;
 pub mod mesh;
 pub mod messages;
@@ -32,6 +33,7 @@ use smallvec::SmallVec;
 
 use crate::metrics;
 use crate::notify::LocalNotify;
+use crate::shard::history::{HistoryLimits, ReplayRequest};
 use crate::shard::members::{ConnShared, Members};
 use crate::shard::mesh::Mesh;
 use crate::shard::messages::{Batch, ConnId, Control, OwnerRequest, ShardMessage};
@@ -50,6 +52,8 @@ pub struct ShardLimits {
     pub max_shard_outbound_bytes: usize,
     /// How long a closing connection may take to flush.
     pub close_grace: Duration,
+    /// `--history-*`.
+    pub history: HistoryLimits,
 }
 
 /// Everything one shard owns.
@@ -64,7 +68,7 @@ impl ShardState {
     /// The state of shard `id` of `nr_shards`; `flush` wakes its flusher.
     pub fn new(id: ShardId, nr_shards: usize, limits: ShardLimits, flush: Rc<LocalNotify>) -> Self {
         Self {
-            owner: Owner::new(limits.max_room_members),
+            owner: Owner::new(limits.max_room_members, limits.history),
             members: Members::new(
                 limits.max_outbound_bytes,
                 limits.max_shard_outbound_bytes,
@@ -94,6 +98,16 @@ impl ShardState {
         self.owner.room_count()
     }
 
+    /// Messages and bytes retained by the rooms this shard owns.
+    pub fn retained(&self) -> (usize, usize) {
+        self.owner.retained()
+    }
+
+    /// Forgets owned rooms that have been empty for `--history-ttl`.
+    pub fn expire_rooms(&mut self, now: Instant) {
+        self.owner.expire(now);
+    }
+
     /// Registers a new connection.
     pub fn register(&mut self) -> Rc<ConnShared> {
         self.members.register()
@@ -102,11 +116,16 @@ impl ShardState {
     // ---- requests from this shard's connections ----
 
     /// Asks the player id's owner for `player`; the answer lands in `conn.claim`.
-    pub fn claim(&mut self, conn: &ConnShared, player: Arc<str>) {
+    /// With `replace`, a session holding it is closed first (SESSION_REPLACED).
+    pub fn claim(&mut self, conn: &ConnShared, player: Arc<str>, replace: bool) {
         conn.claim.set(None);
         let from = self.mesh.addr(conn.id);
         let owner = self.mesh.owner_of(&player);
-        let req = OwnerRequest::Claim { player, from };
+        let req = OwnerRequest::Claim {
+            player,
+            from,
+            replace,
+        };
         self.mesh.send(owner, ShardMessage::ToOwner(req));
         self.run_local();
     }
@@ -118,6 +137,7 @@ impl ShardState {
         player: Arc<str>,
         room_id: String,
         max_players: Option<u32>,
+        replay: ReplayRequest,
     ) {
         let from = self.mesh.addr(conn.id);
         let owner = self.mesh.owner_of(&room_id);
@@ -126,6 +146,7 @@ impl ShardState {
             max_players,
             player,
             from,
+            replay,
         };
         self.mesh.send(owner, ShardMessage::ToOwner(req));
         self.run_local();

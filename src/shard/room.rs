@@ -1,6 +1,6 @@
 //! A room as its owner shard holds it: config, members (player id -> connection
-//! address), how many members each shard hosts, and the `seq` counter. Pure state and
-//! rules, no I/O.
+//! address), how many members each shard hosts, the `seq` counter, its `epoch` and its
+//! retained [`History`]. Pure state and rules, no I/O.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use ahash::RandomState;
 use indexmap::IndexMap;
 use smallvec::SmallVec;
 
+use crate::shard::history::History;
 use crate::shard::messages::{ConnAddr, RoomKey};
 use crate::shard::routing::ShardId;
 use crate::wire::proto::ErrorCode;
@@ -29,11 +30,23 @@ pub struct Room {
     members: IndexMap<Arc<str>, ConnAddr, RandomState>,
     per_shard: SmallVec<[u32; 8]>,
     seq: u64,
+    /// Chosen afresh each time the room is created: `seq` counts within it.
+    pub epoch: Box<str>,
+    /// Retained messages (empty with history off).
+    pub history: History,
+    /// When the last member left (the room is kept for `--history-ttl`).
+    pub empty_since: Option<std::time::Instant>,
 }
 
 impl Room {
     /// An empty room.
-    pub fn new(key: RoomKey, id: Rc<str>, max_players: u32, nr_shards: usize) -> Self {
+    pub fn new(
+        key: RoomKey,
+        id: Rc<str>,
+        epoch: Box<str>,
+        max_players: u32,
+        nr_shards: usize,
+    ) -> Self {
         Self {
             key,
             id,
@@ -41,7 +54,15 @@ impl Room {
             members: IndexMap::default(),
             per_shard: SmallVec::from_elem(0, nr_shards),
             seq: 0,
+            epoch,
+            history: History::default(),
+            empty_since: None,
         }
+    }
+
+    /// The latest `seq` assigned (0 before the first message).
+    pub fn last_seq(&self) -> u64 {
+        self.seq
     }
 
     /// Whether `player` may join, given the request's config and the server's cap.
@@ -102,6 +123,11 @@ impl Room {
         true
     }
 
+    /// The room's own `Arc` of a member's id (shared, not copied).
+    pub fn member_id(&self, player: &str) -> Option<&Arc<str>> {
+        self.members.get_key_value(player).map(|(id, _)| id)
+    }
+
     /// Where `player` is connected, if it is a member.
     pub fn member(&self, player: &str) -> Option<ConnAddr> {
         self.members.get(player).copied()
@@ -143,7 +169,7 @@ mod tests {
     }
 
     fn room(max: u32) -> Room {
-        Room::new(1, "lobby".into(), max, 2)
+        Room::new(1, "lobby".into(), "e1".into(), max, 2)
     }
 
     #[test]

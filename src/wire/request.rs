@@ -56,6 +56,8 @@ pub struct LoginView<'a> {
     pub player_id: &'a str,
     /// The bearer token, if `auth_config` is set (possibly empty).
     pub token: Option<&'a str>,
+    /// v1.1 `replace_existing`.
+    pub replace_existing: bool,
 }
 
 impl<'a> LoginView<'a> {
@@ -66,6 +68,7 @@ impl<'a> LoginView<'a> {
             token: msg.auth_config.as_ref().map(|config| match config {
                 AuthConfig::Bearer(bearer) => bearer.token.as_str(),
             }),
+            replace_existing: msg.replace_existing,
         }
     }
 }
@@ -199,6 +202,14 @@ fn login_view(mut buf: &[u8]) -> Option<LoginView<'_>> {
         let (tag, wire) = decode_key(&mut buf).ok()?;
         if (1..=2).contains(&tag) && wire != WireType::LengthDelimited {
             return None;
+        }
+        if tag == 3 {
+            // A bool is a varint; anything else is prost's to refuse.
+            if wire != WireType::Varint {
+                return None;
+            }
+            view.replace_existing = decode_varint(&mut buf).ok()? != 0;
+            continue;
         }
         let field = skip_field(&mut buf, wire)?;
         match tag {

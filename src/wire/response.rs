@@ -53,6 +53,17 @@ pub fn login(error: Option<Error>) -> Bytes {
     server(Data::LoginResponse(LoginResponse { error }))
 }
 
+/// Where a room stands, told to a joiner (v1.1 `JoinResponse` fields 5-7).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RoomPosition<'a> {
+    /// The room's epoch.
+    pub epoch: &'a str,
+    /// Its latest `seq`.
+    pub last_seq: u64,
+    /// Whether the join's resume found every message it asked for.
+    pub recovered: bool,
+}
+
 /// `JoinResponse`, hand-encoded like the notifications: the member list is written
 /// straight from the room's ids, with no `String` per member (a 10,000-member room
 /// is 10,000 ids per join).
@@ -61,6 +72,23 @@ pub fn join<'a>(
     current_players: impl Iterator<Item = &'a str> + Clone,
     room_config: Option<RoomConfig>,
     error: Option<Error>,
+) -> Bytes {
+    join_at(
+        room_id,
+        current_players,
+        room_config,
+        error,
+        RoomPosition::default(),
+    )
+}
+
+/// A successful `JoinResponse` with the room's position (epoch, last_seq, recovered).
+pub fn join_at<'a>(
+    room_id: &str,
+    current_players: impl Iterator<Item = &'a str> + Clone,
+    room_config: Option<RoomConfig>,
+    error: Option<Error>,
+    position: RoomPosition<'_>,
 ) -> Bytes {
     // A repeated string writes every element, empty or not.
     let inner = bytes_field_len(1, room_id.as_bytes())
@@ -71,7 +99,10 @@ pub fn join<'a>(
         + room_config
             .as_ref()
             .map_or(0, |c| message::encoded_len(3, c))
-        + error.as_ref().map_or(0, |e| message::encoded_len(4, e));
+        + error.as_ref().map_or(0, |e| message::encoded_len(4, e))
+        + bytes_field_len(5, position.epoch.as_bytes())
+        + varint_field_len(6, position.last_seq)
+        + varint_field_len(7, u64::from(position.recovered));
     let mut buf = start(JOIN_RESPONSE, inner);
     put_bytes_field(&mut buf, 1, room_id.as_bytes());
     for player in current_players {
@@ -83,6 +114,9 @@ pub fn join<'a>(
     if let Some(error) = &error {
         message::encode(4, error, &mut buf);
     }
+    put_bytes_field(&mut buf, 5, position.epoch.as_bytes());
+    put_varint_field(&mut buf, 6, position.last_seq);
+    put_varint_field(&mut buf, 7, u64::from(position.recovered));
     debug_assert_eq!(buf.len(), buf.capacity());
     buf.freeze()
 }
@@ -129,10 +163,7 @@ pub fn message_notification(sender_id: &str, room_id: &str, body: &[u8], seq: u6
     put_bytes_field(&mut buf, 1, sender_id.as_bytes());
     put_bytes_field(&mut buf, 2, room_id.as_bytes());
     put_bytes_field(&mut buf, 3, body);
-    if seq != 0 {
-        encode_key(4, WireType::Varint, &mut buf);
-        encode_varint(seq, &mut buf);
-    }
+    put_varint_field(&mut buf, 4, seq);
     debug_assert_eq!(buf.len(), buf.capacity());
     buf.freeze()
 }
@@ -181,6 +212,14 @@ fn varint_field_len(tag: u32, value: u64) -> usize {
         0
     } else {
         key_len(tag) + encoded_len_varint(value)
+    }
+}
+
+/// proto3 leaves zero (and false) off the wire.
+fn put_varint_field(buf: &mut BytesMut, tag: u32, value: u64) {
+    if value != 0 {
+        encode_key(tag, WireType::Varint, buf);
+        encode_varint(value, buf);
     }
 }
 
@@ -259,6 +298,30 @@ mod tests {
                 ..Default::default()
             }));
             assert_eq!(ours, theirs, "case {room:?} {}", players.len());
+        }
+        let positions = [
+            ("a1b2", 7, true),
+            ("", 0, false),
+            ("e", u64::MAX, false),
+            ("", 1, true),
+        ];
+        for (epoch, last_seq, recovered) in positions {
+            let position = RoomPosition {
+                epoch,
+                last_seq,
+                recovered,
+            };
+            let ours = join_at("r", ["a", "b"].into_iter(), config(), error(), position);
+            let theirs = prost_frame(Data::JoinResponse(JoinResponse {
+                room_id: "r".into(),
+                current_players: vec!["a".into(), "b".into()],
+                room_config: config(),
+                error: error(),
+                epoch: epoch.into(),
+                last_seq,
+                recovered,
+            }));
+            assert_eq!(ours, theirs, "position {position:?}");
         }
     }
 
