@@ -465,7 +465,7 @@ fn replace_existing_racing_a_live_session_always_hands_over_cleanly() {
                         break;
                     }
                     n += 1;
-                    if n % 64 == 0 {
+                    if n.is_multiple_of(64) {
                         thread::yield_now();
                     }
                 }
