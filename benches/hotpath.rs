@@ -7,7 +7,11 @@
 //! 3. fan-out to N = 1, 10, 100, 1000 local members: `ShardState::handle_batch` with
 //!    `ToMembers(Deliver)` messages for a room whose members joined through
 //!    `ToMembers(Joined)` (the real member-side path), and, as a baseline, a bare loop
-//!    of `ConnShared::push` over the same connections.
+//!    of `ConnShared::push` over the same connections;
+//! 4. the owner's send: `ShardState::send` (check membership, number, encode once,
+//!    retain, hand to the one local member) with history off (`--history-messages 0`)
+//!    and on (the defaults: 100 messages, 256 KiB per room, so every send also evicts
+//!    the oldest), measured alternately, off then on, three times each.
 //!
 //! Each case warms up, sizes a batch of iterations to take about 8 ms, then times 31
 //! such batches and prints the median and the minimum per operation. Fan-out drains
@@ -24,12 +28,13 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use corecast::config::{DEFAULT_MAX_OUTBOUND_BYTES, DEFAULT_MAX_ROOM_MEMBERS};
+use corecast::config::{Config, DEFAULT_MAX_OUTBOUND_BYTES, DEFAULT_MAX_ROOM_MEMBERS};
 use corecast::frame::{self, DEFAULT_MAX_FRAME_BYTES};
 use corecast::notify::LocalNotify;
 use corecast::proto::{client_message::Data, ClientMessage, Ping, SendMessage};
 use corecast::request::{decode_request, Request};
 use corecast::response;
+use corecast::shard::history::{HistoryLimits, ReplayRequest};
 use corecast::shard::members::ConnShared;
 use corecast::shard::messages::{MemberEvent, RoomKey, ShardMessage};
 use corecast::shard::{ShardLimits, ShardState};
@@ -160,6 +165,29 @@ fn shard_with_members(n: usize) -> (ShardState, Vec<Rc<ConnShared>>) {
     (state, conns)
 }
 
+/// A single-shard state with `history`, whose one connection has joined `ROOM_ID`
+/// through the owner (so `ShardState::send` finds it a member).
+fn owner_with_sender(history: HistoryLimits) -> (ShardState, Rc<ConnShared>) {
+    let limits = ShardLimits {
+        max_room_members: DEFAULT_MAX_ROOM_MEMBERS,
+        max_outbound_bytes: DEFAULT_MAX_OUTBOUND_BYTES,
+        max_shard_outbound_bytes: usize::MAX,
+        close_grace: Duration::from_secs(1),
+        history,
+    };
+    let mut state = ShardState::new(0, 1, limits, Rc::new(LocalNotify::default()));
+    let conn = state.register();
+    state.join(
+        &conn,
+        SENDER_ID.into(),
+        ROOM_ID.into(),
+        None,
+        ReplayRequest::default(),
+    );
+    drain(std::slice::from_ref(&conn));
+    (state, conn)
+}
+
 /// What the writers do, in short: every queued byte counts as written.
 fn drain(conns: &[Rc<ConnShared>]) {
     for conn in conns {
@@ -277,6 +305,35 @@ fn main() {
         };
         let stats = measure(settings, fan_out(&conns, push));
         row(&format!("fan-out ConnShared::push, N={n}"), &stats, Some(n));
+    }
+
+    // 4. The owner's send, history off and on, alternately.
+    let player: std::sync::Arc<str> = SENDER_ID.into();
+    let payload = send.slice(frame::HEADER_LEN..);
+    let Ok(Request::Send(view)) = decode_request(&payload) else {
+        unreachable!("decoded above");
+    };
+    for round in 0..3 {
+        for (name, history) in [
+            ("off", HistoryLimits::OFF),
+            ("on", Config::default().history()),
+        ] {
+            let (mut state, conn) = owner_with_sender(history);
+            let conns = [conn];
+            let send_n = |count: u64| {
+                let start = Instant::now();
+                for _ in 0..count {
+                    state.send(&conns[0], &player, black_box(&view), &payload);
+                }
+                start.elapsed()
+            };
+            let stats = measure(settings, fan_out(&conns, send_n));
+            row(
+                &format!("owner send, history {name} (#{})", round + 1),
+                &stats,
+                None,
+            );
+        }
     }
 
     println!("total {:.1} s", started.elapsed().as_secs_f64());
