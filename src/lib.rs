@@ -16,8 +16,9 @@
 //!   is the entry point over `owner` (rooms and player ids: decides), `members` (local
 //!   connections and the room -> members fan-out index) and `mesh` (outboxes to the
 //!   other shards and the local queue); `messages` are the cross-shard enums, `routing`
-//!   is `owner_shard`, `room` a room's rules, `outbound` a connection's byte-bounded
-//!   frame queue, `context` what a shard's tasks share.
+//!   is `owner_shard`, `room` a room's rules, `history` a room's retained messages
+//!   (resume and replay), `outbound` a connection's byte-bounded frame queue, `context`
+//!   what a shard's tasks share.
 //! - `wire/`: the codec: `frame` (u32 length prefix), `request` (zero-copy views),
 //!   `response` (frames encoded once), `proto` (generated); re-exported at the root.
 //! - `metrics/`: per-shard counters (thread-local, declared once), Prometheus text;
