@@ -50,6 +50,11 @@ impl ConnShared {
         self.cut_logged(self.out.push_reply(frame, slow_consumer_frame))
     }
 
+    /// Queues a response and what belongs to it (a join's replay) as one reply.
+    pub fn reply_with(&self, frame: Bytes, rest: Vec<Bytes>) -> Push {
+        self.cut_logged(self.out.push_reply_with(frame, rest, slow_consumer_frame))
+    }
+
     /// Queues a notification; a connection over its byte limit is cut as a slow consumer.
     pub fn push(&self, frame: &Bytes) -> Push {
         self.cut_logged(self.out.push(frame, slow_consumer_frame))
@@ -228,13 +233,10 @@ impl Members {
                         .or_default()
                         .insert(conn, c.clone());
                     c.rooms.borrow_mut().push(room);
-                    c.reply(frame);
-                    // Part of the answer to the join: queued like the response (a
-                    // replay within --history-bytes never cuts its joiner).
+                    // The replay is part of the answer to the join: queued with the
+                    // response, checked against the byte limit once, as one reply.
                     metrics::count(Count::Deliveries(replay.len() as u64));
-                    for frame in replay {
-                        c.reply(frame);
-                    }
+                    c.reply_with(frame, replay);
                 }
             }
             MemberEvent::Replaced { conn } => {

@@ -215,6 +215,23 @@ impl Outbound {
         Push::Queued
     }
 
+    /// Queues a response followed by frames that belong to it (a join's replay), as
+    /// one reply: checked against the limit once, before the first ([`Outbound::push_reply`]).
+    pub fn push_reply_with(
+        &self,
+        frame: Bytes,
+        rest: impl IntoIterator<Item = Bytes>,
+        slow_consumer_frame: impl FnOnce() -> Bytes,
+    ) -> Push {
+        let pushed = self.push_reply(frame, slow_consumer_frame);
+        if pushed == Push::Queued {
+            for frame in rest {
+                self.enqueue(frame);
+            }
+        }
+        pushed
+    }
+
     fn enqueue(&self, frame: Bytes) {
         self.queued_bytes.set(self.queued_bytes.get() + frame.len());
         if let Some(b) = &self.shard {

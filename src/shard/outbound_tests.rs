@@ -149,3 +149,28 @@ fn write_to_sends_every_queued_frame_in_one_call() {
     (&b).read_exact(&mut got).unwrap();
     assert_eq!(&got, b"abcde");
 }
+
+#[test]
+fn a_reply_with_its_replay_is_checked_once_as_one_reply() {
+    let out = Outbound::new(100);
+    out.push(&frame(90), slow);
+    // Within the limit before the reply: the response and its whole replay are queued,
+    // past the limit (a join's replay never cuts its joiner).
+    let replay = vec![frame(40), frame(40)];
+    assert_eq!(out.push_reply_with(frame(10), replay, slow), Push::Queued);
+    assert_eq!(out.queued_bytes(), 180);
+    // Already over the limit: cut, and nothing of the replay is queued.
+    let replay = vec![frame(40)];
+    assert_eq!(
+        out.push_reply_with(frame(10), replay, slow),
+        Push::SlowConsumer
+    );
+    assert_eq!(out.state(), OutState::Cut);
+    let queue = out.queue.borrow();
+    assert_eq!(
+        queue.len(),
+        1,
+        "the backlog dropped, nothing of the replay queued"
+    );
+    assert_eq!(queue[0], slow());
+}
