@@ -327,6 +327,41 @@ mod tests {
     }
 
     #[test]
+    fn replace_existing_is_read_by_the_fast_path_as_prost_reads_it() {
+        for (replace, token) in [(true, Some("t")), (false, None), (true, None)] {
+            let msg = ClientMessage {
+                data: Some(Data::LoginRequest(LoginRequest {
+                    player_id: "alice".into(),
+                    auth_config: token.map(|t| {
+                        AuthConfig::Bearer(crate::wire::proto::AuthConfigBearer { token: t.into() })
+                    }),
+                    replace_existing: replace,
+                })),
+            };
+            let payload = msg.encode_to_vec();
+            let request = decode_request(&payload).unwrap();
+            let Request::Login(view) = request else {
+                panic!("expected the fast path");
+            };
+            assert_eq!((view.replace_existing, view.token), (replace, token));
+            let Some(Data::LoginRequest(owned)) = msg.data else {
+                unreachable!()
+            };
+            assert_eq!(LoginView::of(&owned), view);
+        }
+        // A bool sent as a large varint is still true; a wrong wire type is prost's.
+        let inner = [0x0a, 0x01, b'a', 0x18, 0x80, 0x01];
+        let mut payload = vec![0x0a, inner.len() as u8];
+        payload.extend_from_slice(&inner);
+        let request = decode_request(&payload).unwrap();
+        assert!(request.login_view().unwrap().replace_existing);
+        let inner = [0x0a, 0x01, b'a', 0x1a, 0x00];
+        let mut payload = vec![0x0a, inner.len() as u8];
+        payload.extend_from_slice(&inner);
+        assert!(decode_request(&payload).is_err(), "field 3 as bytes");
+    }
+
+    #[test]
     fn a_login_with_two_bearers_is_merged_by_prost() {
         let mut payload = login("alice", Some("one"));
         // Append a second `bearer` inside the login_request: rebuild the outer length.
