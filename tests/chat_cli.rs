@@ -3,6 +3,8 @@
 //! for an expected line, with a timeout (a reader thread per process and a channel).
 
 mod common;
+#[path = "common/proxy.rs"]
+mod proxy;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -17,6 +19,7 @@ use common::*;
 use corecast::client::Client;
 use corecast::config::Config;
 use corecast::proto::{server_message::Data, ErrorCode};
+use proxy::Proxy;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -88,6 +91,26 @@ impl Chat {
                 }
                 Err(e) => panic!(
                     "{}: waited for {wanted:?} ({e}); it printed {:#?}",
+                    self.name, self.seen
+                ),
+            }
+        }
+    }
+
+    /// Waits for a line starting with `prefix`, skipping others; returns it.
+    fn expect_prefix(&mut self, prefix: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.starts_with(prefix) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!(
+                    "{}: waited for {prefix:?}... ({e}); it printed {:#?}",
                     self.name, self.seen
                 ),
             }
@@ -242,7 +265,8 @@ fn two_chat_clients_talk() {
 #[test]
 fn server_shutdown_is_reported() {
     let server = start();
-    let mut ann = Chat::joined(server.addr, "ann", "lobby", "ann");
+    let mut ann = Chat::start(server.addr, &["--no-reconnect", "ann"]);
+    ann.expect("* joined lobby (members: ann)");
     server.stop().expect("server stops cleanly");
     let name = ErrorCode::ServerShuttingDown.as_str_name();
     let line = ann.next_line();
@@ -310,6 +334,9 @@ fn help_lists_the_commands() {
         "/join ROOM",
         "/who",
         "/quit",
+        "--no-reconnect",
+        "--reconnect-attempts",
+        "held and sent once the rooms are rejoined",
     ] {
         assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
     }
@@ -509,4 +536,157 @@ fn client_split_halves_work() {
     );
     drop(ben);
     server.stop().expect("server stops cleanly");
+}
+
+/// Quick reconnection for the tests: the first attempt within 50 ms, at most 200 ms
+/// between attempts.
+const FAST_RECONNECT: [&str; 4] = ["--reconnect-delay", "0.05", "--reconnect-max-delay", "0.2"];
+
+/// The `[lobby] ben: ...` bodies printed so far, in order.
+fn said_by_ben(chat: &Chat) -> Vec<String> {
+    chat.seen
+        .iter()
+        .filter_map(|l| l.strip_prefix("[lobby] ben: "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The connection is cut (the server keeps running) while another member keeps
+/// talking: the chat client reconnects, resumes, and shows every message it missed,
+/// in order and once, then says it recovered them; live messages follow.
+#[test]
+fn a_dropped_connection_is_resumed_without_losing_a_message() {
+    let server = start();
+    let proxy = Proxy::start(server.addr);
+    let mut args = FAST_RECONNECT.to_vec();
+    args.extend(["ann", "lobby"]);
+    let mut ann = Chat::start(proxy.addr, &args);
+    ann.expect("* joined lobby (members: ann)");
+    let mut ben = server.login("ben");
+    ben.join("lobby", None).unwrap();
+    ann.expect("* ben joined lobby");
+    ben.send_message("lobby", &[], &b"before"[..]).unwrap();
+    assert_eq!(next_message(&mut ben).body, "before");
+    ann.expect("[lobby] ben: before");
+
+    // ann cannot come back until the server has taken every message she misses.
+    proxy.refuse(true);
+    proxy.sever();
+    let lost = ann.expect_prefix("* connection lost: ");
+    assert!(lost.contains("; reconnecting in "), "{lost}");
+    for i in 1..=5 {
+        ben.send_message("lobby", &[], format!("missed {i}"))
+            .unwrap();
+    }
+    for i in 1..=5 {
+        assert_eq!(next_message(&mut ben).body, format!("missed {i}"));
+    }
+    proxy.refuse(false);
+    ann.expect("* reconnected");
+    ann.expect("* room lobby: resumed, 5 missed message(s) recovered");
+    for i in 6..=7 {
+        ben.send_message("lobby", &[], format!("live {i}")).unwrap();
+    }
+    ann.expect("[lobby] ben: live 7");
+    assert_eq!(
+        said_by_ben(&ann),
+        [
+            "before", "missed 1", "missed 2", "missed 3", "missed 4", "missed 5", "live 6",
+            "live 7"
+        ],
+        "printed {:#?}",
+        ann.seen
+    );
+    // Input works again, in the same room.
+    ann.type_line("back");
+    ann.expect("[lobby] ann: back");
+    assert!(ann.finish().success());
+}
+
+/// The server restarted (the room has a new epoch): the chat client reconnects to the
+/// new one and says plainly that what was said meanwhile could not be recovered.
+#[test]
+fn a_restarted_server_is_reported_as_not_recovered() {
+    let first = start();
+    let proxy = Proxy::start(first.addr);
+    let mut args = FAST_RECONNECT.to_vec();
+    args.extend(["ann", "lobby"]);
+    let mut ann = Chat::start(proxy.addr, &args);
+    ann.expect("* joined lobby (members: ann)");
+    let mut ben = first.login("ben");
+    ben.join("lobby", None).unwrap();
+    ben.send_message("lobby", &[], &b"before the restart"[..])
+        .unwrap();
+    ann.expect("[lobby] ben: before the restart");
+    drop(ben);
+    first.stop().expect("first server stops");
+    ann.expect_prefix("! error SERVER_SHUTTING_DOWN: ");
+    ann.expect_prefix("* connection lost: ");
+    // Attempts fail while no server is there (the proxy closes the connection).
+    ann.expect_prefix("* reconnecting failed: ");
+
+    let second = start();
+    proxy.set_upstream(second.addr);
+    ann.expect("* reconnected");
+    ann.expect(
+        "! room lobby: could not recover what was said while disconnected (the room \
+         restarted): messages may be missing",
+    );
+    ann.type_line("on the new server");
+    ann.expect("[lobby] ann: on the new server");
+    assert!(ann.finish().success());
+}
+
+/// Another login of the same player with replace_existing ends this session with
+/// SESSION_REPLACED: corecast-chat says why and exits 1 instead of fighting back.
+#[test]
+fn a_replaced_session_stops_instead_of_reconnecting() {
+    let server = start();
+    let mut args = FAST_RECONNECT.to_vec();
+    args.extend(["ann", "lobby"]);
+    let mut ann = Chat::start(server.addr, &args);
+    ann.expect("* joined lobby (members: ann)");
+
+    let mut other = server.connect();
+    other
+        .login_with("ann", None, true)
+        .expect("replacing login");
+    ann.expect_prefix("! error SESSION_REPLACED: ");
+    ann.expect(
+        "! disconnected: connection closed by the server; not reconnecting: this player \
+         logged in on another connection",
+    );
+    assert!(!ann.wait().success(), "a replaced session exits non-zero");
+    assert!(
+        !ann.seen
+            .iter()
+            .any(|l| l.contains("reconnect") && l.starts_with('*')),
+        "{:#?}",
+        ann.seen
+    );
+    // The new session keeps the name; the old one left the room.
+    let joined = other.join("lobby", None).expect("join");
+    assert_eq!(joined.current_players, ["ann"]);
+    other.ping(1).expect("still connected");
+}
+
+/// With no server to come back to, the client gives up after --reconnect-attempts.
+#[test]
+fn reconnecting_gives_up_after_the_last_attempt() {
+    let server = start();
+    let mut args = FAST_RECONNECT.to_vec();
+    args.extend(["--reconnect-attempts", "2", "ann"]);
+    let mut ann = Chat::start(server.addr, &args);
+    ann.expect("* joined lobby (members: ann)");
+    server.stop().expect("server stops");
+    let first = ann.expect_prefix("* connection lost: ");
+    assert!(first.ends_with("(attempt 1 of 2)"), "{first}");
+    let second = ann.expect_prefix("* reconnecting failed: ");
+    assert!(second.ends_with("(attempt 2 of 2)"), "{second}");
+    let last = ann.expect_prefix("! reconnecting failed: ");
+    assert!(
+        last.ends_with("; giving up after 2 reconnection attempt(s)"),
+        "{last}"
+    );
+    assert!(!ann.wait().success());
 }

@@ -15,12 +15,17 @@
 //! waits; `halves` the split halves ([`ClientSender`], [`ClientReceiver`]); `inbound`
 //! the receiving state (framing, decoding, queueing); `transport` plain or TLS reading
 //! and writing; `tls_session` the handshake and the shared rustls session; `trust`
-//! [`TlsTrust`]; `error` [`ClientError`].
+//! [`TlsTrust`]; `error` [`ClientError`]; `resume` [`Resume`], what a client that
+//! reconnects remembers of its rooms (the epoch and last `seq` of each) to rejoin
+//! them without losing a message; `backoff` [`Backoff`], the delays between its
+//! reconnection attempts.
 
+mod backoff;
 mod error;
 mod halves;
 mod inbound;
 mod requests;
+mod resume;
 mod tls_session;
 mod transport;
 mod trust;
@@ -38,9 +43,11 @@ use inbound::Inbound;
 use tls_session::{handshake, TlsReader, TlsSession};
 use transport::{Reader, Writer};
 
+pub use backoff::Backoff;
 pub use error::ClientError;
 pub use halves::{ClientReceiver, ClientSender};
 pub use requests::{raw_frame, JoinHistory};
+pub use resume::{Cursor, Outcome, Rejoin, Resume, Seen, FROM_START_LIMIT};
 pub use trust::TlsTrust;
 
 /// One blocking connection to a corecast server.

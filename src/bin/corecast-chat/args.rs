@@ -1,6 +1,7 @@
 //! The command line: [`Args`], parsed by clap.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -10,7 +11,18 @@ use crate::command::COMMANDS;
 ///
 /// Connects, logs in as NAME, joins ROOM, then sends each line typed to the current
 /// room and prints what arrives, one line each.
-#[derive(Debug, Parser)]
+///
+/// When the connection drops (the server closed it, shut down, or the network failed),
+/// it reconnects by itself, waiting longer after each failed attempt (--reconnect-*),
+/// logs in again (replacing its old session if the server still has it), and rejoins
+/// every room where it left off: the messages said meanwhile are printed like any
+/// other, then one line per room says they were recovered, or plainly that they could
+/// not be (the room restarted, or the server's history no longer reaches back).
+/// Lines typed while disconnected are held and sent once the rooms are rejoined; no
+/// further input is read until then (/quit still quits). It does not reconnect, and
+/// exits 1, when another session of the same player replaced it (SESSION_REPLACED),
+/// when its credentials were refused (UNAUTHORIZED), or with --no-reconnect.
+#[derive(Debug, Clone, Parser)]
 #[command(name = "corecast-chat", version, about, long_about, after_help = COMMANDS)]
 pub(crate) struct Args {
     /// Server address (host:port).
@@ -50,10 +62,33 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 5, value_name = "SECONDS")]
     pub(crate) quit_wait: u64,
 
+    /// After the connection drops, report it and exit 1 instead of reconnecting.
+    #[arg(long)]
+    pub(crate) no_reconnect: bool,
+
+    /// Reconnection attempts in a row before giving up (exit 1); 0: no limit.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub(crate) reconnect_attempts: u32,
+
+    /// Seconds before the first reconnection attempt; each failed attempt doubles the
+    /// wait (randomised between half and all of it), up to --reconnect-max-delay.
+    #[arg(long, default_value = "0.5", value_name = "SECONDS", value_parser = seconds)]
+    pub(crate) reconnect_delay: Duration,
+
+    /// The longest wait between reconnection attempts, in seconds.
+    #[arg(long, default_value = "30", value_name = "SECONDS", value_parser = seconds)]
+    pub(crate) reconnect_max_delay: Duration,
+
     /// Player name to log in with.
     pub(crate) name: String,
 
     /// Room to join first.
     #[arg(default_value = "lobby")]
     pub(crate) room: String,
+}
+
+/// A number of seconds, fractions allowed.
+fn seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text.parse().map_err(|e| format!("{e}"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("not a number of seconds: {text}"))
 }

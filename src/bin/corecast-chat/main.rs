@@ -17,6 +17,13 @@
 //! `/quit`) the client waits, up to `--quit-wait` seconds, for the server to echo
 //! every message it sent, so piped input is delivered before the connection closes.
 //!
+//! After a drop the session reconnects by itself (unless `--no-reconnect`): each
+//! attempt runs on its own thread (connect, log in with `replace_existing`, then read
+//! the server as the next connection "generation", so a stale reader's events are
+//! told apart), with [`corecast::client::Backoff`] between attempts; the chat then
+//! rejoins every room with a resume ([`corecast::client::Resume`]) and says per room
+//! what it recovered. Input is not read while disconnected.
+//!
 //! Layout: `args` is the command line; `command` the input line parser and the
 //! command list; `body` the private-message convention in message bodies; `chat/`
 //! the state machine ([`Chat`]: what lines do, and `rooms`, the room and member
@@ -42,13 +49,13 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 
-use corecast::client::ClientError;
+use corecast::client::{Backoff, ClientError, ClientSender};
 use corecast::proto::ServerMessage;
 
 use args::Args;
 use chat::Chat;
-use net::{connect, explain, spawn_server_reader};
-use session::Session;
+use net::{connect, explain, spawn_server_reader, AttemptFailed};
+use session::{Reconnect, Session};
 use terminal::{spawn_editor, spawn_plain_input, Output};
 
 /// What the reader threads hand to the main loop.
@@ -58,10 +65,12 @@ enum Event {
     /// Input ended: end of file, Ctrl-D or Ctrl-C at the prompt, or an input error
     /// (its text).
     InputClosed(Option<String>),
-    /// One message from the server.
-    Server(ServerMessage),
-    /// The connection ended.
-    Disconnected(ClientError),
+    /// One message from the server, on connection number N.
+    Server(u64, ServerMessage),
+    /// Connection number N ended.
+    Disconnected(u64, ClientError),
+    /// A reconnection attempt (connection number N) is logged in, or failed.
+    Connected(u64, Result<ClientSender, AttemptFailed>),
 }
 
 fn main() -> ExitCode {
@@ -84,7 +93,13 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (sender, receiver) = client.split().context("splitting the connection")?;
 
     let (events, inbox) = mpsc::channel();
-    spawn_server_reader(receiver, events.clone())?;
+    spawn_server_reader(receiver, events.clone(), 0)?;
+    let reconnect = (!args.no_reconnect).then(|| Reconnect {
+        args: args.clone(),
+        events: events.clone(),
+        backoff: Backoff::new(args.reconnect_delay, args.reconnect_max_delay),
+        max_attempts: args.reconnect_attempts,
+    });
     let (ready, asked) = mpsc::channel();
     let editor = io::stdin().is_terminal() && io::stdout().is_terminal();
     let output = if editor {
@@ -100,6 +115,7 @@ fn run(args: Args) -> anyhow::Result<ExitCode> {
         ready,
         Duration::from_secs(args.quit_wait),
         (args.keepalive > 0).then(|| Duration::from_secs(args.keepalive)),
+        reconnect,
     );
     let code = session.run(&args.room, &inbox);
     session.finish();

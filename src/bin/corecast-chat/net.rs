@@ -1,12 +1,14 @@
 //! The network side: connecting (plain TCP, or TLS when a `--tls*` flag is given), the
-//! hints added to client errors, and the thread that reads the server's messages.
+//! hints added to client errors, the thread that reads the server's messages, and the
+//! thread that reconnects (connects, logs in again, then reads).
 
 use std::sync::mpsc;
 use std::thread;
 
 use anyhow::{anyhow, Context};
 
-use corecast::client::{Client, ClientError, ClientReceiver, TlsTrust};
+use corecast::client::{Client, ClientError, ClientReceiver, ClientSender, TlsTrust};
+use corecast::proto::ErrorCode;
 
 use crate::args::Args;
 use crate::Event;
@@ -59,27 +61,105 @@ pub(crate) fn explain(e: ClientError) -> anyhow::Error {
     anyhow!("{e}; corecast-chat: {hint}")
 }
 
+/// Error codes after which reconnecting would be wrong: another session took over
+/// (SESSION_REPLACED), the credentials are no longer good (UNAUTHORIZED), or the
+/// application disconnected this player (DISCONNECTED).
+pub(crate) fn ends_for_good(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::SessionReplaced | ErrorCode::Unauthorized | ErrorCode::Disconnected
+    )
+}
+
+/// Reads connection `generation`'s messages until it ends.
 pub(crate) fn spawn_server_reader(
-    mut receiver: ClientReceiver,
+    receiver: ClientReceiver,
     events: mpsc::Sender<Event>,
+    generation: u64,
 ) -> anyhow::Result<()> {
     thread::Builder::new()
         .name("server-reader".into())
-        .spawn(move || loop {
-            match receiver.recv() {
-                Ok(msg) => {
-                    if events.send(Event::Server(msg)).is_err() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    let _ = events.send(Event::Disconnected(e));
+        .spawn(move || read_server(receiver, &events, generation))
+        .context("starting the server reader")?;
+    Ok(())
+}
+
+fn read_server(mut receiver: ClientReceiver, events: &mpsc::Sender<Event>, generation: u64) {
+    loop {
+        match receiver.recv() {
+            Ok(msg) => {
+                if events.send(Event::Server(generation, msg)).is_err() {
                     return;
                 }
             }
+            Err(e) => {
+                let _ = events.send(Event::Disconnected(generation, e));
+                return;
+            }
+        }
+    }
+}
+
+/// Why a reconnection attempt failed.
+#[derive(Debug)]
+pub(crate) struct AttemptFailed {
+    pub(crate) why: String,
+    /// Trying again would not help (the login was refused for good).
+    pub(crate) for_good: bool,
+}
+
+/// One reconnection attempt on its own thread: connects, logs in again replacing the
+/// old session if the server still has it, hands the sending half over
+/// ([`Event::Connected`]), then reads the server's messages as connection `generation`.
+pub(crate) fn spawn_reconnect(
+    args: &Args,
+    events: mpsc::Sender<Event>,
+    generation: u64,
+) -> anyhow::Result<()> {
+    let args = args.clone();
+    thread::Builder::new()
+        .name("reconnect".into())
+        .spawn(move || {
+            let receiver = match reconnect(&args) {
+                Ok((sender, receiver)) => {
+                    if events
+                        .send(Event::Connected(generation, Ok(sender)))
+                        .is_err()
+                    {
+                        return;
+                    }
+                    receiver
+                }
+                Err(failed) => {
+                    let _ = events.send(Event::Connected(generation, Err(failed)));
+                    return;
+                }
+            };
+            read_server(receiver, &events, generation);
         })
-        .context("starting the server reader")?;
+        .context("starting a reconnection")?;
     Ok(())
+}
+
+fn reconnect(args: &Args) -> Result<(ClientSender, ClientReceiver), AttemptFailed> {
+    let retry = |e: anyhow::Error| AttemptFailed {
+        why: format!("{e:#}"),
+        for_good: false,
+    };
+    let mut client = connect(args).map_err(retry)?;
+    if let Err(e) = client.login_with(&args.name, args.token.as_deref(), true) {
+        let for_good = match &e {
+            ClientError::Rejected { code, .. } | ClientError::ClosedAfterError { code, .. } => {
+                ends_for_good(*code)
+            }
+            _ => false,
+        };
+        return Err(AttemptFailed {
+            why: format!("logging in as {}: {}", args.name, explain(e)),
+            for_good,
+        });
+    }
+    client.split().map_err(|e| retry(explain(e)))
 }
 
 #[cfg(test)]

@@ -1,13 +1,17 @@
 //! [`Chat`], the chat client's state machine: what an input line leads to (the
 //! [`Action`]s the main loop performs), and, in `rooms`, what the server's messages
-//! change and print. No socket, no terminal: the unit tests in `tests` drive it.
+//! change and print; in `rejoin`, what a reconnection does (every room rejoined with a
+//! resume, and what was recovered said). No socket, no terminal: the unit tests in
+//! `tests` drive it.
 
+mod rejoin;
 mod rooms;
 #[cfg(test)]
 mod tests;
 
 use prost::Message;
 
+use corecast::client::Resume;
 use corecast::proto::{client_message, ClientMessage, JoinRequest, LeaveRequest, SendMessage};
 
 use crate::body::{encode_private, encode_public};
@@ -48,6 +52,12 @@ pub(crate) struct Chat {
     /// Our messages sent and not echoed back yet (a private one is addressed to its
     /// sender too, so that it is echoed).
     pub(crate) unconfirmed: usize,
+    /// Each room's epoch and last seq seen, to rejoin it with a resume.
+    resume: Resume,
+    /// The connection is down: no input is taken until it is back and rejoined.
+    offline: bool,
+    /// A reconnection's rejoins still on their way.
+    rejoin: Option<rejoin::Rejoining>,
 }
 
 impl Chat {
@@ -59,12 +69,16 @@ impl Chat {
             current: None,
             awaiting: None,
             unconfirmed: 0,
+            resume: Resume::new(),
+            offline: false,
+            rejoin: None,
         }
     }
 
-    /// Whether the next input line can be taken (no join or leave is on its way).
+    /// Whether the next input line can be taken (no join or leave is on its way, and
+    /// the connection is up with every room rejoined).
     pub(crate) fn ready(&self) -> bool {
-        self.awaiting.is_none()
+        self.awaiting.is_none() && !self.offline && self.rejoin.is_none()
     }
 
     /// Whether everything sent has been answered or echoed.

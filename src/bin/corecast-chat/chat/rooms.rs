@@ -3,23 +3,59 @@
 
 use std::collections::BTreeSet;
 
+use corecast::client::Seen;
 use corecast::proto::{server_message::Data, ServerMessage};
 
-use super::{Awaiting, Chat};
+use super::{Action, Awaiting, Chat};
 use crate::body::{decode_body, Body};
 use crate::format::{clean, error_line, failure, list};
 
 /// A joined room and the members the client knows of.
 #[derive(Debug)]
 pub(super) struct Room {
-    id: String,
+    pub(super) id: String,
     pub(super) members: BTreeSet<String>,
 }
 
 impl Chat {
-    /// Updates the state for a server message; returns the line to print, if any.
+    /// Updates the state for a server message; returns what to print (and, during a
+    /// rejoin, to send).
+    pub(crate) fn receive(&mut self, msg: ServerMessage) -> Vec<Action> {
+        let Some(data) = msg.data else {
+            return vec![];
+        };
+        let mut actions = Vec::new();
+        match self.resume.observe(&data) {
+            // Seen before (a replay overlapping what had arrived): shown once only.
+            Seen::Duplicate => return actions,
+            seen @ (Seen::Rejoined | Seen::RejoinFailed) => return self.rejoined(data, seen),
+            Seen::NewAfterReplay(report) => actions.push(self.report(report)),
+            Seen::Other | Seen::Joined | Seen::New => {}
+        }
+        if let Data::Pong(p) = &data {
+            if let Some(done) = self.barrier(p.nonce) {
+                return done;
+            }
+        }
+        actions.extend(self.show(data).map(Action::Print));
+        actions
+    }
+
+    /// The line a server message prints (the one line of [`Chat::receive`], for tests).
+    #[cfg(test)]
     pub(crate) fn on_message(&mut self, msg: ServerMessage) -> Option<String> {
-        let line = match msg.data? {
+        let mut lines = self.receive(msg).into_iter().filter_map(|a| match a {
+            Action::Print(line) => Some(line),
+            _ => None,
+        });
+        let line = lines.next();
+        assert_eq!(lines.next(), None, "one line at most");
+        line
+    }
+
+    /// Updates the state for a server message; returns the line to print, if any.
+    fn show(&mut self, data: Data) -> Option<String> {
+        let line = match data {
             Data::LoginResponse(r) => return failure(r.error.as_ref()),
             Data::JoinResponse(r) => {
                 if self.awaiting == Some(Awaiting::Join(r.room_id.clone())) {
@@ -108,7 +144,7 @@ impl Chat {
         self.rooms.iter().find(|room| room.id == id)
     }
 
-    fn room_mut(&mut self, id: &str) -> Option<&mut Room> {
+    pub(super) fn room_mut(&mut self, id: &str) -> Option<&mut Room> {
         self.rooms.iter_mut().find(|room| room.id == id)
     }
 }

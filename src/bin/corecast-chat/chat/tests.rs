@@ -38,12 +38,14 @@ fn left(chat: &mut Chat, room: &str) -> Option<String> {
     })))
 }
 
+/// The room's next message (the seq after the last one seen).
 fn message(chat: &mut Chat, sender: &str, room: &str, body: &str) -> Option<String> {
+    let seq = chat.resume.cursor(room).map_or(1, |c| c.since() + 1);
     chat.on_message(data(Data::MessageNotification(MessageNotification {
         sender_id: sender.into(),
         room_id: room.into(),
         body: body.to_string().into_bytes().into(),
-        seq: 1,
+        seq,
     })))
 }
 
@@ -388,4 +390,141 @@ fn control_characters_are_escaped() {
         msg.as_deref(),
         Some("[lobby] e\\u{1b}[2Jve: two\\nlines\\u{7}")
     );
+}
+
+fn joined_at(
+    chat: &mut Chat,
+    room: &str,
+    epoch: &str,
+    last_seq: u64,
+    recovered: bool,
+) -> Vec<Action> {
+    chat.receive(data(Data::JoinResponse(JoinResponse {
+        room_id: room.into(),
+        current_players: vec!["ann".into(), "ben".into()],
+        error: ok(),
+        epoch: epoch.into(),
+        last_seq,
+        recovered,
+        ..Default::default()
+    })))
+}
+
+fn seq_message(chat: &mut Chat, room: &str, seq: u64, body: &str) -> Vec<Action> {
+    chat.receive(data(Data::MessageNotification(MessageNotification {
+        sender_id: "ben".into(),
+        room_id: room.into(),
+        body: body.to_string().into_bytes().into(),
+        seq,
+    })))
+}
+
+fn pong(chat: &mut Chat, nonce: u64) -> Vec<Action> {
+    chat.receive(data(Data::Pong(Pong { nonce })))
+}
+
+/// The barrier ping a rejoin's answer sends.
+fn barrier(actions: &[Action]) -> u64 {
+    match sent(actions)[..] {
+        [client_message::Data::Ping(p)] => p.nonce,
+        _ => panic!("expected one barrier ping, got {actions:?}"),
+    }
+}
+
+#[test]
+fn a_reconnection_rejoins_with_a_resume_and_reports_per_room() {
+    let mut chat = Chat::new("ann", LIMIT);
+    joined_at(&mut chat, "lobby", "e1", 0, false);
+    seq_message(&mut chat, "lobby", 1, "one");
+    joined_at(&mut chat, "games", "g1", 5, false);
+    seq_message(&mut chat, "games", 6, "six");
+    chat.on_line("/join lobby");
+    chat.on_line("unconfirmed");
+    assert_eq!(chat.unconfirmed, 1);
+
+    chat.disconnected();
+    assert!(!chat.ready(), "no input while disconnected");
+    let rejoins = chat.reconnected();
+    assert_eq!(
+        sent(&rejoins),
+        [
+            &client_message::Data::JoinRequest(JoinRequest {
+                room_id: "lobby".into(),
+                since_seq: 1,
+                epoch: "e1".into(),
+                ..Default::default()
+            }),
+            &client_message::Data::JoinRequest(JoinRequest {
+                room_id: "games".into(),
+                since_seq: 6,
+                epoch: "g1".into(),
+                ..Default::default()
+            })
+        ]
+    );
+    assert!(!chat.ready(), "input waits for the rejoins");
+
+    // lobby: two missed messages replayed, then the barrier's pong.
+    let nonce = barrier(&joined_at(&mut chat, "lobby", "e1", 3, true));
+    assert_eq!(
+        printed(&seq_message(&mut chat, "lobby", 2, "two")),
+        ["[lobby] ben: two"]
+    );
+    assert_eq!(
+        printed(&seq_message(&mut chat, "lobby", 2, "two")),
+        Vec::<&str>::new(),
+        "dup"
+    );
+    assert_eq!(
+        printed(&seq_message(&mut chat, "lobby", 3, "three")),
+        ["[lobby] ben: three"]
+    );
+    assert_eq!(
+        printed(&pong(&mut chat, nonce)),
+        ["* room lobby: resumed, 2 missed message(s) recovered"]
+    );
+    // games restarted: said plainly; the last room done, input resumes.
+    let nonce = barrier(&joined_at(&mut chat, "games", "g2", 0, false));
+    assert_eq!(
+        printed(&pong(&mut chat, nonce)),
+        [
+            "! room games: could not recover what was said while disconnected (the room \
+             restarted): messages may be missing",
+            "! 1 line(s) sent before the connection was lost were not confirmed by the \
+             server (they may not have been delivered); not sent again"
+        ]
+    );
+    assert!(chat.ready());
+    assert!(chat.settled());
+    assert_eq!(chat.prompt(), "lobby> ", "the current room is kept");
+}
+
+#[test]
+fn a_live_message_before_the_barrier_reports_first_and_failed_rejoins_are_said() {
+    let mut chat = Chat::new("ann", LIMIT);
+    joined_at(&mut chat, "lobby", "e1", 4, false);
+    joined_at(&mut chat, "full", "f1", 0, false);
+    chat.disconnected();
+    chat.reconnected();
+    let nonce = barrier(&joined_at(&mut chat, "lobby", "e1", 4, true));
+    assert_eq!(
+        printed(&seq_message(&mut chat, "lobby", 5, "live")),
+        ["* room lobby: resumed, nothing missed", "[lobby] ben: live"]
+    );
+    assert!(printed(&pong(&mut chat, nonce)).is_empty());
+    assert!(!chat.ready());
+    let refused = chat.receive(data(Data::JoinResponse(JoinResponse {
+        room_id: "full".into(),
+        error: Some(Error {
+            code: ErrorCode::RoomIsFull as i32,
+            message: "room full is full".into(),
+        }),
+        ..Default::default()
+    })));
+    assert_eq!(
+        printed(&refused),
+        ["! could not rejoin full: error ROOM_IS_FULL: room full is full"]
+    );
+    assert!(chat.ready());
+    assert_eq!(chat.prompt(), "lobby> ");
 }
