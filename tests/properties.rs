@@ -25,7 +25,10 @@ use corecast::proto::{
 use corecast::request::{decode_request, Request};
 use corecast::response;
 
-use session_model::{check_agrees_with_prost, Op, Payload, Settings, Sim, Token};
+use session_model::{
+    check_agrees_with_prost, EpochPick, HistoryLimits, JoinHistory, Op, Payload, Settings, Sim,
+    Since, Token, KEPT_TTL,
+};
 
 /// Cases per property: enough to catch a regression, small enough for a fast suite.
 const CASES: u32 = 128;
@@ -415,12 +418,40 @@ fn id_index() -> impl Strategy<Value = u8> {
     prop_oneof![4 => 0u8..5, 1 => any::<u8>()]
 }
 
+/// A v1.1 join's history fields: mostly a resume from about what the clients last
+/// saw, in the epoch they saw; sometimes a number, another epoch, a limit.
+fn join_history() -> impl Strategy<Value = JoinHistory> {
+    let since = prop_oneof![
+        3 => (0u64..8).prop_map(Since::Back),
+        1 => (0u64..12).prop_map(Since::Seq),
+    ];
+    let epoch = prop_oneof![
+        6 => Just(EpochPick::Seen),
+        1 => Just(EpochPick::Empty),
+        1 => Just(EpochPick::Previous),
+        1 => Just(EpochPick::Wrong),
+        1 => Just(EpochPick::TooLong),
+    ];
+    let limit = prop_oneof![2 => Just(0u32), 1 => 1u32..4, 1 => Just(1_000u32)];
+    (since, epoch, limit).prop_map(|(since, epoch, limit)| JoinHistory {
+        since,
+        epoch,
+        limit,
+    })
+}
+
 fn payload() -> impl Strategy<Value = Payload> {
     let token = select(vec![Token::Absent, Token::Right, Token::Wrong]);
+    let replace = prop_oneof![3 => Just(false), 1 => Just(true)];
     prop_oneof![
-        3 => (id_index(), token).prop_map(|(player, token)| Payload::Login { player, token }),
-        3 => (id_index(), proptest::option::of(0u32..4))
-            .prop_map(|(room, max_players)| Payload::Join { room, max_players }),
+        3 => (id_index(), token, replace)
+            .prop_map(|(player, token, replace)| Payload::Login { player, token, replace }),
+        3 => (id_index(), proptest::option::of(0u32..4), proptest::option::of(join_history()))
+            .prop_map(|(room, max_players, history)| Payload::Join {
+                room,
+                max_players,
+                history,
+            }),
         1 => id_index().prop_map(|room| Payload::Leave { room }),
         4 => (id_index(), vec(id_index(), 0..4), vec(any::<u8>(), 0..80), any::<bool>())
             .prop_map(|(room, targets, body, unknown_field)| Payload::Send {
@@ -443,6 +474,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(conn, payloads)| Op::Input { conn, payloads }),
         6 => any::<u8>().prop_map(Op::Deliver),
         1 => Just(Op::Shutdown),
+        1 => Just(Op::Expire),
     ]
 }
 
@@ -450,6 +482,24 @@ fn op() -> impl Strategy<Value = Op> {
 /// (1, 2, 5) or one that does not (1000).
 fn rate() -> impl Strategy<Value = u32> {
     prop_oneof![2 => Just(0u32), 1 => select(vec![1u32, 2, 5, 1_000])]
+}
+
+/// `--history-*`: off a third of the time, else bounds from tiny (evicting after a
+/// message or two, per room or per shard) to roomy, with or without a TTL.
+fn history() -> impl Strategy<Value = HistoryLimits> {
+    let on = (
+        select(vec![1usize, 2, 5, 1_000]),
+        select(vec![40usize, 150, 600, 1 << 20]),
+        select(vec![80usize, 300, 1_500, 1 << 20]),
+        any::<bool>(),
+    )
+        .prop_map(|(messages, bytes, shard_bytes, ttl)| HistoryLimits {
+            messages,
+            bytes,
+            shard_bytes,
+            ttl: if ttl { KEPT_TTL } else { Default::default() },
+        });
+    prop_oneof![1 => Just(HistoryLimits::OFF), 2 => on]
 }
 
 fn settings() -> impl Strategy<Value = Settings> {
@@ -463,18 +513,22 @@ fn settings() -> impl Strategy<Value = Settings> {
         rate(),
         1usize..=2,
         any::<bool>(),
+        history(),
     )
         .prop_map(
-            |(auth, room_cap, outbound, frame_max, rooms, targets, rate, shards, racy)| Settings {
-                auth,
-                max_room_members: room_cap,
-                max_outbound_bytes: outbound,
-                max_frame_bytes: frame_max,
-                max_rooms_per_connection: rooms,
-                max_targets: targets,
-                max_messages_per_second: rate,
-                shards,
-                racy,
+            |(auth, room_cap, outbound, frame_max, rooms, targets, rate, shards, racy, history)| {
+                Settings {
+                    auth,
+                    max_room_members: room_cap,
+                    max_outbound_bytes: outbound,
+                    max_frame_bytes: frame_max,
+                    max_rooms_per_connection: rooms,
+                    max_targets: targets,
+                    max_messages_per_second: rate,
+                    shards,
+                    racy,
+                    history,
+                }
             },
         )
 }
@@ -488,7 +542,10 @@ proptest! {
     /// protocol driver (rate limit included): no panic, every queued frame a valid `ServerMessage`,
     /// each connection receiving exactly what the model says (when settled), no
     /// message before login or outside the rooms joined, every member seeing its
-    /// rooms' `seq`s increase, and nothing left once everyone has disconnected.
+    /// rooms' `seq`s increase, and nothing left once everyone has disconnected. With
+    /// history: each join's epoch, last_seq, recovered and replay (after its
+    /// JoinResponse, before live traffic), what each owner retains (per room and per
+    /// shard), empty rooms kept or forgotten, and replace_existing.
     #[test]
     fn sessions_follow_the_protocol(settings in settings(), ops in vec(op(), 1..40)) {
         Sim::new(settings).run(&ops);

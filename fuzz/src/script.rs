@@ -2,27 +2,41 @@
 //! and its arguments. Every byte string parses (missing bytes read as zero), and
 //! [`write`] is the inverse of [`parse`], so seeds can be written as ops.
 //!
-//! Settings bytes `s`, `t`: bit 0 of `s` auth, bits 1-2 `--max-room-members`, 3-4
+//! Settings bytes `s`, `t`, `h`: bit 0 of `s` auth, bits 1-2 `--max-room-members`, 3-4
 //! `--max-outbound-bytes`, 5-6 `--max-frame-bytes`; bits 0-1 of `t`
 //! `--max-rooms-per-connection`, 2-3 `--max-targets`, bit 4 two shards, bit 5 racy;
 //! `--max-messages-per-second` is `RATE_LIMITS[(s >> 7) | (t >> 6) << 1]` (bits that
-//! older seeds leave at zero: rate limiting off).
+//! older seeds leave at zero: rate limiting off); bits 0-1 of `h` `--history-messages`
+//! (0: history off), 2-3 `--history-bytes`, 4-5 `--history-shard-bytes`, bit 6 a
+//! `--history-ttl` (empty rooms with history kept until an expire op).
 //!
-//! Op kind byte `k`: `0xFA` shutdown; otherwise by `k % 8`: 0 connect, 1 disconnect
+//! Op kind byte `k`: `0xFA` shutdown, `0xFB` expire (the TTL of empty rooms passes);
+//! otherwise by `k % 8`: 0 connect, 1 disconnect
 //! (then a connection byte), 2 deliver (then a channel byte), 3-7 input (then a connection byte and
 //! `1 + (k >> 3) % 4` payloads). Payload kind byte `p`, by `p % 8`: 0 login (id,
-//! token), 1 join (room, config: 0 none, else `max_players + 1`), 2 leave (room),
+//! token; bit 3 of `p` sets `replace_existing`), 1 join (room, config: 0 none, else
+//! `max_players + 1`; bit 3 of `p` adds the history fields: a `since_seq` byte (under
+//! 0x80 the number, else what the clients last saw less `b - 0x80`), an epoch byte
+//! (by `% 8`: 0 empty, 1-4 the last seen, 5 the one before, 6 a wrong one, 7 one
+//! too long) and a `history_limit` byte), 2 leave (room),
 //! 3 send (room, target count % 4, targets, body length, body; bit 3 of `p` adds
 //! an unknown field), 4 ping (8 bytes, little-endian), 5 empty, 6-7 raw (u16 LE
 //! length, bytes).
 
-use crate::session_model::{Op, Payload, Settings, Token};
+use std::time::Duration;
+
+use crate::session_model::{
+    EpochPick, HistoryLimits, JoinHistory, Op, Payload, Settings, Since, Token, KEPT_TTL,
+};
 
 /// Most ops read from one input, so that every execution stays fast.
 pub const MAX_OPS: usize = 200;
 
 /// Kind byte of [`Op::Shutdown`].
 const SHUTDOWN: u8 = 0xFA;
+
+/// Kind byte of [`Op::Expire`].
+const EXPIRE: u8 = 0xFB;
 
 /// Largest raw payload read from one input.
 const MAX_RAW: usize = 4096;
@@ -35,6 +49,12 @@ const TARGET_LIMITS: [usize; 4] = [0, 1, 2, 256];
 /// `--max-messages-per-second`, by a 3-bit index: off half the time (0), else a burst
 /// that runs out (1, 2, 5) or one that does not (1000).
 const RATE_LIMITS: [u32; 8] = [0, 1, 2, 5, 1_000, 0, 0, 0];
+/// `--history-messages` (0: off), `--history-bytes` and `--history-shard-bytes`: a
+/// message's frame is about 16 bytes plus its body (plus 17 or so per id of a targeted
+/// one's audience), so the small ones evict after a message or two.
+const HISTORY_MESSAGES: [usize; 4] = [0, 2, 5, 1_000];
+const HISTORY_BYTES: [usize; 4] = [40, 150, 600, 1 << 20];
+const HISTORY_SHARD_BYTES: [usize; 4] = [80, 300, 1_500, 1 << 20];
 
 struct Reader<'a> {
     data: &'a [u8],
@@ -68,6 +88,7 @@ impl Reader<'_> {
                     1 => Token::Right,
                     _ => Token::Wrong,
                 },
+                replace: kind & 8 != 0,
             },
             1 => Payload::Join {
                 room: self.byte(),
@@ -75,6 +96,20 @@ impl Reader<'_> {
                     0 => None,
                     n => Some(u32::from(n) - 1),
                 },
+                history: (kind & 8 != 0).then(|| JoinHistory {
+                    since: match self.byte() {
+                        b if b < 0x80 => Since::Seq(u64::from(b)),
+                        b => Since::Back(u64::from(b - 0x80)),
+                    },
+                    epoch: match self.byte() % 8 {
+                        0 => EpochPick::Empty,
+                        1..=4 => EpochPick::Seen,
+                        5 => EpochPick::Previous,
+                        6 => EpochPick::Wrong,
+                        _ => EpochPick::TooLong,
+                    },
+                    limit: u32::from(self.byte()),
+                }),
             },
             2 => Payload::Leave { room: self.byte() },
             3 => {
@@ -110,6 +145,7 @@ pub fn parse(data: &[u8]) -> (Settings, Vec<Op>) {
     let mut r = Reader { data };
     let s = r.byte();
     let t = r.byte();
+    let h = r.byte();
     let settings = Settings {
         auth: s & 1 != 0,
         max_room_members: ROOM_CAPS[usize::from(s >> 1) % 4],
@@ -120,12 +156,24 @@ pub fn parse(data: &[u8]) -> (Settings, Vec<Op>) {
         max_messages_per_second: RATE_LIMITS[usize::from(s >> 7 | (t >> 6) << 1)],
         shards: 1 + usize::from(t >> 4 & 1),
         racy: t & 0x20 != 0,
+        history: HistoryLimits {
+            messages: HISTORY_MESSAGES[usize::from(h) % 4],
+            bytes: HISTORY_BYTES[usize::from(h >> 2) % 4],
+            shard_bytes: HISTORY_SHARD_BYTES[usize::from(h >> 4) % 4],
+            ttl: if h & 0x40 != 0 {
+                KEPT_TTL
+            } else {
+                Duration::ZERO
+            },
+        },
     };
     let mut ops = Vec::new();
     while !r.data.is_empty() && ops.len() < MAX_OPS {
         let kind = r.byte();
         let op = if kind == SHUTDOWN {
             Op::Shutdown
+        } else if kind == EXPIRE {
+            Op::Expire
         } else {
             match kind % 8 {
                 0 => Op::Connect,
@@ -165,6 +213,14 @@ pub struct Tiers {
     pub racy: bool,
     /// `--max-messages-per-second` (0 to 7): off, 1, 2, 5, 1000, then off again.
     pub rate: u8,
+    /// `--history-messages`: off, 2, 5, 1000.
+    pub history: u8,
+    /// `--history-bytes`: 40, 150, 600, 1 MiB.
+    pub history_bytes: u8,
+    /// `--history-shard-bytes`: 80, 300, 1500, 1 MiB.
+    pub history_shard_bytes: u8,
+    /// A `--history-ttl` (empty rooms with history kept until an expire op).
+    pub history_ttl: bool,
 }
 
 impl Tiers {
@@ -179,9 +235,20 @@ impl Tiers {
         two_shards: false,
         racy: false,
         rate: 0,
+        history: 0,
+        history_bytes: 3,
+        history_shard_bytes: 3,
+        history_ttl: false,
     };
 
-    fn bytes(self) -> [u8; 2] {
+    /// [`Tiers::ROOMY`] with history on: 1000 messages, 1 MiB, and a TTL.
+    pub const HISTORY: Tiers = Tiers {
+        history: 3,
+        history_ttl: true,
+        ..Tiers::ROOMY
+    };
+
+    fn bytes(self) -> [u8; 3] {
         [
             u8::from(self.auth)
                 | ((self.room_cap % 4) << 1)
@@ -193,6 +260,10 @@ impl Tiers {
                 | (u8::from(self.two_shards) << 4)
                 | (u8::from(self.racy) << 5)
                 | ((self.rate >> 1 & 3) << 6),
+            (self.history % 4)
+                | ((self.history_bytes % 4) << 2)
+                | ((self.history_shard_bytes % 4) << 4)
+                | (u8::from(self.history_ttl) << 6),
         ]
     }
 }
@@ -204,6 +275,7 @@ pub fn write(tiers: Tiers, ops: &[Op]) -> Vec<u8> {
     for op in ops {
         match op {
             Op::Shutdown => out.push(SHUTDOWN),
+            Op::Expire => out.push(EXPIRE),
             Op::Connect => out.push(0),
             Op::Disconnect(conn) => out.extend([1, *conn]),
             Op::Deliver(pick) => out.extend([2, *pick]),
@@ -221,17 +293,39 @@ pub fn write(tiers: Tiers, ops: &[Op]) -> Vec<u8> {
 
 fn write_payload(out: &mut Vec<u8>, payload: &Payload) {
     match payload {
-        Payload::Login { player, token } => {
+        Payload::Login {
+            player,
+            token,
+            replace,
+        } => {
             let token = match token {
                 Token::Absent => 0,
                 Token::Right => 1,
                 Token::Wrong => 2,
             };
-            out.extend([0, *player, token]);
+            out.extend([u8::from(*replace) << 3, *player, token]);
         }
-        Payload::Join { room, max_players } => {
+        Payload::Join {
+            room,
+            max_players,
+            history,
+        } => {
             let config = max_players.map_or(0, |m| m.min(254) as u8 + 1);
-            out.extend([1, *room, config]);
+            out.extend([1 | u8::from(history.is_some()) << 3, *room, config]);
+            if let Some(h) = history {
+                let since = match h.since {
+                    Since::Seq(n) => n.min(0x7f) as u8,
+                    Since::Back(n) => 0x80 | n.min(0x7f) as u8,
+                };
+                let epoch = match h.epoch {
+                    EpochPick::Empty => 0,
+                    EpochPick::Seen => 1,
+                    EpochPick::Previous => 5,
+                    EpochPick::Wrong => 6,
+                    EpochPick::TooLong => 7,
+                };
+                out.extend([since, epoch, h.limit.min(255) as u8]);
+            }
         }
         Payload::Leave { room } => out.extend([2, *room]),
         Payload::Send {

@@ -16,8 +16,20 @@
 //! rules: every queued frame is a well-formed `ServerMessage`; a connection that never
 //! logged in gets no `MessageNotification`; notifications and messages come only for
 //! rooms the connection is in; the `seq`s a member sees in a room strictly increase;
-//! `decode_request` reads every payload as prost does; and once everyone has
-//! disconnected, no connection, room or player id is left.
+//! `decode_request` reads every payload as prost does; a successful JoinResponse has an
+//! epoch of 1 to 32 bytes; no login waits for a claim once everything is delivered;
+//! and once everyone has disconnected, no connection or player id is left, and no room
+//! or retained message once the TTL of the empty rooms kept for their history passes.
+//!
+//! History (v1.1): the model numbers each creation of a room, and the check binds the
+//! server's epochs to those one to one (a room keeps its epoch exactly while it lives or
+//! is kept). It predicts each JoinResponse's epoch, `last_seq` and `recovered`, the
+//! replay (which retained messages, visible ones only, cut by `history_limit`), in
+//! order per room with live traffic (after the JoinResponse, before anything live),
+//! what each owner shard retains (`ShardState::retained`: counts, and bytes charged as
+//! `Retained::cost` charges the frame `response::message_notification` encodes) and
+//! how many rooms it keeps; `replace_existing` closes the old session (SESSION_REPLACED)
+//! before the new login succeeds. Clients resume from what they saw ([`Seen`]).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
@@ -28,7 +40,7 @@ use prost::Message;
 
 use corecast::config::Secret;
 use corecast::conn::driver::{Driver, DriverSettings, Input, Wants};
-use corecast::conn::session::{SessionConfig, MAX_ID_BYTES};
+use corecast::conn::session::{SessionConfig, MAX_EPOCH_BYTES, MAX_ID_BYTES};
 use corecast::frame::HEADER_LEN;
 use corecast::notify::LocalNotify;
 use corecast::proto::{
@@ -37,6 +49,9 @@ use corecast::proto::{
     RoomConfig, SendMessage, ServerMessage,
 };
 use corecast::request::{decode_request, LoginView, Request};
+use corecast::response;
+pub use corecast::shard::history::HistoryLimits;
+use corecast::shard::history::Retained;
 use corecast::shard::members::ConnShared;
 use corecast::shard::messages::Batch;
 use corecast::shard::outbound::OutState;
@@ -95,6 +110,104 @@ pub struct Settings {
     /// With several shards: deliver cross-shard batches only when an [`Op::Deliver`]
     /// says which, instead of settling after every op; the model is then off.
     pub racy: bool,
+    /// `--history-messages`, `--history-bytes`, `--history-shard-bytes` and
+    /// `--history-ttl`. The TTL is zero or [`KEPT_TTL`]: the owner reads the real clock,
+    /// which no run advances that far, so an empty room with history is kept until an
+    /// [`Op::Expire`] (or the teardown) says its TTL is over.
+    pub history: HistoryLimits,
+}
+
+/// The `--history-ttl` of a simulation that keeps empty rooms: longer than any run.
+pub const KEPT_TTL: Duration = Duration::from_secs(3600);
+
+/// `JoinRequest.since_seq`, as a client picks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Since {
+    /// This number.
+    Seq(u64),
+    /// The last `seq` the clients saw in the room (a JoinResponse's `last_seq`, or a
+    /// message since), less this many: 0 is an up-to-date resume.
+    Back(u64),
+}
+
+/// `JoinRequest.epoch`, as a client picks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EpochPick {
+    /// The empty string.
+    Empty,
+    /// The room's epoch as the clients last saw it in a JoinResponse (empty if never).
+    Seen,
+    /// The epoch the clients saw before that one (the room's previous creation; empty
+    /// if none): a resume from an older epoch.
+    Previous,
+    /// A well-formed epoch no room has.
+    Wrong,
+    /// One byte over [`MAX_EPOCH_BYTES`]: BAD_REQUEST.
+    TooLong,
+}
+
+/// A v1.1 join's history fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinHistory {
+    /// `since_seq`.
+    pub since: Since,
+    /// `epoch`.
+    pub epoch: EpochPick,
+    /// `history_limit`.
+    pub limit: u32,
+}
+
+/// What the clients have seen of each room (the epochs its JoinResponses gave, oldest
+/// first, and the latest `seq`), from which they pick a resume's `epoch` and `since_seq`.
+#[derive(Debug, Default)]
+pub struct Seen {
+    rooms: BTreeMap<String, SeenRoom>,
+}
+
+#[derive(Debug, Default)]
+struct SeenRoom {
+    epochs: Vec<String>,
+    seq: u64,
+}
+
+impl Seen {
+    fn joined(&mut self, room: &str, epoch: &str, last_seq: u64) {
+        let seen = self.rooms.entry(room.to_owned()).or_default();
+        if seen.epochs.last().map(String::as_str) != Some(epoch) {
+            seen.epochs.push(epoch.to_owned());
+        }
+        seen.seq = last_seq;
+    }
+
+    fn message(&mut self, room: &str, epoch: &str, seq: u64) {
+        if let Some(seen) = self.rooms.get_mut(room) {
+            if seen.epochs.last().map(String::as_str) == Some(epoch) {
+                seen.seq = seen.seq.max(seq);
+            }
+        }
+    }
+
+    fn epoch(&self, room: &str, pick: EpochPick) -> String {
+        let epochs = self.rooms.get(room).map_or(&[][..], |r| &r.epochs[..]);
+        match pick {
+            EpochPick::Empty => String::new(),
+            EpochPick::Seen => epochs.last().cloned().unwrap_or_default(),
+            EpochPick::Previous => epochs
+                .len()
+                .checked_sub(2)
+                .map(|i| epochs[i].clone())
+                .unwrap_or_default(),
+            EpochPick::Wrong => "0".repeat(17),
+            EpochPick::TooLong => "e".repeat(MAX_EPOCH_BYTES + 1),
+        }
+    }
+
+    fn since(&self, room: &str, since: Since) -> u64 {
+        match since {
+            Since::Seq(n) => n,
+            Since::Back(n) => self.rooms.get(room).map_or(0, |r| r.seq.saturating_sub(n)),
+        }
+    }
 }
 
 /// Which token a login carries.
@@ -117,6 +230,8 @@ pub enum Payload {
         player: IdIndex,
         /// The bearer token.
         token: Token,
+        /// `replace_existing`.
+        replace: bool,
     },
     /// `JoinRequest`.
     Join {
@@ -124,6 +239,8 @@ pub enum Payload {
         room: IdIndex,
         /// `room_config.max_players`, if a config is sent.
         max_players: Option<u32>,
+        /// `since_seq`, `epoch` and `history_limit` (`None`: a v1 join).
+        history: Option<JoinHistory>,
     },
     /// `LeaveRequest`.
     Leave {
@@ -150,10 +267,19 @@ pub enum Payload {
 }
 
 impl Payload {
-    /// The payload's bytes, as a client would send them.
+    /// The payload's bytes, as a client that has seen nothing would send them.
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_with(&Seen::default())
+    }
+
+    /// The payload's bytes, as a client that has `seen` what it has sends them.
+    pub fn encode_with(&self, seen: &Seen) -> Vec<u8> {
         let data = match self {
-            Payload::Login { player, token } => In::LoginRequest(LoginRequest {
+            Payload::Login {
+                player,
+                token,
+                replace,
+            } => In::LoginRequest(LoginRequest {
                 player_id: id(*player),
                 auth_config: match token {
                     Token::Absent => None,
@@ -164,13 +290,30 @@ impl Payload {
                         token: "wrong".into(),
                     })),
                 },
-                ..Default::default()
+                replace_existing: *replace,
             }),
-            Payload::Join { room, max_players } => In::JoinRequest(JoinRequest {
-                room_id: id(*room),
-                room_config: max_players.map(|max_players| RoomConfig { max_players }),
-                ..Default::default()
-            }),
+            Payload::Join {
+                room,
+                max_players,
+                history,
+            } => {
+                let room_id = id(*room);
+                let (since_seq, epoch, history_limit) = match history {
+                    Some(h) => (
+                        seen.since(&room_id, h.since),
+                        seen.epoch(&room_id, h.epoch),
+                        h.limit,
+                    ),
+                    None => (0, String::new(), 0),
+                };
+                In::JoinRequest(JoinRequest {
+                    room_id,
+                    room_config: max_players.map(|max_players| RoomConfig { max_players }),
+                    since_seq,
+                    epoch,
+                    history_limit,
+                })
+            }
             Payload::Leave { room } => In::LeaveRequest(LeaveRequest { room_id: id(*room) }),
             Payload::Send {
                 room,
@@ -220,6 +363,8 @@ pub enum Op {
     Deliver(u8),
     /// Graceful shutdown begins.
     Shutdown,
+    /// `--history-ttl` passes: every shard forgets its empty rooms.
+    Expire,
 }
 
 /// What a connection observed, normalised for comparison (error messages are for
@@ -238,6 +383,13 @@ pub enum Event {
         players: Vec<String>,
         /// `room_config.max_players`.
         max_players: Option<u32>,
+        /// `epoch` (the model's are `#` and the number of the room's creation; a
+        /// check maps the server's onto them, one to one).
+        epoch: String,
+        /// `last_seq`.
+        last_seq: u64,
+        /// `recovered`.
+        recovered: bool,
     },
     /// `JoinNotification`.
     JoinNote {
@@ -282,6 +434,35 @@ fn code_of(error: Option<corecast::proto::Error>) -> i32 {
 }
 
 impl Event {
+    /// A refused join's `JoinResponse`: no members, config or position.
+    fn join_refused(room: String, code: i32) -> Event {
+        Event::Join {
+            room,
+            code,
+            players: Vec::new(),
+            max_players: None,
+            epoch: String::new(),
+            last_seq: 0,
+            recovered: false,
+        }
+    }
+
+    /// The room of an event the room's owner orders for a connection: a successful
+    /// join or leave, a notification, a message. A connection receives those of one
+    /// room in the order the model says, whatever the other rooms do.
+    fn ordered_room(&self) -> Option<&str> {
+        let none = ErrorCode::None as i32;
+        match self {
+            Event::Join { room, code, .. } | Event::Leave { room, code } if *code == none => {
+                Some(room)
+            }
+            Event::JoinNote { room, .. }
+            | Event::LeaveNote { room, .. }
+            | Event::Message { room, .. } => Some(room),
+            _ => None,
+        }
+    }
+
     /// Decodes one queued frame; panics on anything that is not a whole, valid
     /// `ServerMessage` with `data` set.
     pub fn from_frame(bytes: &[u8]) -> Event {
@@ -305,6 +486,9 @@ impl Event {
                     } else {
                         None
                     },
+                    epoch: r.epoch,
+                    last_seq: r.last_seq,
+                    recovered: r.recovered,
                 }
             }
             Out::JoinNotification(n) => Event::JoinNote {
@@ -331,18 +515,65 @@ impl Event {
     }
 }
 
-/// The reference model's view of a room.
+/// The reference model's view of a room. It exists while it has members, or, empty,
+/// while it is kept for its history (history on, a TTL, a message numbered).
 #[derive(Debug)]
 struct ModelRoom {
     max_players: u32,
     /// Player id -> connection number.
     members: BTreeMap<String, usize>,
     seq: u64,
+    /// Which creation of the room this is (its epoch: a new one each time).
+    creation: usize,
+    /// Retained messages, oldest first.
+    history: VecDeque<Kept>,
+}
+
+/// A retained message.
+#[derive(Debug)]
+struct Kept {
+    seq: u64,
+    sender: String,
+    body: Vec<u8>,
+    /// A targeted message's sender and named targets; `None` for a broadcast.
+    audience: Option<Vec<String>>,
+    /// What the server charges it against the byte bounds, as `Retained::cost`
+    /// computes it for the frame `response::message_notification` encodes.
+    cost: usize,
+}
+
+impl Kept {
+    fn visible_to(&self, player: &str) -> bool {
+        self.audience
+            .as_ref()
+            .is_none_or(|ids| ids.iter().any(|id| id == player))
+    }
+
+    fn event(&self, room: &str) -> Event {
+        Event::Message {
+            sender: self.sender.clone(),
+            room: room.to_owned(),
+            body: self.body.clone(),
+            seq: self.seq,
+        }
+    }
 }
 
 /// The reference model: PROTOCOL.md's rules over plain maps, synchronous, no I/O.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Model {
+    /// `--history-*`.
+    history: HistoryLimits,
+    /// Shards (rooms are owned by `owner_shard`).
+    shards: usize,
+    /// Room creations so far (each one a new epoch).
+    creations: usize,
+    /// Per owner shard, the (room, creation, seq) of messages in the order they were
+    /// retained: past `--history-shard-bytes` the shard's oldest go first.
+    retention: Vec<VecDeque<(String, usize, u64)>>,
+    /// The server's epoch strings <-> the model's room creations, as observed.
+    epochs: BTreeMap<String, usize>,
+    creation_epochs: BTreeMap<usize, String>,
     /// Logged-in player -> connection number.
     players: BTreeMap<String, usize>,
     rooms: BTreeMap<String, ModelRoom>,
@@ -383,6 +614,75 @@ enum Flow {
 }
 
 impl Model {
+    fn new(settings: &Settings) -> Self {
+        let shards = settings.shards.max(1);
+        Model {
+            history: settings.history,
+            shards,
+            creations: 0,
+            retention: vec![VecDeque::new(); shards],
+            epochs: BTreeMap::new(),
+            creation_epochs: BTreeMap::new(),
+            players: BTreeMap::new(),
+            rooms: BTreeMap::new(),
+            conns: BTreeMap::new(),
+            shutting_down: false,
+            expected: BTreeMap::new(),
+            closed_early: BTreeSet::new(),
+        }
+    }
+
+    fn owner(&self, room: &str) -> ShardId {
+        owner_shard(room, self.shards)
+    }
+
+    /// Messages and bytes retained by the rooms `shard` owns.
+    fn retained(&self, shard: ShardId) -> (usize, usize) {
+        self.rooms
+            .iter()
+            .filter(|(id, _)| self.owner(id) == shard)
+            .flat_map(|(_, r)| &r.history)
+            .fold((0, 0), |(n, bytes), k| (n + 1, bytes + k.cost))
+    }
+
+    /// Rooms `shard` owns (kept empty ones included).
+    fn owned_rooms(&self, shard: ShardId) -> usize {
+        self.rooms
+            .keys()
+            .filter(|id| self.owner(id) == shard)
+            .count()
+    }
+
+    /// The TTL of every empty room is over.
+    fn expire(&mut self) {
+        self.rooms.retain(|_, r| !r.members.is_empty());
+    }
+
+    /// The server's `epoch` `real` was seen where the model says creation `placeholder`
+    /// (`#n`): each epoch is one creation of one room and each creation one epoch.
+    fn bind_epoch(&mut self, real: &str, placeholder: &str) {
+        let creation: usize = placeholder[1..].parse().expect("a model epoch");
+        let known = self.epochs.get(real).copied();
+        let bound = self.creation_epochs.get(&creation).cloned();
+        match (known, &bound) {
+            (None, None) => {
+                self.epochs.insert(real.to_owned(), creation);
+                self.creation_epochs.insert(creation, real.to_owned());
+            }
+            (Some(k), Some(b)) if k == creation && b.as_str() == real => {}
+            _ => panic!(
+                "epoch {real:?} (seen for creation {known:?}) where the model has creation \
+                 {creation} (seen as {bound:?}): a room kept its epoch across a re-creation, \
+                 or changed it while it lived"
+            ),
+        }
+    }
+
+    /// Whether a request's `epoch` is the current one of `room`.
+    fn is_epoch_of(&self, epoch: &str, room: &ModelRoom) -> bool {
+        self.epochs.get(epoch) == Some(&room.creation)
+    }
+
     fn tell(&mut self, conn: usize, event: Event) {
         if !self.conns[&conn].closed {
             self.expected.entry(conn).or_default().push(event);
@@ -445,12 +745,17 @@ impl Model {
     }
 
     fn remove_member(&mut self, room_id: &str, player: &str) {
+        let keeps = self.history.enabled() && !self.history.ttl.is_zero();
         let Some(room) = self.rooms.get_mut(room_id) else {
             return;
         };
         room.members.remove(player);
         if room.members.is_empty() {
-            self.rooms.remove(room_id);
+            // Kept for its history only if it numbered a message; else forgotten (its
+            // next creation is a new epoch).
+            if !(keeps && room.seq > 0) {
+                self.rooms.remove(room_id);
+            }
             return;
         }
         let others: Vec<usize> = room.members.values().copied().collect();
@@ -507,25 +812,27 @@ impl Model {
                 let c = &self.conns[&conn];
                 let slots = c.rooms.len() as u64 + u64::from(c.held_slots);
                 let remote = owner_shard(&room_id, settings.shards.max(1)) != c.shard;
+                let replay = Replay {
+                    since: join.since_seq,
+                    epoch: join.epoch,
+                    limit: join.history_limit,
+                };
+                // The session's order: the room id, the connection's slots, the epoch.
                 let code = if !valid(&room_id) {
                     ErrorCode::BadRequest
                 } else if slots >= u64::from(settings.max_rooms_per_connection) {
                     ErrorCode::FailedPrecondition
+                } else if replay.epoch.len() > MAX_EPOCH_BYTES {
+                    ErrorCode::BadRequest
                 } else {
-                    let code = self.join(conn, &player, &room_id, requested, settings);
+                    let code = self.join(conn, &player, &room_id, requested, &replay, settings);
                     if code != ErrorCode::None && remote {
                         self.hold_slot(conn);
                     }
                     code
                 };
                 if code != ErrorCode::None {
-                    let event = Event::Join {
-                        room: room_id,
-                        code: code as i32,
-                        players: Vec::new(),
-                        max_players: None,
-                    };
-                    self.tell(conn, event);
+                    self.tell(conn, Event::join_refused(room_id, code as i32));
                 }
             }
             In::LeaveRequest(leave) => {
@@ -584,12 +891,7 @@ impl Model {
         let limited = ErrorCode::RateLimited as i32;
         let answer = match &msg.data {
             Some(In::LoginRequest(_)) => Some(Event::Login(limited)),
-            Some(In::JoinRequest(join)) => Some(Event::Join {
-                room: join.room_id.clone(),
-                code: limited,
-                players: Vec::new(),
-                max_players: None,
-            }),
+            Some(In::JoinRequest(join)) => Some(Event::join_refused(join.room_id.clone(), limited)),
             Some(In::LeaveRequest(leave)) => Some(Event::Leave {
                 room: leave.room_id.clone(),
                 code: limited,
@@ -614,8 +916,19 @@ impl Model {
             ErrorCode::Unauthorized
         } else if player.is_empty() || player.len() > MAX_ID_BYTES {
             ErrorCode::BadRequest
-        } else if self.players.contains_key(&player) {
-            ErrorCode::AlreadyLoggedIn
+        } else if let Some(&old) = self.players.get(&player) {
+            if login.replace_existing {
+                // The old session gets SESSION_REPLACED (unless it is closing anyway)
+                // and is closed, a leave from every room; then this login succeeds.
+                if !self.conns[&old].closed {
+                    self.tell(old, Event::Error(ErrorCode::SessionReplaced as i32));
+                    self.close(old);
+                }
+                self.disconnect(old);
+                ErrorCode::None
+            } else {
+                ErrorCode::AlreadyLoggedIn
+            }
         } else {
             ErrorCode::None
         };
@@ -637,15 +950,21 @@ impl Model {
     }
 
     /// A join by a logged-in player with a valid room id; queues the success events
-    /// and returns the code (NONE on success).
+    /// (the JoinResponse, then the replay) and returns the code (NONE on success).
     fn join(
         &mut self,
         conn: usize,
         player: &str,
         room_id: &str,
         requested: Option<u32>,
+        replay: &Replay,
         settings: &Settings,
     ) -> ErrorCode {
+        let fresh = !self.rooms.contains_key(room_id);
+        if fresh {
+            self.creations += 1;
+        }
+        let creation = self.creations;
         let room = self
             .rooms
             .entry(room_id.to_owned())
@@ -653,7 +972,13 @@ impl Model {
                 max_players: requested.unwrap_or(0),
                 members: BTreeMap::new(),
                 seq: 0,
+                creation,
+                history: VecDeque::new(),
             });
+        if room.members.is_empty() {
+            // A kept room is created again with this join's config (same epoch).
+            room.max_players = requested.unwrap_or(0);
+        }
         let cap = match room.max_players {
             0 => settings.max_room_members,
             own => own.min(settings.max_room_members),
@@ -668,15 +993,18 @@ impl Model {
             ErrorCode::None
         };
         if code != ErrorCode::None {
-            if room.members.is_empty() {
+            if fresh {
                 self.rooms.remove(room_id);
             }
             return code;
         }
+        let (recovered, replayed) = self.replay(room_id, player, replay);
+        let room = self.rooms.get_mut(room_id).expect("just found");
         let others: Vec<usize> = room.members.values().copied().collect();
         room.members.insert(player.to_owned(), conn);
         let players: Vec<String> = room.members.keys().cloned().collect();
         let max_players = Some(room.max_players);
+        let (epoch, last_seq) = (format!("#{}", room.creation), room.seq);
         for other in others {
             let note = Event::JoinNote {
                 room: room_id.to_owned(),
@@ -689,8 +1017,14 @@ impl Model {
             code: ErrorCode::None as i32,
             players,
             max_players,
+            epoch,
+            last_seq,
+            recovered,
         };
         self.tell(conn, response);
+        for event in replayed {
+            self.tell(conn, event);
+        }
         if let Some(c) = self.conns.get_mut(&conn) {
             c.rooms.push(room_id.to_owned());
         }
@@ -716,6 +1050,31 @@ impl Model {
         };
         room.seq += 1;
         let seq = room.seq;
+        if self.history.enabled() {
+            let audience = (!send.target_ids.is_empty()).then(|| {
+                std::iter::once(player.to_owned())
+                    .chain(send.target_ids.iter().cloned())
+                    .collect::<Vec<String>>()
+            });
+            let frame = response::message_notification(player, &room_id, &send.body, seq);
+            let cost = Retained {
+                seq,
+                frame,
+                audience: audience
+                    .as_ref()
+                    .map(|ids| ids.iter().map(|id| id.as_str().into()).collect()),
+            }
+            .cost();
+            let kept = Kept {
+                seq,
+                sender: player.to_owned(),
+                body: send.body.to_vec(),
+                audience,
+                cost,
+            };
+            self.retain(&room_id, kept);
+        }
+        let room = self.rooms.get_mut(&room_id).expect("a member's room");
         let recipients: BTreeSet<usize> = if send.target_ids.is_empty() {
             room.members.values().copied().collect()
         } else {
@@ -733,6 +1092,74 @@ impl Model {
             };
             self.tell(to, event);
         }
+    }
+}
+
+/// What a join asks to be replayed (`JoinRequest` fields 3-5).
+#[derive(Debug)]
+struct Replay {
+    since: u64,
+    epoch: String,
+    limit: u32,
+}
+
+impl Model {
+    /// Retains `kept` in `room_id`, then evicts the oldest until the room's count and
+    /// byte bounds hold, then the oldest of the owner shard's rooms until its bound does.
+    fn retain(&mut self, room_id: &str, kept: Kept) {
+        let limits = self.history;
+        let shard = self.owner(room_id);
+        let Some(room) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        self.retention[shard].push_back((room_id.to_owned(), room.creation, kept.seq));
+        room.history.push_back(kept);
+        while room.history.len() > limits.messages
+            || room.history.iter().map(|k| k.cost).sum::<usize>() > limits.bytes
+        {
+            room.history.pop_front();
+        }
+        while self.retained(shard).1 > limits.shard_bytes {
+            let Some((id, creation, seq)) = self.retention[shard].pop_front() else {
+                break;
+            };
+            if let Some(room) = self.rooms.get_mut(&id).filter(|r| r.creation == creation) {
+                while room.history.front().is_some_and(|k| k.seq <= seq) {
+                    room.history.pop_front();
+                }
+            }
+        }
+    }
+
+    /// `recovered` and the replayed messages for `player` joining `room` with `req`.
+    /// A resume (`since` > 0 in the room's epoch) gets every retained message after
+    /// `since` that the player may see, and is recovered when no message after `since`
+    /// is missing from the history; `limit` keeps the last that many (then it is not
+    /// recovered). Otherwise the last `limit` visible messages, not recovered.
+    fn replay(&self, room_id: &str, player: &str, req: &Replay) -> (bool, Vec<Event>) {
+        let limit = req.limit as usize;
+        let room = &self.rooms[room_id];
+        let visible = room.history.iter().filter(|k| k.visible_to(player));
+        if req.since > 0 && self.is_epoch_of(&req.epoch, room) {
+            let mut events: Vec<Event> = visible
+                .filter(|k| k.seq > req.since)
+                .map(|k| k.event(room_id))
+                .collect();
+            let mut recovered = req.since >= room.seq
+                || (req.since + 1..=room.seq).all(|seq| room.history.iter().any(|k| k.seq == seq));
+            if limit > 0 && events.len() > limit {
+                events.drain(..events.len() - limit);
+                recovered = false;
+            }
+            return (recovered, events);
+        }
+        let mut events: Vec<Event> = visible
+            .rev()
+            .take(limit)
+            .map(|k| k.event(room_id))
+            .collect();
+        events.reverse();
+        (false, events)
     }
 }
 
@@ -760,8 +1187,12 @@ struct SimConn {
     unread: VecDeque<Vec<u8>>,
     /// Whether it ever completed a login.
     logged_in: bool,
-    /// Per room it is in: the last `seq` seen since it joined.
-    last_seq: BTreeMap<String, u64>,
+    /// Per room it is in: the epoch its JoinResponse gave, and the last `seq` seen
+    /// since it joined.
+    last_seq: BTreeMap<String, (String, u64)>,
+    /// The player id and `replace_existing` of the last login it sent (what a wait
+    /// for a claim is for).
+    login: Option<(String, bool)>,
 }
 
 /// The real shard code of a whole server driven without sockets or threads, next to
@@ -783,6 +1214,11 @@ pub struct Sim {
     /// outcomes only the model-free rules judge.
     model: Option<Model>,
     shutting_down: bool,
+    /// What the clients have seen of the rooms (for their resumes).
+    seen: Seen,
+    /// Connections disconnected while the op ran (sessions replaced): their number and
+    /// what they received, checked with the others.
+    departed: Vec<(usize, Vec<Event>)>,
 }
 
 impl Sim {
@@ -793,8 +1229,12 @@ impl Sim {
             max_outbound_bytes: settings.max_outbound_bytes,
             max_shard_outbound_bytes: usize::MAX,
             close_grace: CLOSE_GRACE,
-            history: corecast::shard::history::HistoryLimits::OFF,
+            history: settings.history,
         };
+        assert!(
+            settings.history.ttl.is_zero() || settings.history.ttl >= KEPT_TTL,
+            "a TTL the real clock could reach within a run"
+        );
         let config = SessionConfig {
             auth_token: settings.auth.then(|| Secret::new(TOKEN)),
             max_rooms_per_connection: settings.max_rooms_per_connection,
@@ -820,7 +1260,7 @@ impl Sim {
             in_flight: (0..nr_shards * nr_shards)
                 .map(|_| VecDeque::new())
                 .collect(),
-            model: (!settings.racy || nr_shards == 1).then(Model::default),
+            model: (!settings.racy || nr_shards == 1).then(|| Model::new(&settings)),
             settings,
             config,
             driver_settings,
@@ -828,6 +1268,8 @@ impl Sim {
             conns: Vec::new(),
             next_number: 0,
             shutting_down: false,
+            seen: Seen::default(),
+            departed: Vec::new(),
         }
     }
 
@@ -861,13 +1303,16 @@ impl Sim {
                     self.check();
                 }
                 let at = usize::from(*conn) % self.conns.len();
-                let frames = payloads.iter().map(framed);
+                let seen = &self.seen;
+                let frames: Vec<Vec<u8>> = payloads.iter().map(|p| framed_with(p, seen)).collect();
                 if self.conns[at].waiting {
                     self.conns[at].unread.extend(frames);
                 } else {
                     match self.poll(at) {
                         // The reader ends once output is closed.
-                        Wants::Close => self.disconnect(at),
+                        Wants::Close => {
+                            self.disconnect(at);
+                        }
                         wants => {
                             self.conns[at].unread.extend(frames);
                             self.read(at, wants);
@@ -881,6 +1326,15 @@ impl Sim {
                     .collect();
                 if !busy.is_empty() {
                     self.deliver(busy[usize::from(*pick) % busy.len()]);
+                }
+            }
+            Op::Expire => {
+                let ttl = self.settings.history.ttl;
+                for shard in &mut self.shards {
+                    shard.expire_rooms(Instant::now() + ttl);
+                }
+                if let Some(model) = &mut self.model {
+                    model.expire();
                 }
             }
             Op::Shutdown => {
@@ -922,10 +1376,12 @@ impl Sim {
             unread: VecDeque::new(),
             logged_in: false,
             last_seq: BTreeMap::new(),
+            login: None,
         });
     }
 
-    fn disconnect(&mut self, at: usize) {
+    /// Connection `at` goes away; returns what was still queued for it.
+    fn disconnect(&mut self, at: usize) -> Vec<Event> {
         let gone = self.conns.remove(at);
         self.shards[gone.shard].disconnect(gone.conn.id);
         if let Some(model) = &mut self.model {
@@ -936,9 +1392,10 @@ impl Sim {
         // of its last messages, say): it must only be well-formed. That it is never
         // its own LeaveNotification is checked against the real server
         // (tests/adversarial.rs, a_leaving_connection_is_not_told_of_its_own_leave).
-        for frame in drain(&gone.conn) {
-            Event::from_frame(&frame);
-        }
+        drain(&gone.conn)
+            .iter()
+            .map(|f| Event::from_frame(f))
+            .collect()
     }
 
     /// Moves every shard's outbox into the channels, as the flushers do.
@@ -980,14 +1437,63 @@ impl Sim {
     /// woken) and go on reading once it is answered; what they send is collected. A
     /// reader that ends (its connection closed meanwhile, or cut by the login's answer)
     /// is disconnected at the connection's next op, like any other.
+    ///
+    /// Until nothing more happens: what a reader reads may replace a session (cut at
+    /// once when its owner is local), whose end may answer another login.
     fn resume(&mut self) {
-        for at in 0..self.conns.len() {
-            if self.conns[at].waiting {
-                let wants = self.poll(at);
-                self.read(at, wants);
+        for _ in 0..MAX_POLLS {
+            self.end_replaced();
+            for at in 0..self.conns.len() {
+                if self.conns[at].waiting {
+                    let wants = self.poll(at);
+                    self.read(at, wants);
+                }
+            }
+            self.collect();
+            let answered = self
+                .conns
+                .iter()
+                .any(|c| c.waiting && (c.conn.claim.get().is_some() || c.conn.out.is_closing()));
+            if !answered && self.next_gone().is_none() {
+                return;
             }
         }
-        self.collect();
+        panic!("readers waiting for claims never settle");
+    }
+
+    /// Sessions a replacing login waits for, once the server closed them, are gone: a
+    /// replaced one was cut (its writer's `SHUT_RDWR` wakes its reader, which sees the
+    /// end), one closing after an error had its reader stop at once (the simulation
+    /// otherwise lets such readers go at their connection's next op).
+    fn end_replaced(&mut self) {
+        while let Some(at) = self.next_gone() {
+            let number = self.conns[at].number;
+            let events = self.disconnect(at);
+            self.departed.push((number, events));
+        }
+    }
+
+    /// A connection [`Sim::end_replaced`] ends.
+    fn next_gone(&self) -> Option<usize> {
+        {
+            let wanted: Vec<String> = self
+                .conns
+                .iter()
+                .filter(|c| c.waiting)
+                .filter_map(|c| c.login.as_ref().filter(|(_, replace)| *replace))
+                .map(|(player, _)| player.clone())
+                .collect();
+            self.conns.iter().position(|c| {
+                !c.waiting
+                    && (c.conn.replaced.get()
+                        || (c.conn.out.is_closing()
+                            && c.conn
+                                .player
+                                .borrow()
+                                .as_deref()
+                                .is_some_and(|p| wanted.iter().any(|w| w == p))))
+            })
+        }
     }
 
     /// The driver's answer to a poll of connection `at` now.
@@ -1013,7 +1519,11 @@ impl Sim {
             match wants {
                 Wants::Yield => {}
                 Wants::Claim => {
-                    assert!(self.shards.len() > 1, "a local claim is answered at once");
+                    let replacing = self.conns[at].login.as_ref().is_some_and(|l| l.1);
+                    assert!(
+                        self.shards.len() > 1 || replacing,
+                        "a local claim is answered at once (unless it replaces a session)"
+                    );
                     self.conns[at].waiting = true;
                     return;
                 }
@@ -1045,6 +1555,12 @@ impl Sim {
     fn received(&mut self, at: usize, frame: &[u8]) {
         let payload = &frame[HEADER_LEN..];
         check_decoder(payload);
+        if let Ok(ClientMessage {
+            data: Some(In::LoginRequest(login)),
+        }) = ClientMessage::decode(payload)
+        {
+            self.conns[at].login = Some((login.player_id, login.replace_existing));
+        }
         let Self {
             conns,
             shards,
@@ -1084,15 +1600,13 @@ impl Sim {
                 std::mem::take(&mut m.closed_early)
             })
             .unwrap_or_default();
+        let mut received: Vec<(usize, Vec<Event>, bool)> = Vec::new();
         for sim in &mut self.conns {
-            let mut got: Vec<Event> = drain(&sim.conn)
+            let got: Vec<Event> = drain(&sim.conn)
                 .iter()
                 .map(|f| Event::from_frame(f))
                 .collect();
-            observe(sim, &got);
-            let Some(expected) = &mut expected else {
-                continue;
-            };
+            observe(sim, &got, &mut self.seen);
             if sim.conn.out.state() == OutState::Cut {
                 // A cut drops the backlog (nothing was partly written) for one error.
                 let slow = vec![Event::Error(ErrorCode::SlowConsumer as i32)];
@@ -1104,26 +1618,76 @@ impl Sim {
                 if let Some(model) = &mut self.model {
                     model.close(sim.number);
                 }
-                expected.remove(&sim.number);
+                if let Some(expected) = &mut expected {
+                    expected.remove(&sim.number);
+                }
                 continue;
             }
-            let mut want = expected.remove(&sim.number).unwrap_or_default();
+            received.push((sim.number, got, closed_early.contains(&sim.number)));
+        }
+        // A replaced session's last frame is SESSION_REPLACED: what it was sent in
+        // the op before is dropped with its queue, exactly as the model says.
+        for (number, got) in std::mem::take(&mut self.departed) {
+            received.push((number, got, false));
+        }
+        let (Some(model), Some(mut expected)) = (&mut self.model, expected) else {
+            return;
+        };
+        for (number, mut got, early) in received {
+            let mut want = expected.remove(&number).unwrap_or_default();
+            match_epochs(model, &mut got, &want);
+            // Per room, the owner's order: the JoinResponse, its replay, then live
+            // traffic (a connection closed meanwhile gets a prefix of it).
+            let rooms: BTreeSet<&str> = want.iter().filter_map(Event::ordered_room).collect();
+            for room in rooms
+                .iter()
+                .copied()
+                .chain(got.iter().filter_map(Event::ordered_room))
+            {
+                let of_room = |events: &[Event]| -> Vec<Event> {
+                    events
+                        .iter()
+                        .filter(|e| e.ordered_room() == Some(room))
+                        .cloned()
+                        .collect()
+                };
+                let (g, w) = (of_room(&got), of_room(&want));
+                if early {
+                    assert!(
+                        w.starts_with(&g),
+                        "conn {number} received in room {room:?} {g:?}, not a prefix of {w:?}"
+                    );
+                } else {
+                    assert_eq!(g, w, "conn {number} received in room {room:?}, in order");
+                }
+            }
             got.sort();
             want.sort();
-            if closed_early.contains(&sim.number) {
+            if early {
                 assert!(
                     is_sub_multiset(&got, &want),
-                    "conn {} received {got:?}, not part of {want:?}",
-                    sim.number
+                    "conn {number} received {got:?}, not part of {want:?}"
                 );
             } else {
-                assert_eq!(got, want, "conn {} received", sim.number);
+                assert_eq!(got, want, "conn {number} received");
             }
         }
-        if let Some(expected) = expected {
-            assert!(
-                expected.values().all(Vec::is_empty),
-                "events for unknown connections: {expected:?}"
+        assert!(
+            expected.values().all(Vec::is_empty),
+            "events for unknown connections: {expected:?}"
+        );
+        // What the owners keep: every room (kept empty ones included) and every
+        // retained message, counted and measured as the model says.
+        for (id, shard) in self.shards.iter().enumerate() {
+            assert_eq!(
+                shard.retained(),
+                model.retained(id),
+                "shard {id}: messages and bytes retained"
+            );
+            assert_eq!(
+                shard.owned_rooms(),
+                model.owned_rooms(id),
+                "shard {id}: rooms owned"
             );
         }
     }
@@ -1133,17 +1697,40 @@ impl Sim {
     fn teardown(&mut self) {
         self.settle();
         self.check();
+        for sim in &self.conns {
+            assert!(
+                !sim.waiting,
+                "conn {}: its login ({:?}) waits for a claim that never comes",
+                sim.number, sim.login
+            );
+        }
         while !self.conns.is_empty() {
             self.disconnect(0);
             self.settle();
         }
-        for (id, shard) in self.shards.iter().enumerate() {
+        let ttl = self.settings.history.ttl;
+        for (id, shard) in self.shards.iter_mut().enumerate() {
             assert_eq!(
                 shard.connection_count(),
                 0,
                 "shard {id} still has connections"
             );
+            // Only empty rooms kept for their history are left, until the TTL passes.
+            if let Some(model) = &self.model {
+                assert_eq!(
+                    shard.owned_rooms(),
+                    model.owned_rooms(id),
+                    "shard {id}: kept rooms"
+                );
+                assert_eq!(shard.retained(), model.retained(id), "shard {id}: retained");
+            }
+            shard.expire_rooms(Instant::now() + ttl);
             assert_eq!(shard.owned_rooms(), 0, "shard {id} still owns rooms");
+            assert_eq!(
+                shard.retained(),
+                (0, 0),
+                "shard {id} still retains messages"
+            );
         }
         if self.shutting_down {
             return;
@@ -1163,6 +1750,7 @@ impl Sim {
                 let login = framed(&Payload::Login {
                     player: i,
                     token: Token::Right,
+                    replace: false,
                 });
                 let now = self.now;
                 driver.received(
@@ -1192,15 +1780,59 @@ impl Sim {
     }
 }
 
+/// Pairs the successful JoinResponses `got` (the server's epochs) with those the model
+/// said (`#` and a room creation), room by room in order, binds each epoch to its
+/// creation (one to one, across the whole run) and rewrites `got`'s as the model's.
+fn match_epochs(model: &mut Model, got: &mut [Event], want: &[Event]) {
+    let none = ErrorCode::None as i32;
+    let joins = |events: &[Event]| -> Vec<(String, String)> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Join {
+                    room, code, epoch, ..
+                } if *code == none => Some((room.clone(), epoch.clone())),
+                _ => None,
+            })
+            .collect()
+    };
+    let wanted = joins(want);
+    let mut used: BTreeMap<String, usize> = BTreeMap::new();
+    for event in got.iter_mut() {
+        let Event::Join {
+            room, code, epoch, ..
+        } = event
+        else {
+            continue;
+        };
+        if *code != none {
+            continue;
+        }
+        let nth = used.entry(room.clone()).or_default();
+        let Some((_, placeholder)) = wanted.iter().filter(|(r, _)| r == room).nth(*nth) else {
+            // Not expected at all: the comparison says so.
+            continue;
+        };
+        *nth += 1;
+        model.bind_epoch(epoch, placeholder);
+        *epoch = placeholder.clone();
+    }
+}
+
 /// Whether sorted `part` is a sub-multiset of sorted `whole`.
 fn is_sub_multiset(part: &[Event], whole: &[Event]) -> bool {
     let mut whole = whole.iter();
     part.iter().all(|p| whole.any(|w| w == p))
 }
 
-/// A payload framed as a client sends it.
+/// A payload framed as a client that has seen nothing sends it.
 fn framed(payload: &Payload) -> Vec<u8> {
-    let bytes = payload.encode();
+    framed_with(payload, &Seen::default())
+}
+
+/// A payload framed as a client that has `seen` what it has sends it.
+fn framed_with(payload: &Payload, seen: &Seen) -> Vec<u8> {
+    let bytes = payload.encode_with(seen);
     let mut frame = Vec::with_capacity(HEADER_LEN + bytes.len());
     frame.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
     frame.extend_from_slice(&bytes);
@@ -1224,14 +1856,28 @@ fn input<'a>(
 }
 
 /// Model-free rules on what one connection received, in order.
-fn observe(sim: &mut SimConn, events: &[Event]) {
+/// What the clients see is remembered in `seen`: a JoinResponse's epoch and `last_seq`,
+/// the `seq`s of messages.
+fn observe(sim: &mut SimConn, events: &[Event], seen: &mut Seen) {
     let none = ErrorCode::None as i32;
     for event in events {
         match event {
             Event::Login(code) if *code == none => sim.logged_in = true,
-            Event::Join { room, code, .. } if *code == none => {
-                let before = sim.last_seq.insert(room.clone(), 0);
+            Event::Join {
+                room,
+                code,
+                epoch,
+                last_seq,
+                ..
+            } if *code == none => {
+                assert!(
+                    !epoch.is_empty() && epoch.len() <= MAX_EPOCH_BYTES,
+                    "conn {}: epoch {epoch:?} of room {room:?} is 1 to 32 bytes",
+                    sim.number
+                );
+                let before = sim.last_seq.insert(room.clone(), (epoch.clone(), 0));
                 assert_eq!(before, None, "conn {} joined {room:?} twice", sim.number);
+                seen.joined(room, epoch, *last_seq);
             }
             Event::Leave { room, code } if *code == none => {
                 let before = sim.last_seq.remove(room);
@@ -1252,7 +1898,7 @@ fn observe(sim: &mut SimConn, events: &[Event]) {
                     "conn {} never logged in but got a MessageNotification",
                     sim.number
                 );
-                let last = sim.last_seq.get_mut(room).unwrap_or_else(|| {
+                let (epoch, last) = sim.last_seq.get_mut(room).unwrap_or_else(|| {
                     panic!(
                         "conn {} got a message for {room:?}, which it is not in",
                         sim.number
@@ -1260,6 +1906,7 @@ fn observe(sim: &mut SimConn, events: &[Event]) {
                 });
                 assert!(*seq > *last, "seq {seq} after {last} in room {room:?}");
                 *last = *seq;
+                seen.message(room, epoch, *seq);
             }
             _ => {}
         }

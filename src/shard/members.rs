@@ -240,9 +240,12 @@ impl Members {
                 }
             }
             MemberEvent::Replaced { conn } => {
-                // A session already closing (or gone) releases its player anyway.
+                // A session already closing (or gone) releases its player anyway. One
+                // whose grant came in the same batch, not yet taken by its reader, is
+                // replaced too: its reader takes the grant, then sees the close.
                 if let Some(c) = self.conns.get(&conn) {
-                    if c.player.borrow().is_some() && !c.out.is_closing() {
+                    let granted = c.player.borrow().is_some() || c.claim.get() == Some(true);
+                    if granted && !c.out.is_closing() {
                         tracing::debug!(conn, "session replaced");
                         c.replaced.set(true);
                         c.out.cut(session_replaced_frame());

@@ -5,7 +5,7 @@ use std::fs;
 use std::path::Path;
 
 use corecast_fuzz::script::{self, Tiers};
-use corecast_fuzz::session_model::{Op, Payload, Token};
+use corecast_fuzz::session_model::{EpochPick, JoinHistory, Op, Payload, Since, Token};
 
 /// `frame_decoder` selector byte for the default 64 KiB maximum.
 const MAX_64K: u8 = 6;
@@ -30,6 +30,15 @@ fn login(player: u8) -> Payload {
     Payload::Login {
         player,
         token: Token::Absent,
+        replace: false,
+    }
+}
+
+fn replace(player: u8) -> Payload {
+    Payload::Login {
+        player,
+        token: Token::Absent,
+        replace: true,
     }
 }
 
@@ -37,6 +46,20 @@ fn join(room: u8) -> Payload {
     Payload::Join {
         room,
         max_players: None,
+        history: None,
+    }
+}
+
+/// A v1.1 join: resume from `since` with the epoch `epoch`, at most `limit` replayed.
+fn resume(room: u8, since: Since, epoch: EpochPick, limit: u32) -> Payload {
+    Payload::Join {
+        room,
+        max_players: None,
+        history: Some(JoinHistory {
+            since,
+            epoch,
+            limit,
+        }),
     }
 }
 
@@ -73,6 +96,7 @@ fn frame_seeds() -> Vec<(&'static str, Vec<u8>)> {
             Payload::Login {
                 player: 3,
                 token: Token::Right,
+                replace: true,
             }
             .encode(),
         ),
@@ -81,6 +105,11 @@ fn frame_seeds() -> Vec<(&'static str, Vec<u8>)> {
             Payload::Join {
                 room: 3,
                 max_players: Some(4),
+                history: Some(JoinHistory {
+                    since: Since::Seq(7),
+                    epoch: EpochPick::Wrong,
+                    limit: 50,
+                }),
             }
             .encode(),
         ),
@@ -159,6 +188,7 @@ fn session_seeds() -> Vec<(&'static str, Vec<u8>)> {
                 Payload::Join {
                     room: 2,
                     max_players: Some(1),
+                    history: None,
                 },
                 send(1, vec![], b"y"),
             ],
@@ -171,6 +201,7 @@ fn session_seeds() -> Vec<(&'static str, Vec<u8>)> {
                 Payload::Join {
                     room: 2,
                     max_players: Some(2),
+                    history: None,
                 },
                 join(2),
             ],
@@ -185,6 +216,7 @@ fn session_seeds() -> Vec<(&'static str, Vec<u8>)> {
             vec![Payload::Login {
                 player: 0,
                 token: Token::Right,
+                replace: false,
             }],
         ),
         input(
@@ -193,6 +225,7 @@ fn session_seeds() -> Vec<(&'static str, Vec<u8>)> {
                 Payload::Login {
                     player: 1,
                     token: Token::Wrong,
+                    replace: false,
                 },
                 Payload::Ping(1),
             ],
@@ -240,8 +273,102 @@ fn session_seeds() -> Vec<(&'static str, Vec<u8>)> {
         Op::Deliver(0),
         Op::Deliver(0),
     ];
+    // History: a member goes, messages go on, it comes back and resumes (then with a
+    // stale epoch, a wrong one, a limit), the room empties and is kept, then forgotten.
+    let history = vec![
+        Op::Connect,
+        Op::Connect,
+        input(0, vec![login(0), join(3), send(3, vec![], b"one")]),
+        input(1, vec![login(1), join(3), send(3, vec![0], b"to a")]),
+        Op::Disconnect(0),
+        input(0, vec![send(3, vec![], b"two"), send(3, vec![1], b"self")]),
+        Op::Connect,
+        input(
+            1,
+            vec![
+                login(0),
+                resume(3, Since::Back(3), EpochPick::Seen, 0),
+                resume(2, Since::Seq(0), EpochPick::Empty, 2),
+            ],
+        ),
+        input(
+            1,
+            vec![
+                Payload::Leave { room: 3 },
+                resume(3, Since::Seq(1), EpochPick::Wrong, 1),
+            ],
+        ),
+        Op::Disconnect(0),
+        Op::Disconnect(0),
+        Op::Connect,
+        input(
+            0,
+            vec![login(2), resume(3, Since::Back(0), EpochPick::Seen, 9)],
+        ),
+        Op::Disconnect(0),
+        Op::Expire,
+        Op::Connect,
+        input(
+            0,
+            vec![login(2), resume(3, Since::Seq(2), EpochPick::Seen, 9)],
+        ),
+        input(
+            0,
+            vec![send(3, vec![], b"new epoch"), Payload::Leave { room: 3 }],
+        ),
+        input(0, vec![resume(3, Since::Seq(1), EpochPick::Previous, 0)]),
+    ];
+    // A second login of a player still logged in: ALREADY_LOGGED_IN, then with
+    // replace_existing the old session is closed (SESSION_REPLACED) and it succeeds.
+    let replaced = vec![
+        Op::Connect,
+        Op::Connect,
+        Op::Connect,
+        input(0, vec![login(0), join(3), join(4)]),
+        input(1, vec![login(1), join(3)]),
+        input(
+            2,
+            vec![login(0), replace(0), join(3), send(3, vec![], b"back")],
+        ),
+        input(1, vec![replace(1), Payload::Ping(3)]),
+    ];
     vec![
         ("chat", script::write(roomy, &chat)),
+        ("history", script::write(Tiers::HISTORY, &history)),
+        (
+            "history-bounds",
+            script::write(
+                Tiers {
+                    history: 2,
+                    history_bytes: 1,
+                    history_shard_bytes: 1,
+                    ..Tiers::HISTORY
+                },
+                &history,
+            ),
+        ),
+        (
+            "history-two-shards",
+            script::write(
+                Tiers {
+                    two_shards: true,
+                    history_ttl: false,
+                    ..Tiers::HISTORY
+                },
+                &history,
+            ),
+        ),
+        ("replace", script::write(Tiers::HISTORY, &replaced)),
+        (
+            "replace-two-shards",
+            script::write(
+                Tiers {
+                    two_shards: true,
+                    ..roomy
+                },
+                &replaced,
+            ),
+        ),
         (
             "errors",
             script::write(
