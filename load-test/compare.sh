@@ -17,7 +17,9 @@
 # persistence and warning-level logs; nats-server with GOMAXPROCS=1 and its log sent
 # to /dev/null. Environment: SCENARIO, NAME, PRIORITY, CORECAST_PORT, REDIS_PORT,
 # NATS_PORT, TARGETS (default "corecast redis nats"; also "corecast-2shards": --shards 2,
-# both shards on CPU 0), CARGO_TARGET_DIR, CORECAST_REV
+# both shards on CPU 0; "corecast-nohistory": --shards 1 --history-messages 0, what
+# history costs), CARGO_TARGET_DIR, BIN_DIR (use the corecast and corecast-load in
+# this directory instead of building: several runs on one binary), CORECAST_REV
 # (shown in the results; default the short commit, marked "(code modified)" when
 # src/, vendor/, load-test/src/ or the Cargo files differ from it), DRY_RUN=1 (print
 # the plot title and the README's heading, command and machine section, then exit:
@@ -46,8 +48,8 @@ OUT=load-test/results/$DATE-$NAME
 [ -n "${TARGETS// /}" ] || { echo "TARGETS is empty" >&2; exit 1; }
 for target in $TARGETS; do
   case $target in
-    corecast | corecast-2shards | redis | nats) ;;
-    *) echo "unknown target $target in TARGETS (corecast, corecast-2shards, redis, nats)" >&2; exit 1 ;;
+    corecast | corecast-2shards | corecast-nohistory | redis | nats) ;;
+    *) echo "unknown target $target in TARGETS (corecast, corecast-2shards, corecast-nohistory, redis, nats)" >&2; exit 1 ;;
   esac
 done
 has_target() { case " $TARGETS " in *" $1 "*) return 0 ;; esac; return 1; }
@@ -56,12 +58,14 @@ has_target() { case " $TARGETS " in *" $1 "*) return 0 ;; esac; return 1; }
 short_name() {
   case $1 in
     corecast) echo corecast ;; corecast-2shards) echo "corecast (2 shards)" ;;
+    corecast-nohistory) echo "corecast (history off)" ;;
     redis) echo Redis ;; nats) echo NATS ;;
   esac
 }
 long_name() {
   case $1 in
     corecast) echo corecast ;; corecast-2shards) echo "corecast (2 shards)" ;;
+    corecast-nohistory) echo "corecast (history off)" ;;
     redis) echo "Redis pub/sub" ;; nats) echo "NATS core" ;;
   esac
 }
@@ -80,6 +84,7 @@ versions() {
   local parts=() shards=()
   has_target corecast && shards+=("--shards 1")
   has_target corecast-2shards && shards+=("corecast-2shards: --shards 2, both shards on CPU 0")
+  has_target corecast-nohistory && shards+=("corecast-nohistory: --shards 1 --history-messages 0")
   if [ ${#shards[@]} -gt 0 ]; then
     local rev=${CORECAST_REV:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src vendor load-test/src Cargo.toml Cargo.lock 2>/dev/null || echo ' (code modified)')}
     local joined
@@ -152,14 +157,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-cargo build --release -q -p corecast -p corecast-load
-BIN=${CARGO_TARGET_DIR:-target}/release
+if [ -n "${BIN_DIR:-}" ]; then
+  BIN=$BIN_DIR
+else
+  cargo build --release -q -p corecast -p corecast-load
+  BIN=${CARGO_TARGET_DIR:-target}/release
+fi
 LOAD=$BIN/corecast-load
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 ports=()
-if has_target corecast || has_target corecast-2shards; then ports+=("$CORECAST_PORT"); fi
+if has_target corecast || has_target corecast-2shards || has_target corecast-nohistory; then
+  ports+=("$CORECAST_PORT")
+fi
 if has_target redis; then ports+=("$REDIS_PORT"); fi
 if has_target nats; then ports+=("$NATS_PORT"); fi
 for port in "${ports[@]}"; do
@@ -205,6 +216,12 @@ for target in $TARGETS; do
       port=$CORECAST_PORT
       taskset -c 0 "${PRIO[@]}" "$BIN/corecast" --listen "127.0.0.1:$port" --shards 2 \
         >"$LOGS/corecast-2shards.log" 2>&1 &
+      ;;
+    corecast-nohistory)
+      # History off: what retaining each room's latest messages costs the fan-out.
+      port=$CORECAST_PORT
+      taskset -c 0 "${PRIO[@]}" "$BIN/corecast" --listen "127.0.0.1:$port" --shards 1 \
+        --history-messages 0 >"$LOGS/corecast-nohistory.log" 2>&1 &
       ;;
     redis)
       port=$REDIS_PORT

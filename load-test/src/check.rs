@@ -186,6 +186,18 @@ impl ReceiverCheck {
         self.senders.iter().map(SenderTrack::holes).sum()
     }
 
+    /// The highest room `seq` seen (or anchored with [`ReceiverCheck::set_seq_anchor`]).
+    pub fn last_seq(&self) -> Option<u64> {
+        self.last_seq
+    }
+
+    /// Sets where the room `seq` is taken to stand: `Some(s)`, the next delivery must
+    /// carry `s + 1` (a joiner that learnt the room's last seq); `None`, the next one
+    /// anchors it (a room that started counting afresh).
+    pub fn set_seq_anchor(&mut self, seq: Option<u64>) {
+        self.last_seq = seq;
+    }
+
     /// Distinct messages received.
     #[cfg(test)]
     pub fn unique_received(&self) -> u64 {

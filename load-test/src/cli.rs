@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::targets::Target;
+use crate::worker::DropMode;
 
 const ABOUT: &str =
     "Open-loop load generator for corecast (and Redis pub/sub, NATS core for comparison).";
@@ -39,6 +40,7 @@ Scenarios:
   connect  N clients connect and log in: connect+login latency and logins/s
   idle     hold N connections, report server RSS per connection
   burst    B messages per sender back to back; only stalled members may be cut
+  reconnect  fanout in which a share of members drop their connection and resume
   plot     overlay saved --json runs in one latency-by-percentile SVG
   table    print saved --json runs side by side as a Markdown table
 
@@ -75,6 +77,10 @@ pub enum Command {
     /// Each sender writes --burst messages back to back; stalled members must be cut,
     /// nobody else (corecast only).
     Burst(BurstArgs),
+    /// Fanout in which --drop-share of the members drop their connection and resume
+    /// it (replace_existing, since_seq): every message exactly once per member across
+    /// its connections (corecast only).
+    Reconnect(ReconnectArgs),
     /// Overlay saved --json reports in one latency-by-percentile SVG.
     Plot(PlotArgs),
     /// Print saved --json reports side by side as a Markdown table.
@@ -270,6 +276,45 @@ pub struct ChurnArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub run: BroadcastArgs,
+}
+
+/// `reconnect`.
+#[derive(Debug, Clone, Args)]
+pub struct ReconnectArgs {
+    /// Rooms.
+    #[arg(long, default_value_t = 10, value_parser = parse_count)]
+    pub rooms: usize,
+    /// Members per room (senders and dropping members included).
+    #[arg(long, default_value_t = 20, value_parser = parse_count)]
+    pub members: usize,
+    /// Senders per room (they never drop).
+    #[arg(long, default_value_t = 1, value_parser = parse_count)]
+    pub senders: usize,
+    /// Share of each room's members that drop their connection and resume (rounded,
+    /// at least 1; never more than the members that do not send).
+    #[arg(long, default_value_t = 0.2, value_parser = parse_fraction)]
+    pub drop_share: f64,
+    /// Drops per second over all dropping members (Poisson arrivals); a drop due while
+    /// the member is still reconnecting is skipped.
+    #[arg(long, default_value_t = 5.0, value_parser = parse_rate)]
+    pub drops_per_second: f64,
+    /// close: close the old socket, then reconnect; replace: leave it open (the new
+    /// login's replace_existing must close it with SESSION_REPLACED); mixed: each
+    /// member alternates, starting with close.
+    #[arg(long, value_enum, default_value_t = DropMode::Mixed)]
+    pub drop_mode: DropMode,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub run: BroadcastArgs,
+}
+
+impl ReconnectArgs {
+    /// Dropping members per room: `--drop-share` of the members, rounded, at least 1,
+    /// at most the members that do not send (0 when every member sends).
+    pub fn droppers(&self) -> usize {
+        let wanted = ((self.members as f64 * self.drop_share).round() as usize).max(1);
+        wanted.min(self.members.saturating_sub(self.senders))
+    }
 }
 
 /// `connect`.
@@ -558,7 +603,7 @@ mod tests {
     fn setup_options_are_taken_where_they_apply_and_refused_elsewhere() {
         use clap::Parser;
         let parse = |args: &[&str]| Cli::try_parse_from([&["corecast-load"], args].concat());
-        for scenario in ["fanout", "chat", "churn", "idle", "burst"] {
+        for scenario in ["fanout", "chat", "churn", "idle", "burst", "reconnect"] {
             let cli = parse(&[
                 scenario,
                 "--setup-timeout",
@@ -573,6 +618,7 @@ mod tests {
                 Command::Churn(a) => a.run.setup,
                 Command::Idle(a) => a.setup,
                 Command::Burst(a) => a.setup,
+                Command::Reconnect(a) => a.run.setup,
                 other => panic!("{other:?}"),
             };
             assert_eq!((setup.setup_timeout, setup.setup_concurrency), (5.0, 8));
@@ -634,6 +680,10 @@ mod tests {
             (&["burst", "--members", "0"], "at least 1"),
             (&["burst", "--senders", "0"], "at least 1"),
             (&["burst", "--timeout", "0"], "more than zero"),
+            (&["reconnect", "--drop-share", "0"], "above zero"),
+            (&["reconnect", "--drop-share", "1.5"], "at most 1"),
+            (&["reconnect", "--drops-per-second", "0"], "above zero"),
+            (&["reconnect", "--members", "0"], "at least 1"),
         ];
         for (args, why) in refused {
             let err = parse(args).expect_err(&format!("{args:?} was accepted"));
@@ -722,6 +772,24 @@ mod tests {
                 "{flag}"
             );
         }
+    }
+
+    #[test]
+    fn reconnect_drops_a_share_of_the_members_that_do_not_send() {
+        let droppers = |args: &[&str]| {
+            let cli = parse(&[&["reconnect"], args].concat()).unwrap();
+            let Command::Reconnect(a) = cli.command else {
+                panic!("{cli:?}")
+            };
+            (a.droppers(), a.drop_mode)
+        };
+        assert_eq!(droppers(&[]), (4, DropMode::Mixed), "0.2 of 20");
+        assert_eq!(droppers(&["--members", "10", "--drop-share", "0.01"]).0, 1);
+        assert_eq!(droppers(&["--members", "10", "--drop-share", "1"]).0, 9);
+        assert_eq!(
+            droppers(&["--members", "3", "--senders", "3", "--drop-mode", "replace"]),
+            (0, DropMode::Replace)
+        );
     }
 
     #[test]

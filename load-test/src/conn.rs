@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::targets::Codec;
+use crate::targets::{Codec, ResumePoint};
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +35,10 @@ pub enum Role {
     Publisher(usize),
     /// A connect/idle-scenario client: log in, nothing else.
     Client,
+    /// A connection member `n` gave up on (reconnect scenario) while the server may
+    /// still hold it open: what arrives on it is ignored, the server is expected to
+    /// close it with SESSION_REPLACED once the member's new connection logs in.
+    Abandoned(usize),
 }
 
 /// One connection.
@@ -60,6 +64,18 @@ pub struct Conn {
     pub started_ns: u64,
     /// Whether it sits in the worker's dirty list.
     pub dirty: bool,
+    /// A member's reconnection: log in with `replace_existing` and resume the room
+    /// from here (None: a first connection, plain login and join).
+    pub rejoin: Option<Rejoin>,
+}
+
+/// What a member's new connection resumes (reconnect scenario).
+#[derive(Debug, Clone)]
+pub struct Rejoin {
+    /// Where to resume the room.
+    pub from: ResumePoint,
+    /// When the member dropped its previous connection (resume time).
+    pub dropped_ns: u64,
 }
 
 impl Conn {
@@ -77,6 +93,7 @@ impl Conn {
             write_interest: false,
             started_ns: 0,
             dirty: false,
+            rejoin: None,
         }
     }
 

@@ -4,7 +4,9 @@
 //! Layout (one concept per file):
 //! - `cli`: the command line. `scenario/`: the scenarios from command line to report:
 //!   `broadcast/` (fanout/chat/churn: one run's threads, `--find-max`), `connect`,
-//!   `idle` (and its child processes), `burst` (back-to-back sends, slow-consumer cuts).
+//!   `idle` (and its child processes), `burst` (back-to-back sends, slow-consumer cuts);
+//!   `reconnect` is a broadcast run whose members drop and resume.
+//! - `resume`: a reconnecting member's accounting across its connections.
 //! - `worker/`: one thread's connections (`plan`), epoll loop (`io`), server events
 //!   (`events`) and the phases a scenario drives on it (`broadcast`, `connect`).
 //! - `schedule`: open-loop send times; `body`: the stamp each message carries;
@@ -25,6 +27,7 @@ mod poller;
 mod procstat;
 mod progress;
 mod report;
+mod resume;
 mod scenario;
 mod schedule;
 mod targets;
@@ -35,7 +38,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
-use crate::scenario::BroadcastSpec;
+use crate::scenario::{BroadcastSpec, DropSpec};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -56,6 +59,17 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 churners: a.churners,
                 churn_rate: a.churn_rate,
                 ..BroadcastSpec::new("churn", a.rooms, a.members, a.senders)
+            };
+            scenario::broadcast(&spec, &a.run)
+        }
+        Command::Reconnect(a) => {
+            let spec = BroadcastSpec {
+                drops: Some(DropSpec {
+                    droppers: a.droppers(),
+                    per_second: a.drops_per_second,
+                    mode: a.drop_mode,
+                }),
+                ..BroadcastSpec::new("reconnect", a.rooms, a.members, a.senders)
             };
             scenario::broadcast(&spec, &a.run)
         }

@@ -1,6 +1,7 @@
 //! The shell scripts in their dry-run modes (nothing installed, built or started):
 //! compare.sh names exactly the TARGETS it runs and says truthfully how it schedules
-//! them; flamegraphs/record.sh writes under flamegraphs/out/ (ignored by git) unless
+//! them (corecast with history off too); history-cost.sh alternates its rounds and
+//! refuses unbounded ones; flamegraphs/record.sh writes under flamegraphs/out/ (ignored by git) unless
 //! OUT_DIR says otherwise.
 
 use std::path::{Path, PathBuf};
@@ -40,6 +41,7 @@ fn run(script: &str, args: &[&str], env: &[(&str, &str)]) -> Ran {
         "OUT_DIR",
         "MODE",
         "KEEP_DATA",
+        "ROUNDS",
     ] {
         command.env_remove(var);
     }
@@ -160,6 +162,57 @@ fn compare_says_how_it_schedules() {
         priority_line(&compare(Some("corecast"), Some("nice:5"))),
         "nice:5 (nice -n 5)"
     );
+}
+
+#[test]
+fn compare_runs_corecast_with_history_off_as_its_own_target() {
+    let out = compare(Some("corecast corecast-nohistory"), None);
+    assert!(line_starting(&out, "plot title: ").contains(": corecast vs corecast (history off) ("));
+    assert!(line_starting(&out, "- corecast ")
+        .ends_with("(--shards 1; corecast-nohistory: --shards 1 --history-messages 0)"));
+}
+
+#[test]
+fn history_cost_alternates_its_rounds_and_refuses_unbounded_ones() {
+    let ran = run(
+        "load-test/history-cost.sh",
+        &[],
+        &[("DRY_RUN", "1"), ("ROUNDS", "4"), ("PRIORITY", "none")],
+    );
+    assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
+    let rounds: Vec<&str> = ran
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("round "))
+        .collect();
+    assert_eq!(rounds.len(), 4, "{}", ran.stdout);
+    for (i, line) in rounds.iter().enumerate() {
+        let first = if i % 2 == 0 {
+            "TARGETS=\"corecast corecast-nohistory\""
+        } else {
+            "TARGETS=\"corecast-nohistory corecast\""
+        };
+        assert!(line.contains(first), "{line}");
+        assert!(
+            line.contains(&format!("NAME=history-cost-r{}", i + 1)),
+            "{line}"
+        );
+        assert!(line.contains("SCENARIO=\"fanout "), "{line}");
+    }
+    for (rounds, scenario, message) in [
+        ("0", "fanout", "ROUNDS must be 1 to 10"),
+        ("11", "fanout", "ROUNDS must be 1 to 10"),
+        ("2", "connect --clients 10", "must be a broadcast scenario"),
+    ] {
+        let ran = run(
+            "load-test/history-cost.sh",
+            &[],
+            &[("DRY_RUN", "1"), ("ROUNDS", rounds), ("SCENARIO", scenario)],
+        );
+        assert_eq!(ran.code, 1, "{rounds} {scenario}: {}", ran.stdout);
+        assert!(ran.stderr.contains(message), "{}", ran.stderr);
+        assert!(ran.stdout.is_empty(), "{}", ran.stdout);
+    }
 }
 
 #[test]

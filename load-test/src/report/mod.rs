@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::check::CheckCounts;
 use crate::latency::{hgrm_text, percentile_curve, CurvePoint, Percentiles};
 use crate::plot::{render_svg, Series, YScale};
+use crate::resume::ResumeCounts;
 
 pub use markdown::markdown_table;
 
@@ -75,6 +76,23 @@ impl Incidents {
         }
         total
     }
+}
+
+/// The reconnect scenario's drops and resumes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReconnectReport {
+    /// Members that drop and resume (all rooms).
+    pub dropping_members: u64,
+    /// close, replace or mixed.
+    pub drop_mode: String,
+    /// Drops, resumes, recovered or not, replays.
+    #[serde(flatten)]
+    pub counts: ResumeCounts,
+    /// Latency of replayed deliveries (scheduled in the window): they waited out a
+    /// reconnect, so they are kept out of `latency`, which is live deliveries only.
+    pub replay_latency: Percentiles,
+    /// From dropping a connection to the resumed JoinResponse.
+    pub resume_time: Percentiles,
 }
 
 /// One step of `--find-max`.
@@ -144,6 +162,9 @@ pub struct Report {
     pub server: Option<ServerCost>,
     /// `--find-max` steps.
     pub find_max: Vec<Step>,
+    /// Reconnect scenario: drops and resumes (absent elsewhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnect: Option<ReconnectReport>,
     /// Latency by percentile (for plots).
     pub curve: Vec<CurvePoint>,
 }
@@ -157,7 +178,15 @@ impl Report {
 
     /// Whether anything was lost (or duplicated, reordered, unexpected).
     pub fn has_errors(&self) -> bool {
-        !self.checks.is_clean() || self.incidents.connect_failures > 0
+        !self.checks.is_clean()
+            || self.incidents.connect_failures > 0
+            || self.reconnect_errors() > 0
+    }
+
+    /// Reconnect scenario: unrecovered resumes, old sessions left open, reconnects
+    /// not finished (0 elsewhere).
+    pub fn reconnect_errors(&self) -> u64 {
+        self.reconnect.as_ref().map_or(0, |r| r.counts.errors())
     }
 
     /// Achieved over offered deliveries.

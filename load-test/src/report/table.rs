@@ -19,6 +19,7 @@ impl Report {
         self.write_rates(&mut t);
         self.write_latency(&mut t);
         self.write_checks(&mut t);
+        self.write_reconnect(&mut t);
         self.write_incidents(&mut t);
         self.write_harness(&mut t);
         self.write_server(&mut t);
@@ -67,6 +68,8 @@ impl Report {
         let l = &self.latency;
         let what = if self.scenario == "connect" {
             "connect+login"
+        } else if self.reconnect.is_some() {
+            "live latency"
         } else {
             "latency"
         };
@@ -99,6 +102,46 @@ impl Report {
             "  send lag               p99 {}  max {} (actual minus scheduled send)",
             ms(self.send_lag.p99_us),
             ms(self.send_lag.max_us)
+        );
+    }
+
+    /// The reconnect scenario's drops, resumes and replays (nothing elsewhere).
+    fn write_reconnect(&self, t: &mut String) {
+        let Some(r) = &self.reconnect else {
+            return;
+        };
+        let c = &r.counts;
+        let _ = writeln!(
+            t,
+            "  drops                  {} ({} closed, {} left open; {} skipped) by {} members, mode {}",
+            c.drops, c.closed, c.replaced, c.drops_skipped, r.dropping_members, r.drop_mode
+        );
+        let _ = writeln!(
+            t,
+            "  resumes                {}  recovered {}  NOT recovered {}  other epoch {}  unfinished {}",
+            c.resumes, c.recovered, c.unrecovered, c.epoch_changed, c.incomplete
+        );
+        let _ = writeln!(
+            t,
+            "  old connections        SESSION_REPLACED {}  closed by the server {}  still open {}  deliveries ignored {}",
+            c.session_replaced, c.old_closed, c.old_not_closed, c.ignored_on_old
+        );
+        let _ = writeln!(
+            t,
+            "  resume time            p50 {}  p99 {}  max {} (drop to resumed JoinResponse)",
+            ms(r.resume_time.p50_us),
+            ms(r.resume_time.p99_us),
+            ms(r.resume_time.max_us)
+        );
+        let l = &r.replay_latency;
+        let _ = writeln!(
+            t,
+            "  replay latency         {} replayed, samples {}  p50 {}  p99 {}  max {} (not in live latency)",
+            c.replayed,
+            l.count,
+            ms(l.p50_us),
+            ms(l.p99_us),
+            ms(l.max_us)
         );
     }
 
@@ -218,5 +261,15 @@ impl Report {
             self.checks.unexpected,
             self.incidents.connect_failures
         );
+        if let Some(r) = &self.reconnect {
+            let c = &r.counts;
+            if c.errors() > 0 {
+                let _ = writeln!(
+                    t,
+                    "  !!! RESUME FAILURES: not recovered {} unfinished {} old sessions still open {} !!!",
+                    c.unrecovered, c.incomplete, c.old_not_closed
+                );
+            }
+        }
     }
 }

@@ -291,7 +291,9 @@ fn setup(args: &BurstArgs) -> Result<Vec<BurstConn>> {
         for c in &mut fresh {
             c.codec.join(&mut c.wbuf, &c.room_name);
         }
-        handshake_step(&mut fresh, deadline, "join", |e| matches!(e, Event::Joined))?;
+        handshake_step(&mut fresh, deadline, "join", |e| {
+            matches!(e, Event::Joined(_))
+        })?;
         conns.extend(fresh);
     }
     for c in &conns {

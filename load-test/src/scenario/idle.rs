@@ -38,6 +38,7 @@ fn idle_plan(
                 members,
                 senders: 0,
                 churners: 0,
+                droppers: 0,
             });
         }
     }

@@ -20,9 +20,9 @@ use crate::clock::mono_ns;
 use crate::procstat::{self, ProcSample};
 use crate::report::{Outputs, ServerCost};
 use crate::schedule::Arrivals;
-use crate::worker::WorkerPlan;
+use crate::worker::{DropMode, WorkerPlan};
 
-pub use broadcast::{broadcast, BroadcastSpec};
+pub use broadcast::{broadcast, BroadcastSpec, DropSpec};
 pub use burst::burst;
 pub use connect::connect;
 pub use idle::{idle, idle_child};
@@ -65,6 +65,8 @@ fn base_plan(
         seed: index as u64,
         skip_counter: None,
         spin_ns: 0,
+        drop_rate: 0.0,
+        drop_mode: DropMode::Close,
     }
 }
 

@@ -11,7 +11,7 @@ use corecast::proto::{
     ClientMessage, ErrorCode, JoinRequest, LeaveRequest, LoginRequest, ServerMessage,
 };
 
-use super::Event;
+use super::{Event, JoinInfo, ResumePoint};
 
 /// Largest frame accepted from the server.
 const MAX_FRAME: usize = 16 * 1024 * 1024;
@@ -43,6 +43,35 @@ impl CorecastCodec {
                 auth_config: token
                     .map(|t| AuthConfig::Bearer(AuthConfigBearer { token: t.into() })),
                 ..Default::default()
+            }),
+        );
+    }
+
+    /// LoginRequest with `replace_existing`: a session of `player` still open on
+    /// another connection is closed with SESSION_REPLACED and this login succeeds.
+    pub fn login_replacing(&mut self, out: &mut Vec<u8>, player: &str, token: Option<&str>) {
+        push(
+            out,
+            client_message::Data::LoginRequest(LoginRequest {
+                player_id: player.into(),
+                auth_config: token
+                    .map(|t| AuthConfig::Bearer(AuthConfigBearer { token: t.into() })),
+                replace_existing: true,
+            }),
+        );
+    }
+
+    /// JoinRequest resuming after `from.since_seq` of `from.epoch`: the retained
+    /// messages after it come first, then live ones.
+    pub fn join_resuming(&mut self, out: &mut Vec<u8>, room: &str, from: &ResumePoint) {
+        push(
+            out,
+            client_message::Data::JoinRequest(JoinRequest {
+                room_id: room.into(),
+                room_config: None,
+                since_seq: from.since_seq,
+                epoch: from.epoch.clone(),
+                history_limit: 0,
             }),
         );
     }
@@ -122,7 +151,11 @@ impl CorecastCodec {
         };
         let event = match msg.data {
             Some(Data::LoginResponse(r)) => rejected(r.error).unwrap_or(Event::LoggedIn),
-            Some(Data::JoinResponse(r)) => rejected(r.error).unwrap_or(Event::Joined),
+            Some(Data::JoinResponse(r)) => rejected(r.error).unwrap_or(Event::Joined(JoinInfo {
+                epoch: r.epoch,
+                last_seq: r.last_seq,
+                recovered: r.recovered,
+            })),
             Some(Data::LeaveResponse(r)) => rejected(r.error).unwrap_or(Event::Left),
             Some(Data::Error(e)) => rejected(Some(e)).unwrap_or(Event::Other),
             Some(Data::MessageNotification(_)) => {
@@ -245,6 +278,58 @@ mod tests {
         assert!(
             codec.next_event(&wire[..used - 1]).unwrap().is_none(),
             "partial frame"
+        );
+    }
+
+    #[test]
+    fn a_reconnect_replaces_and_resumes_and_reads_where_the_room_stands() {
+        let mut ours = Vec::new();
+        CorecastCodec.login_replacing(&mut ours, "p1", None);
+        let from = ResumePoint {
+            since_seq: 41,
+            epoch: "e7".into(),
+        };
+        CorecastCodec.join_resuming(&mut ours, "lobby", &from);
+        let mut wire = &ours[..];
+        let mut next = || {
+            let range = next_frame(wire, MAX_FRAME).unwrap().unwrap();
+            let msg = ClientMessage::decode(&wire[range.clone()]).unwrap();
+            wire = &wire[range.end..];
+            msg.data
+        };
+        let Some(client_message::Data::LoginRequest(login)) = next() else {
+            panic!("not a login")
+        };
+        assert_eq!(
+            (login.player_id.as_str(), login.replace_existing),
+            ("p1", true)
+        );
+        let Some(client_message::Data::JoinRequest(join)) = next() else {
+            panic!("not a join")
+        };
+        assert_eq!(
+            (join.room_id.as_str(), join.since_seq, join.epoch.as_str()),
+            ("lobby", 41, "e7")
+        );
+
+        let response = frame::encode(&ServerMessage {
+            data: Some(Data::JoinResponse(corecast::proto::JoinResponse {
+                room_id: "lobby".into(),
+                error: Some(corecast::proto::Error::default()),
+                epoch: "e7".into(),
+                last_seq: 44,
+                recovered: true,
+                ..Default::default()
+            })),
+        });
+        let (ev, _) = CorecastCodec.next_event(&response).unwrap().unwrap();
+        assert_eq!(
+            ev,
+            Event::Joined(JoinInfo {
+                epoch: "e7".into(),
+                last_seq: 44,
+                recovered: true
+            })
         );
     }
 

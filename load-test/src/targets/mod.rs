@@ -49,8 +49,9 @@ impl Target {
 pub enum Event<'a> {
     /// The login (corecast) or handshake (PING/PONG) completed.
     LoggedIn,
-    /// A join (subscribe) completed.
-    Joined,
+    /// A join (subscribe) completed, with what corecast's JoinResponse says about
+    /// the room's history (empty on Redis and NATS).
+    Joined(JoinInfo),
     /// A leave (unsubscribe) completed.
     Left,
     /// A room message, with corecast's room `seq`.
@@ -64,6 +65,26 @@ pub enum Event<'a> {
     Rejected(String),
     /// Anything else (notifications, acknowledgements of publishes, pongs).
     Other,
+}
+
+/// What a corecast JoinResponse says about the room's history (v1.1).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JoinInfo {
+    /// The room's epoch (`seq` counts within it).
+    pub epoch: String,
+    /// The room's latest `seq` at the moment of the join.
+    pub last_seq: u64,
+    /// A resume found every message after `since_seq`.
+    pub recovered: bool,
+}
+
+/// Where a reconnecting member resumes a room: after `since_seq` of `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// The last `seq` the member saw (replay everything after it).
+    pub since_seq: u64,
+    /// The epoch that `seq` counts in.
+    pub epoch: String,
 }
 
 /// One connection's protocol state.
@@ -93,6 +114,24 @@ impl Codec {
             Codec::Corecast(c) => c.login(out, player, token),
             Codec::Redis(c) => c.login(out),
             Codec::Nats(c) => c.login(out, player, token),
+        }
+    }
+
+    /// Starts a handshake that takes over `player`'s session if another connection
+    /// still holds it (corecast's `replace_existing`; a plain login elsewhere).
+    pub fn login_replacing(&mut self, out: &mut Vec<u8>, player: &str, token: Option<&str>) {
+        match self {
+            Codec::Corecast(c) => c.login_replacing(out, player, token),
+            _ => self.login(out, player, token),
+        }
+    }
+
+    /// Joins `room` asking for every retained message after `from` (corecast's
+    /// `since_seq` and `epoch`; a plain join elsewhere).
+    pub fn join_resuming(&mut self, out: &mut Vec<u8>, room: &str, from: &ResumePoint) {
+        match self {
+            Codec::Corecast(c) => c.join_resuming(out, room, from),
+            _ => self.join(out, room),
         }
     }
 

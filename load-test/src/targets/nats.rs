@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 
 use anyhow::{bail, Context, Result};
 
-use super::Event;
+use super::{Event, JoinInfo};
 
 /// What an expected PONG confirms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +124,7 @@ impl NatsCodec {
         } else if op.eq_ignore_ascii_case(b"PONG") {
             match self.pending.pop_front() {
                 Some(Pending::Login) => Event::LoggedIn,
-                Some(Pending::Join) => Event::Joined,
+                Some(Pending::Join) => Event::Joined(JoinInfo::default()),
                 Some(Pending::Leave) => Event::Left,
                 Some(Pending::Keepalive) | None => Event::Other,
             }
@@ -174,7 +174,12 @@ mod tests {
         }
         assert_eq!(
             events,
-            vec![Event::Other, Event::LoggedIn, Event::Joined, Event::Left]
+            vec![
+                Event::Other,
+                Event::LoggedIn,
+                Event::Joined(JoinInfo::default()),
+                Event::Left
+            ]
         );
     }
 

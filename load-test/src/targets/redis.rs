@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use anyhow::{bail, Context, Result};
 
-use super::Event;
+use super::{Event, JoinInfo};
 
 /// Largest bulk string or array accepted.
 const MAX_LEN: usize = 512 * 1024 * 1024;
@@ -167,7 +167,9 @@ impl RedisCodec {
                     let body = bulk(items.get(2)).context("RESP message without a payload")?;
                     Event::Delivery { seq: None, body }
                 }
-                Some(kind) if kind.eq_ignore_ascii_case(b"subscribe") => Event::Joined,
+                Some(kind) if kind.eq_ignore_ascii_case(b"subscribe") => {
+                    Event::Joined(JoinInfo::default())
+                }
                 Some(kind) if kind.eq_ignore_ascii_case(b"unsubscribe") => Event::Left,
                 _ => Event::Other,
             },
@@ -248,7 +250,10 @@ mod tests {
     fn subscription_replies_become_events() {
         let mut c = RedisCodec;
         let wire = b"*3\r\n$9\r\nsubscribe\r\n$2\r\nr1\r\n:1\r\n";
-        assert_eq!(c.next_event(wire).unwrap().unwrap().0, Event::Joined);
+        assert_eq!(
+            c.next_event(wire).unwrap().unwrap().0,
+            Event::Joined(JoinInfo::default())
+        );
         let wire = b"*3\r\n$11\r\nunsubscribe\r\n$2\r\nr1\r\n:0\r\n";
         assert_eq!(c.next_event(wire).unwrap().unwrap().0, Event::Left);
         assert_eq!(

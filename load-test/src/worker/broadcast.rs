@@ -43,6 +43,7 @@ impl Worker {
         let mut rng = SplitMix64::new(self.plan.seed);
         self.schedule_senders(timing.start_ns, &mut rng);
         self.schedule_churners(timing.start_ns, &mut rng);
+        self.schedule_drops(timing.start_ns, &mut rng);
         self.fire_until_drained(timing, progress)?;
         self.flush_dirty()?;
         self.send_progress(progress);
@@ -94,9 +95,9 @@ impl Worker {
         }
     }
 
-    /// The loop of the run: keepalives, due sends and churns, progress every
+    /// The loop of the run: keepalives, due sends, churns and drops, progress every
     /// `PROGRESS_EVERY_NS`; after the send end, until every static member has what was
-    /// sent or the drain deadline passes.
+    /// sent (and every reconnect has settled) or the drain deadline passes.
     fn fire_until_drained(
         &mut self,
         timing: Timing,
@@ -116,6 +117,7 @@ impl Worker {
                 match timer {
                     Timer::Send(s) => self.fire_send(s, send_end),
                     Timer::Churn(m) => self.fire_churn(m, send_end),
+                    Timer::Drop(m) => self.fire_drop(m, send_end)?,
                     Timer::Connect(_) => {}
                 }
             }
@@ -123,9 +125,8 @@ impl Worker {
                 self.send_progress(progress);
                 next_progress = now + PROGRESS_EVERY_NS;
             }
-            if now >= send_end
-                && (self.unique_static >= self.expected_static || now >= drain_deadline)
-            {
+            let all_in = self.unique_static >= self.expected_static && self.reconnects_settled();
+            if now >= send_end && (all_in || now >= drain_deadline) {
                 return Ok(());
             }
             let wake = next_progress.min(next_keepalive).min(if now < send_end {

@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use crate::body::read_stamp;
 use crate::clock::mono_ns;
 use crate::conn::{ConnState, Role};
-use crate::targets::Event;
+use crate::targets::{Event, JoinInfo};
 
 use super::{ChurnState, Worker};
 
@@ -19,9 +19,13 @@ impl Worker {
                 Ok(())
             }
             Event::LoggedIn => self.on_logged_in(ci, now),
-            Event::Joined => self.on_joined(ci),
+            Event::Joined(info) => self.on_joined(ci, &info, now),
             Event::Left => {
                 self.on_left(ci);
+                Ok(())
+            }
+            Event::Rejected(msg) if matches!(self.conns[ci].role, Role::Abandoned(_)) => {
+                self.on_abandoned_error(&msg);
                 Ok(())
             }
             Event::Rejected(msg) => {
@@ -46,7 +50,10 @@ impl Worker {
             Role::Member(m) if self.members[m].churn.is_none() => {
                 conn.state = ConnState::Joining;
                 let room = &self.rooms[self.members[m].room].name;
-                conn.codec.join(&mut conn.wbuf, room);
+                match &conn.rejoin {
+                    Some(rejoin) => conn.codec.join_resuming(&mut conn.wbuf, room, &rejoin.from),
+                    None => conn.codec.join(&mut conn.wbuf, room),
+                }
                 self.mark_dirty(ci);
             }
             Role::Client => {
@@ -69,11 +76,12 @@ impl Worker {
         self.in_flight = self.in_flight.saturating_sub(1);
     }
 
-    fn on_joined(&mut self, ci: usize) -> Result<()> {
+    fn on_joined(&mut self, ci: usize, info: &JoinInfo, now: u64) -> Result<()> {
         let Role::Member(m) = self.conns[ci].role else {
             return Ok(());
         };
         if self.conns[ci].state == ConnState::Joining {
+            self.on_member_joined(ci, m, info, now);
             self.became_ready(ci);
             return Ok(());
         }
@@ -105,9 +113,17 @@ impl Worker {
         if in_window {
             self.counters.all_delivered_in_window += 1;
         }
-        let Role::Member(m) = self.conns[ci].role else {
-            self.checks.unexpected += 1;
-            return;
+        let m = match self.conns[ci].role {
+            Role::Member(m) => m,
+            Role::Abandoned(_) => {
+                // Its member gave up on it: what still arrives is not counted.
+                self.counters.resume.ignored_on_old += 1;
+                return;
+            }
+            _ => {
+                self.checks.unexpected += 1;
+                return;
+            }
         };
         let Some(stamp) = read_stamp(body) else {
             self.checks.unexpected += 1;
@@ -136,7 +152,17 @@ impl Worker {
             if member.churn.is_none() {
                 self.unique_static += 1;
             }
-            self.latency.record(stamp.scheduled_ns, now);
+            if member.resume.as_ref().is_some_and(|r| r.is_replay(seq)) {
+                // A replay waited out the member's reconnect: timed apart, so the
+                // live latency stays the live path's.
+                self.counters.resume.replayed += 1;
+                if self.window.contains(stamp.scheduled_ns) {
+                    self.replay_latency
+                        .saturating_record(now.saturating_sub(stamp.scheduled_ns).max(1));
+                }
+            } else {
+                self.latency.record(stamp.scheduled_ns, now);
+            }
         }
     }
 
@@ -154,6 +180,10 @@ impl Worker {
         }
         conn.socket = None;
         conn.rbuf = Vec::new();
+        if matches!(conn.role, Role::Abandoned(_)) {
+            self.on_abandoned_closed();
+            return Ok(());
+        }
         let who = conn.player.clone();
         if !self.running {
             bail!("connection {who} failed during setup: {why}");

@@ -171,8 +171,13 @@ impl Worker {
                 }
                 conn.state = ConnState::LoggingIn;
                 let token = self.plan.token.clone();
-                conn.codec
-                    .login(&mut conn.wbuf, &conn.player, token.as_deref());
+                if conn.rejoin.is_some() {
+                    conn.codec
+                        .login_replacing(&mut conn.wbuf, &conn.player, token.as_deref());
+                } else {
+                    conn.codec
+                        .login(&mut conn.wbuf, &conn.player, token.as_deref());
+                }
                 self.flush(ci)
             }
             ConnState::Closed | ConnState::Idle => Ok(()),

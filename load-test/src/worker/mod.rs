@@ -10,12 +10,15 @@
 //! - `events`: what the server's events do (logged in, joined, left, delivery, closed).
 //! - `broadcast`, `connect`: the measured phases a scenario drives
 //!   ([`Worker::drive_broadcast`], [`Worker::drive_connect`]).
+//! - `reconnect`: members that drop their connection and resume on a new one
+//!   (the reconnect scenario, a broadcast run with drops).
 
 mod broadcast;
 mod connect;
 mod events;
 mod io;
 mod plan;
+mod reconnect;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -29,10 +32,11 @@ use crate::conn::Conn;
 use crate::latency::{new_histogram, LatencyRecorder, Window};
 use crate::poller::{Poller, Ready};
 use crate::report::Incidents;
+use crate::resume::ResumeCounts;
 
 pub use broadcast::Timing;
 pub use connect::ConnectPacing;
-pub use plan::{ChurnState, Member, Room, RoomPlan, Sender, WorkerPlan};
+pub use plan::{ChurnState, DropMode, Member, Room, RoomPlan, Sender, WorkerPlan};
 
 /// How often every connection sends a keepalive (well under corecast's 60 s idle timeout).
 pub const KEEPALIVE_NS: u64 = 20_000_000_000;
@@ -50,6 +54,8 @@ pub enum Timer {
     Churn(usize),
     /// Client connection `n` is due to connect.
     Connect(usize),
+    /// Reconnecting member `n` is due to drop its connection.
+    Drop(usize),
 }
 
 /// A progress snapshot sent to the main thread.
@@ -79,6 +85,8 @@ pub struct RunCounters {
     pub all_delivered_in_window: u64,
     /// Disconnects, server errors, churn and connect failures.
     pub incidents: Incidents,
+    /// Reconnect scenario: drops and resumes.
+    pub resume: ResumeCounts,
 }
 
 /// What a worker hands back.
@@ -95,6 +103,10 @@ pub struct WorkerResult {
     pub connections: u64,
     /// When its last connection became ready.
     pub last_ready_ns: u64,
+    /// Reconnect scenario: latency of replayed deliveries (kept out of `latency`).
+    pub replay_latency: Histogram<u64>,
+    /// Reconnect scenario: from dropping a connection to the resumed JoinResponse.
+    pub resume_time: Histogram<u64>,
 }
 
 /// One worker's state.
@@ -148,6 +160,14 @@ pub struct Worker {
     pub expected_static: u64,
     /// When the last connection became ready.
     pub last_ready_ns: u64,
+    /// Reconnect scenario: latency of replayed deliveries scheduled in the window.
+    pub replay_latency: Histogram<u64>,
+    /// Reconnect scenario: drop to resumed JoinResponse.
+    pub resume_time: Histogram<u64>,
+    /// Reconnect scenario: members reconnecting now (dropped, not yet resumed).
+    pub reconnecting: usize,
+    /// Reconnect scenario: old connections left open that the server has not closed.
+    pub abandoned_open: usize,
 }
 
 impl Worker {
@@ -196,6 +216,10 @@ impl Worker {
             },
             expected_static: 0,
             last_ready_ns: 0,
+            replay_latency: new_histogram(),
+            resume_time: new_histogram(),
+            reconnecting: 0,
+            abandoned_open: 0,
             plan,
         })
     }
@@ -238,13 +262,17 @@ impl Worker {
     /// Final loss accounting and the worker's results.
     pub fn finish(mut self) -> WorkerResult {
         self.count_final_losses();
+        self.count_unfinished_reconnects();
         WorkerResult {
             latency: self.latency.total.clone(),
             send_lag: self.send_lag.clone(),
             checks: self.checks,
             counters: self.counters.clone(),
-            connections: self.conns.len() as u64,
+            // A reconnect's new connection is the same member: count members' connections.
+            connections: self.conns.len() as u64 - self.counters.resume.drops,
             last_ready_ns: self.last_ready_ns,
+            replay_latency: self.replay_latency.clone(),
+            resume_time: self.resume_time.clone(),
         }
     }
 

@@ -3,8 +3,11 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use serde::{Deserialize, Serialize};
+
 use crate::check::ReceiverCheck;
 use crate::conn::{Conn, Role};
+use crate::resume::ResumeTrack;
 use crate::schedule::{Arrivals, Schedule};
 use crate::targets::{Codec, Target};
 
@@ -45,6 +48,35 @@ pub struct WorkerPlan {
     pub skip_counter: Option<u64>,
     /// Spin instead of sleeping when the next timer is this close (ns).
     pub spin_ns: u64,
+    /// Reconnect scenario: drops per second of each dropping member (Poisson; 0: none).
+    pub drop_rate: f64,
+    /// Reconnect scenario: how a member drops its connection.
+    pub drop_mode: DropMode,
+}
+
+/// How a reconnecting member gives up its connection before it connects again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DropMode {
+    /// Close the socket, then reconnect (the server sees the old session end first,
+    /// or races it).
+    Close,
+    /// Leave the old connection open and unread, as a client that thinks it dead
+    /// does: the new login's `replace_existing` must close it with SESSION_REPLACED.
+    Replace,
+    /// Each member alternates: close, replace, close, ...
+    Mixed,
+}
+
+impl DropMode {
+    /// The lowercase name.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropMode::Close => "close",
+            DropMode::Replace => "replace",
+            DropMode::Mixed => "mixed",
+        }
+    }
 }
 
 /// One room of a plan.
@@ -56,6 +88,9 @@ pub struct RoomPlan {
     pub senders: usize,
     /// Extra members that join and leave during the run.
     pub churners: usize,
+    /// Members (the last ones, never senders) that drop their connection and resume
+    /// on a new one during the run.
+    pub droppers: usize,
 }
 
 /// Membership of a churner.
@@ -83,6 +118,12 @@ pub struct Member {
     pub check: ReceiverCheck,
     /// A churner's schedule of join/leave operations.
     pub churn_schedule: Option<Schedule>,
+    /// A reconnecting member's resume state (None: it never drops).
+    pub resume: Option<ResumeTrack>,
+    /// A reconnecting member's schedule of drops.
+    pub drop_schedule: Option<Schedule>,
+    /// Drops so far (the mixed mode alternates on it).
+    pub drops: u64,
 }
 
 /// A sender.
@@ -138,12 +179,16 @@ impl Worker {
             self.member_player(ri, mi),
         ));
         let churner = mi >= room.members;
+        let dropper = !churner && mi >= room.members - room.droppers.min(room.members);
         self.members.push(Member {
             room: ri,
             conn,
             churn: churner.then_some(ChurnState::Out),
             check: ReceiverCheck::from_start(room.senders),
             churn_schedule: None,
+            resume: dropper.then(ResumeTrack::default),
+            drop_schedule: None,
+            drops: 0,
         });
         conn
     }

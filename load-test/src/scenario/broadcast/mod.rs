@@ -17,9 +17,11 @@ use crate::clock::mono_ns;
 use crate::latency::{new_histogram, Percentiles, Window};
 use crate::procstat::ProcSample;
 use crate::progress::LiveView;
-use crate::report::{write_outputs, Incidents, Report};
+use crate::report::{write_outputs, Incidents, ReconnectReport, Report};
+use crate::resume::ResumeCounts;
 use crate::schedule::Arrivals;
-use crate::worker::{RoomPlan, Timing, WorkerPlan, WorkerResult};
+use crate::targets::Target;
+use crate::worker::{DropMode, RoomPlan, Timing, WorkerPlan, WorkerResult};
 
 use super::{
     base_plan, command_line, join_workers, outputs, run_prefix, sample_server, server_cost,
@@ -43,6 +45,19 @@ pub struct BroadcastSpec {
     pub churners: usize,
     /// Joins plus leaves per second, all churners together.
     pub churn_rate: f64,
+    /// The reconnect scenario's drops (None: nobody drops).
+    pub drops: Option<DropSpec>,
+}
+
+/// Who drops their connection in the reconnect scenario, how often and how.
+#[derive(Debug, Clone)]
+pub struct DropSpec {
+    /// Members per room that drop and resume (the last ones; never senders).
+    pub droppers: usize,
+    /// Drops per second over all dropping members.
+    pub per_second: f64,
+    /// Close the old connection first, leave it open, or alternate.
+    pub mode: DropMode,
 }
 
 impl BroadcastSpec {
@@ -55,6 +70,7 @@ impl BroadcastSpec {
             senders,
             churners: 0,
             churn_rate: 0.0,
+            drops: None,
         }
     }
 
@@ -74,6 +90,14 @@ impl BroadcastSpec {
                 self.churners, self.churn_rate
             );
         }
+        if let Some(d) = &self.drops {
+            p += &format!(
+                " droppers={}/room drops={}/s drop-mode={}",
+                d.droppers,
+                d.per_second,
+                d.mode.name()
+            );
+        }
         p
     }
 }
@@ -85,6 +109,9 @@ pub fn broadcast(spec: &BroadcastSpec, args: &BroadcastArgs) -> Result<bool> {
     let outputs = outputs(out);
     // Before any load: a bad path must not cost a whole run.
     outputs.check()?;
+    if let Some(drops) = &spec.drops {
+        check_reconnect(drops, args)?;
+    }
     if load.find_max {
         return find_max(spec, args, &outputs);
     }
@@ -92,6 +119,26 @@ pub fn broadcast(spec: &BroadcastSpec, args: &BroadcastArgs) -> Result<bool> {
     print!("{}", report.table());
     write_outputs(&report, &hist, &outputs)?;
     Ok(!report.has_errors() || load.tolerate_loss)
+}
+
+/// What the reconnect scenario refuses before anything starts: other targets (no
+/// resume there), `--find-max` (drops would compete with the rate it seeks) and rooms
+/// with no member left to drop.
+fn check_reconnect(drops: &DropSpec, args: &BroadcastArgs) -> Result<()> {
+    if args.target.target != Target::Corecast {
+        bail!(
+            "reconnect supports only --target corecast (it resumes with since_seq and \
+             replace_existing), not {}",
+            args.target.target.name()
+        );
+    }
+    if args.load.find_max {
+        bail!("reconnect does not take --find-max");
+    }
+    if drops.droppers == 0 {
+        bail!("reconnect needs at least one member per room that does not send (--members above --senders)");
+    }
+    Ok(())
 }
 
 /// One measured run of a broadcast scenario at `rate` msgs/s per sender (`run`: its
@@ -172,8 +219,10 @@ fn plan_workers(
             members: spec.members,
             senders: spec.senders,
             churners: spec.churners,
+            droppers: spec.drops.as_ref().map_or(0, |d| d.droppers),
         });
     }
+    let total_droppers = spec.drops.as_ref().map_or(0, |d| spec.rooms * d.droppers);
     let total_churners = (spec.rooms * spec.churners).max(1) as f64;
     for (t, plan) in plans.iter_mut().enumerate() {
         let churners: usize = plan.rooms.iter().map(|r| r.churners).sum();
@@ -192,6 +241,10 @@ fn plan_workers(
             None
         };
         plan.spin_ns = load.spin_us * 1000;
+        if let Some(d) = &spec.drops {
+            plan.drop_rate = d.per_second / total_droppers.max(1) as f64;
+            plan.drop_mode = d.mode;
+        }
     }
     plans
 }
@@ -236,6 +289,10 @@ impl Measured {
         } = args;
         let results = &self.results;
         let (latency, lag, checks) = merge(results);
+        let reconnect = spec
+            .drops
+            .as_ref()
+            .map(|d| reconnect_report(d, spec, results));
         let sum = |f: fn(&WorkerResult) -> u64| results.iter().map(f).sum::<u64>();
         let connections = sum(|r| r.connections);
         let delivered = sum(|r| r.counters.delivered_in_window);
@@ -281,10 +338,36 @@ impl Measured {
                 delivered,
                 connections,
             ),
+            reconnect,
             ..Report::default()
         };
         report.set_latency(&latency);
         (report, latency)
+    }
+}
+
+/// The reconnect scenario's part of the report: drops and resumes, replay latency and
+/// resume time over all workers.
+fn reconnect_report(
+    drops: &DropSpec,
+    spec: &BroadcastSpec,
+    results: &[WorkerResult],
+) -> ReconnectReport {
+    let mut counts = ResumeCounts::default();
+    let mut replay = new_histogram();
+    let mut resume = new_histogram();
+    for r in results {
+        counts.add(&r.counters.resume);
+        // Same bounds everywhere: cannot fail.
+        let _ = replay.add(&r.replay_latency);
+        let _ = resume.add(&r.resume_time);
+    }
+    ReconnectReport {
+        dropping_members: (spec.rooms * drops.droppers) as u64,
+        drop_mode: drops.mode.name().into(),
+        counts,
+        replay_latency: Percentiles::of(&replay),
+        resume_time: Percentiles::of(&resume),
     }
 }
 
