@@ -120,11 +120,6 @@ impl Owner {
 
     /// Whether an empty room is kept for its history: history is on, the TTL is not
     /// zero, and the room said something worth resuming.
-    fn keeps_when_empty(&self, room: &Room) -> bool {
-        self.retention.limits.enabled()
-            && self.retention.limits.ttl > Duration::ZERO
-            && room.last_seq() > 0
-    }
 
     /// Handles one request from a member shard (this one included).
     pub fn handle(&mut self, req: OwnerRequest, mesh: &mut Mesh) {
@@ -349,11 +344,9 @@ impl Owner {
             return;
         }
         if room.is_empty() {
-            if self.keeps_when_empty(&self.rooms[&key]) {
+            if keeps_when_empty(&self.retention.limits, room) {
                 let now = Instant::now();
-                if let Some(room) = self.rooms.get_mut(&key) {
-                    room.empty_since = Some(now);
-                }
+                room.empty_since = Some(now);
                 self.expiring.push_back((now, key));
             } else {
                 self.drop_room(key);
@@ -501,4 +494,10 @@ fn deliver(mesh: &mut Mesh, shards: SmallVec<[ShardId; 8]>, room: RoomKey, frame
         };
         mesh.send(shard, ShardMessage::ToMembers(event));
     }
+}
+
+/// Whether an emptied room is kept (for resumes within the TTL) rather than forgotten:
+/// history is on, with a TTL, and the room has numbered a message.
+fn keeps_when_empty(limits: &HistoryLimits, room: &Room) -> bool {
+    limits.enabled() && limits.ttl > Duration::ZERO && room.last_seq() > 0
 }
