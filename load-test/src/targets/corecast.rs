@@ -25,6 +25,18 @@ fn push(out: &mut Vec<u8>, data: client_message::Data) {
     frame::encode_into(&msg, msg.encoded_len(), out);
 }
 
+/// LoginRequest with an optional bearer token and `replace_existing`.
+fn push_login(out: &mut Vec<u8>, player: &str, token: Option<&str>, replace_existing: bool) {
+    push(
+        out,
+        client_message::Data::LoginRequest(LoginRequest {
+            player_id: player.into(),
+            auth_config: token.map(|t| AuthConfig::Bearer(AuthConfigBearer { token: t.into() })),
+            replace_existing,
+        }),
+    );
+}
+
 fn varint_len(v: u64) -> usize {
     prost::encoding::encoded_len_varint(v)
 }
@@ -36,29 +48,13 @@ fn put_varint(out: &mut Vec<u8>, v: u64) {
 impl CorecastCodec {
     /// LoginRequest with an optional bearer token.
     pub fn login(&mut self, out: &mut Vec<u8>, player: &str, token: Option<&str>) {
-        push(
-            out,
-            client_message::Data::LoginRequest(LoginRequest {
-                player_id: player.into(),
-                auth_config: token
-                    .map(|t| AuthConfig::Bearer(AuthConfigBearer { token: t.into() })),
-                ..Default::default()
-            }),
-        );
+        push_login(out, player, token, false);
     }
 
     /// LoginRequest with `replace_existing`: a session of `player` still open on
     /// another connection is closed with SESSION_REPLACED and this login succeeds.
     pub fn login_replacing(&mut self, out: &mut Vec<u8>, player: &str, token: Option<&str>) {
-        push(
-            out,
-            client_message::Data::LoginRequest(LoginRequest {
-                player_id: player.into(),
-                auth_config: token
-                    .map(|t| AuthConfig::Bearer(AuthConfigBearer { token: t.into() })),
-                replace_existing: true,
-            }),
-        );
+        push_login(out, player, token, true);
     }
 
     /// JoinRequest resuming after `from.since_seq` of `from.epoch`: the retained
