@@ -72,7 +72,8 @@ impl Conn {
         }
     }
 
-    fn received(&mut self, at: Duration, data: &[u8]) {
+    /// The driver and its input at `at`, with a close deadline 1 s later.
+    fn at(&mut self, at: Duration) -> (&mut Driver, Input<'_>) {
         let now = self.accepted + at;
         let input = Input {
             shard: &mut self.shard,
@@ -81,19 +82,17 @@ impl Conn {
             now,
             close_by: now + secs(1),
         };
-        self.driver.received(input, data);
+        (&mut self.driver, input)
+    }
+
+    fn received(&mut self, at: Duration, data: &[u8]) {
+        let (driver, input) = self.at(at);
+        driver.received(input, data);
     }
 
     fn poll(&mut self, at: Duration) -> Wants {
-        let now = self.accepted + at;
-        let input = Input {
-            shard: &mut self.shard,
-            conn: &self.conn,
-            session: &self.session,
-            now,
-            close_by: now + secs(1),
-        };
-        self.driver.poll(input)
+        let (driver, input) = self.at(at);
+        driver.poll(input)
     }
 
     /// Polls past any `Yield` and returns the read timeout asked for.
