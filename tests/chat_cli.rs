@@ -79,38 +79,29 @@ impl Chat {
 
     /// Waits for `wanted`, skipping other lines; panics with what arrived on timeout.
     fn expect(&mut self, wanted: &str) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line == wanted {
-                        return;
-                    }
-                }
-                Err(e) => panic!(
-                    "{}: waited for {wanted:?} ({e}); it printed {:#?}",
-                    self.name, self.seen
-                ),
-            }
-        }
+        self.wait_for(&format!("{wanted:?}"), |line| line == wanted);
     }
 
     /// Waits for a line starting with `prefix`, skipping others; returns it.
     fn expect_prefix(&mut self, prefix: &str) -> String {
+        self.wait_for(&format!("{prefix:?}..."), |line| line.starts_with(prefix))
+    }
+
+    /// Waits for a line that `matches`, skipping others, and returns it; on timeout
+    /// panics with `what` it waited for and what arrived.
+    fn wait_for(&mut self, what: &str, matches: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
                     self.seen.push(line.clone());
-                    if line.starts_with(prefix) {
+                    if matches(&line) {
                         return line;
                     }
                 }
                 Err(e) => panic!(
-                    "{}: waited for {prefix:?}... ({e}); it printed {:#?}",
+                    "{}: waited for {what} ({e}); it printed {:#?}",
                     self.name, self.seen
                 ),
             }
@@ -542,6 +533,26 @@ fn client_split_halves_work() {
 /// between attempts.
 const FAST_RECONNECT: [&str; 4] = ["--reconnect-delay", "0.05", "--reconnect-max-delay", "0.2"];
 
+/// `ann` in `lobby` with [`FAST_RECONNECT`], once she has joined it.
+fn reconnecting_ann(addr: SocketAddr) -> Chat {
+    let mut args = FAST_RECONNECT.to_vec();
+    args.extend(["ann", "lobby"]);
+    let mut ann = Chat::start(addr, &args);
+    ann.expect("* joined lobby (members: ann)");
+    ann
+}
+
+/// A server; ann in `lobby` through a proxy to it (reconnecting fast), so the test can
+/// cut or redirect her connection; then ben in `lobby` on a direct connection.
+fn ann_behind_a_proxy_and_ben() -> (TestServer, Proxy, Chat, Client) {
+    let server = start();
+    let proxy = Proxy::start(server.addr);
+    let ann = reconnecting_ann(proxy.addr);
+    let mut ben = server.login("ben");
+    ben.join("lobby", None).unwrap();
+    (server, proxy, ann, ben)
+}
+
 /// The `[lobby] ben: ...` bodies printed so far, in order.
 fn said_by_ben(chat: &Chat) -> Vec<String> {
     chat.seen
@@ -556,14 +567,7 @@ fn said_by_ben(chat: &Chat) -> Vec<String> {
 /// in order and once, then says it recovered them; live messages follow.
 #[test]
 fn a_dropped_connection_is_resumed_without_losing_a_message() {
-    let server = start();
-    let proxy = Proxy::start(server.addr);
-    let mut args = FAST_RECONNECT.to_vec();
-    args.extend(["ann", "lobby"]);
-    let mut ann = Chat::start(proxy.addr, &args);
-    ann.expect("* joined lobby (members: ann)");
-    let mut ben = server.login("ben");
-    ben.join("lobby", None).unwrap();
+    let (_server, proxy, mut ann, mut ben) = ann_behind_a_proxy_and_ben();
     ann.expect("* ben joined lobby");
     ben.send_message("lobby", &[], &b"before"[..]).unwrap();
     assert_eq!(next_message(&mut ben).body, "before");
@@ -607,14 +611,7 @@ fn a_dropped_connection_is_resumed_without_losing_a_message() {
 /// new one and says plainly that what was said meanwhile could not be recovered.
 #[test]
 fn a_restarted_server_is_reported_as_not_recovered() {
-    let first = start();
-    let proxy = Proxy::start(first.addr);
-    let mut args = FAST_RECONNECT.to_vec();
-    args.extend(["ann", "lobby"]);
-    let mut ann = Chat::start(proxy.addr, &args);
-    ann.expect("* joined lobby (members: ann)");
-    let mut ben = first.login("ben");
-    ben.join("lobby", None).unwrap();
+    let (first, proxy, mut ann, mut ben) = ann_behind_a_proxy_and_ben();
     ben.send_message("lobby", &[], &b"before the restart"[..])
         .unwrap();
     ann.expect("[lobby] ben: before the restart");
@@ -642,10 +639,7 @@ fn a_restarted_server_is_reported_as_not_recovered() {
 #[test]
 fn a_replaced_session_stops_instead_of_reconnecting() {
     let server = start();
-    let mut args = FAST_RECONNECT.to_vec();
-    args.extend(["ann", "lobby"]);
-    let mut ann = Chat::start(server.addr, &args);
-    ann.expect("* joined lobby (members: ann)");
+    let mut ann = reconnecting_ann(server.addr);
 
     let mut other = server.connect();
     other
