@@ -8,22 +8,18 @@ mod common;
 use corecast::config::Config;
 use corecast::server::Server;
 
-use common::{args, churn_is_clean, harness, num, short_run, LIMIT};
+use common::{args, assert_checks_clean, churn_is_clean, harness, num, short_run, LIMIT};
 
-fn server() -> Server {
-    Server::start(Config {
-        listen: "127.0.0.1:0".into(),
-        shards: Some(1),
-        shutdown_grace: 1,
-        ..Config::default()
-    })
-    .expect("corecast starts")
+/// A one-shard corecast (default history) and its address.
+fn server() -> (Server, String) {
+    let server = common::corecast(1, Config::default().history_messages);
+    let addr = server.local_addr().to_string();
+    (server, addr)
 }
 
 #[test]
 fn fanout_reports_every_delivery_and_no_loss() {
-    let server = server();
-    let addr = server.local_addr().to_string();
+    let (_server, addr) = server();
     let pid = std::process::id().to_string();
     let common = short_run(&addr);
     let scenario = [
@@ -49,16 +45,7 @@ fn fanout_reports_every_delivery_and_no_loss() {
     assert_eq!(num(r, &["offered_deliveries_per_s"]), 16_000.0);
     // 2 rooms x 2 senders x 200/s x 1 s x 20 members.
     assert_eq!(num(r, &["latency", "count"]), 16_000.0);
-    for field in [
-        "lost",
-        "duplicates",
-        "sender_reorders",
-        "seq_reorders",
-        "seq_gaps",
-        "unexpected",
-    ] {
-        assert_eq!(num(r, &["checks", field]), 0.0, "{field}: {}", run.stdout);
-    }
+    assert_checks_clean(r, &[], &["unexpected"], &run.stdout);
     assert!(num(r, &["latency", "p50_us"]) > 0.0);
     assert!(num(r, &["latency", "max_us"]) >= num(r, &["latency", "p99_us"]));
     assert!(num(r, &["achieved_deliveries_per_s"]) > 0.0);
@@ -73,8 +60,7 @@ fn fanout_reports_every_delivery_and_no_loss() {
 
 #[test]
 fn an_injected_loss_is_detected_and_fails_the_run() {
-    let server = server();
-    let addr = server.local_addr().to_string();
+    let (_server, addr) = server();
     let common = short_run(&addr);
     // Sender 0 skips counter 50: each of the 10 members of its room misses one message.
     let scenario = [
@@ -113,8 +99,7 @@ fn an_injected_loss_is_detected_and_fails_the_run() {
 
 #[test]
 fn chat_and_churn_are_clean() {
-    let server = server();
-    let addr = server.local_addr().to_string();
+    let (_server, addr) = server();
     let common = short_run(&addr);
     let run = harness(
         &args(
@@ -132,8 +117,7 @@ fn chat_and_churn_are_clean() {
 
 #[test]
 fn connect_and_idle_count_their_clients() {
-    let server = server();
-    let addr = server.local_addr().to_string();
+    let (_server, addr) = server();
     let pid = std::process::id().to_string();
     let run = harness(
         &[
@@ -191,8 +175,7 @@ fn connect_and_idle_count_their_clients() {
 
 #[test]
 fn idle_spreads_over_child_processes() {
-    let server = server();
-    let addr = server.local_addr().to_string();
+    let (_server, addr) = server();
     let idle = [
         "idle",
         "--addr",
@@ -212,8 +195,7 @@ fn idle_spreads_over_child_processes() {
 #[test]
 fn connect_refuses_more_clients_than_the_open_file_limit_allows() {
     use std::os::unix::process::CommandExt;
-    let server = server();
-    let addr = server.local_addr().to_string();
+    let (_server, addr) = server();
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_corecast-load"));
     command.args(["connect", "--addr", &addr, "--clients", "1000", "--quiet"]);
     // SAFETY: setrlimit is async-signal-safe; the child lowers only its own limit.
@@ -255,8 +237,7 @@ fn connect_refuses_more_clients_than_the_open_file_limit_allows() {
 
 #[test]
 fn burst_delivers_everything_to_healthy_members_and_senders() {
-    let server = server();
-    let addr = server.local_addr().to_string();
+    let (_server, addr) = server();
     let pid = std::process::id().to_string();
     // 2 rooms x 4 members: 1 sender, 2 healthy, 1 stalled (never reads) per room.
     let run = harness(
@@ -299,15 +280,7 @@ fn burst_delivers_everything_to_healthy_members_and_senders() {
     assert_eq!(num(r, &["healthy", "expected"]), 800.0);
     for class in ["senders", "healthy"] {
         assert_eq!(num(r, &[class, "disconnected"]), 0.0, "{}", run.stdout);
-        for field in [
-            "lost",
-            "duplicates",
-            "sender_reorders",
-            "seq_reorders",
-            "seq_gaps",
-        ] {
-            assert_eq!(num(r, &[class, "checks", field]), 0.0, "{class} {field}");
-        }
+        assert_checks_clean(r, &[class], &[], &run.stdout);
     }
     assert_eq!(num(r, &["stalled", "connections"]), 2.0);
     assert!(num(r, &["deliveries_per_s"]) > 0.0);

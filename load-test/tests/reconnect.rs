@@ -10,17 +10,11 @@ mod common;
 use corecast::config::Config;
 use corecast::server::Server;
 
-use common::{args, harness, num, short_run, LIMIT};
+use common::{args, assert_checks_clean, harness, num, short_run, LIMIT};
 
+/// Two shards (rooms on both), `history_messages` retained per room.
 fn server(history_messages: usize) -> Server {
-    Server::start(Config {
-        listen: "127.0.0.1:0".into(),
-        shards: Some(2),
-        shutdown_grace: 1,
-        history_messages,
-        ..Config::default()
-    })
-    .expect("corecast starts")
+    common::corecast(2, history_messages)
 }
 
 /// 3 rooms of 10 members, 1 sender each at `rate`/s for 1 s after 200 ms of warm-up,
@@ -60,16 +54,7 @@ fn members_that_drop_and_resume_get_every_message_exactly_once() {
         30.0,
         "members, not their reconnections"
     );
-    for field in [
-        "lost",
-        "duplicates",
-        "sender_reorders",
-        "seq_reorders",
-        "seq_gaps",
-        "unexpected",
-    ] {
-        assert_eq!(num(r, &["checks", field]), 0.0, "{field}: {}", run.stdout);
-    }
+    assert_checks_clean(r, &[], &["unexpected"], &run.stdout);
     let rc = |field: &str| num(r, &["reconnect", field]);
     assert_eq!(rc("dropping_members"), 9.0);
     assert!(rc("drops") > 20.0, "drops happened: {}", run.stdout);

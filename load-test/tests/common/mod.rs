@@ -1,5 +1,6 @@
 //! Shared helpers: run the harness binary with a deadline and read its JSON report;
-//! start redis-server / nats-server on a free port and wait for their "ready" line.
+//! start a corecast server in this process, or redis-server / nats-server on a free
+//! port (waiting for their "ready" line); check a report's delivery checks.
 
 #![allow(dead_code)]
 
@@ -10,6 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
+
+use corecast::config::Config;
+use corecast::server::Server;
 
 /// What a harness run left behind.
 pub struct Run {
@@ -193,6 +197,19 @@ fn start_peer(
     }
 }
 
+/// A corecast server in this process on a free loopback port: `shards` shards,
+/// `history_messages` retained per room, 1 s shutdown grace.
+pub fn corecast(shards: usize, history_messages: usize) -> Server {
+    Server::start(Config {
+        listen: "127.0.0.1:0".into(),
+        shards: Some(shards),
+        shutdown_grace: 1,
+        history_messages,
+        ..Config::default()
+    })
+    .expect("corecast starts")
+}
+
 /// redis-server on a free port, no persistence.
 pub fn redis() -> Peer {
     let port = free_port();
@@ -234,6 +251,24 @@ pub fn num(report: &serde_json::Value, path: &[&str]) -> f64 {
     }
     v.as_f64()
         .unwrap_or_else(|| panic!("{path:?} is not a number in {report:#}"))
+}
+
+/// The delivery checks a clean run counts none of: loss, duplicates, disorder.
+pub const DELIVERY_CHECKS: [&str; 5] = [
+    "lost",
+    "duplicates",
+    "sender_reorders",
+    "seq_reorders",
+    "seq_gaps",
+];
+
+/// Asserts that `report[at..]["checks"]` counts none of [`DELIVERY_CHECKS`] and none of
+/// `also`; `context` goes into the failure message.
+pub fn assert_checks_clean(report: &serde_json::Value, at: &[&str], also: &[&str], context: &str) {
+    for field in DELIVERY_CHECKS.iter().chain(also) {
+        let path = [at, &["checks", field]].concat();
+        assert_eq!(num(report, &path), 0.0, "{}: {context}", path.join("."));
+    }
 }
 
 /// `--addr ADDR` and a short measured window (1 s after 200 ms of warm-up, 3 s to
