@@ -364,6 +364,15 @@ pub struct IdleArgs {
     pub per_process: usize,
     #[command(flatten)]
     #[allow(missing_docs)]
+    pub run: UnpacedArgs,
+}
+
+/// What the scenarios without an open-loop load (idle, burst) take besides their own
+/// parameters.
+#[derive(Debug, Clone, Args)]
+pub struct UnpacedArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
     pub target: TargetArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -415,13 +424,7 @@ pub struct BurstArgs {
     pub timeout: f64,
     #[command(flatten)]
     #[allow(missing_docs)]
-    pub target: TargetArgs,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub setup: SetupArgs,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub out: IdleOutputArgs,
+    pub run: UnpacedArgs,
 }
 
 /// The hidden child of `idle`.
@@ -616,8 +619,8 @@ mod tests {
                 Command::Fanout(a) => a.run.setup,
                 Command::Chat(a) => a.run.setup,
                 Command::Churn(a) => a.run.setup,
-                Command::Idle(a) => a.setup,
-                Command::Burst(a) => a.setup,
+                Command::Idle(a) => a.run.setup,
+                Command::Burst(a) => a.run.setup,
                 Command::Reconnect(a) => a.run.setup,
                 other => panic!("{other:?}"),
             };
@@ -763,7 +766,7 @@ mod tests {
         };
         assert_eq!((a.rooms, a.members, a.senders, a.stalled), (2, 4, 1, 1));
         assert_eq!((a.burst, a.body_size), (200, MAX_BURST_BODY));
-        assert_eq!(a.setup.setup_timeout, 5.0);
+        assert_eq!(a.run.setup.setup_timeout, 5.0);
         for flag in ["--hgrm", "--plot", "--rate"] {
             let err = parse(&["burst", flag, "1"]).unwrap_err();
             assert_eq!(

@@ -8,7 +8,7 @@ use super::Report;
 pub fn markdown_table(reports: &[Report]) -> String {
     if reports
         .iter()
-        .all(|r| r.scenario == "connect" || r.scenario == "idle")
+        .all(|r| r.run.scenario == "connect" || r.run.scenario == "idle")
     {
         return markdown_connections_table(reports);
     }
@@ -36,7 +36,7 @@ pub fn markdown_table(reports: &[Report]) -> String {
         let _ = writeln!(
             t,
             "| {} | {:.0} | {:.0} ({:.1}%) | {} | {} | {} | {} | {} | {} | {} / {} / {} | {} | {} | {} | {:.0}% |",
-            r.label,
+            r.run.label,
             r.offered_msgs_per_s,
             r.achieved_deliveries_per_s,
             r.achieved_ratio() * 100.0,
@@ -82,7 +82,7 @@ fn markdown_connections_table(reports: &[Report]) -> String {
         let _ = writeln!(
             t,
             "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0}% |",
-            r.label,
+            r.run.label,
             r.connections,
             r.connections_per_s,
             ms(r.latency.p50_us),
@@ -102,16 +102,23 @@ fn markdown_connections_table(reports: &[Report]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::RunInfo;
 
     #[test]
     fn markdown_has_a_row_per_report() {
         let a = Report {
-            label: "corecast".into(),
+            run: RunInfo {
+                label: "corecast".into(),
+                ..RunInfo::default()
+            },
             offered_msgs_per_s: 1000.0,
             ..Report::default()
         };
         let b = Report {
-            label: "redis".into(),
+            run: RunInfo {
+                label: "redis".into(),
+                ..RunInfo::default()
+            },
             ..Report::default()
         };
         let md = markdown_table(&[a, b]);

@@ -110,12 +110,12 @@ pub struct Step {
     pub verdict: String,
 }
 
-/// Everything a run reports.
+/// What run a report is of: the head of every report (a [`Report`], and burst's).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Report {
+pub struct RunInfo {
     /// Legend label (`--label`, default "<target> <scenario>").
     pub label: String,
-    /// fanout, chat, churn, connect or idle.
+    /// fanout, chat, churn, reconnect, connect, idle or burst.
     pub scenario: String,
     /// corecast, redis or nats.
     pub target: String,
@@ -125,6 +125,14 @@ pub struct Report {
     pub params: String,
     /// Unix time of the run.
     pub unix_time: u64,
+}
+
+/// Everything a run reports.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Label, scenario, target, command line, parameters, time.
+    #[serde(flatten)]
+    pub run: RunInfo,
     /// Measured window, seconds.
     pub duration_s: f64,
     /// Warm-up, seconds.
@@ -271,9 +279,9 @@ pub fn write_outputs(report: &Report, histogram: &Histogram<u64>, out: &Outputs<
     }
     if let Some(path) = out.plot {
         let svg = render_svg(
-            &report.label,
+            &report.run.label,
             &[Series {
-                label: &report.label,
+                label: &report.run.label,
                 points: &report.curve,
             }],
             YScale::Linear,
@@ -308,7 +316,7 @@ pub fn plot_files(
     let series: Vec<Series<'_>> = reports
         .iter()
         .map(|r| Series {
-            label: &r.label,
+            label: &r.run.label,
             points: &r.curve,
         })
         .collect();
@@ -400,8 +408,11 @@ mod tests {
     #[test]
     fn json_round_trips_and_losses_are_loud() {
         let mut r = Report {
-            label: "x".into(),
-            scenario: "fanout".into(),
+            run: RunInfo {
+                label: "x".into(),
+                scenario: "fanout".into(),
+                ..RunInfo::default()
+            },
             ..Report::default()
         };
         let mut h = crate::latency::new_histogram();

@@ -14,7 +14,11 @@ impl Report {
     /// The human-readable table.
     pub fn table(&self) -> String {
         let mut t = String::new();
-        let _ = writeln!(t, "== {} | {} | {}", self.label, self.scenario, self.params);
+        let _ = writeln!(
+            t,
+            "== {} | {} | {}",
+            self.run.label, self.run.scenario, self.run.params
+        );
         let _ = writeln!(t, "  connections            {}", self.connections);
         self.write_rates(&mut t);
         self.write_latency(&mut t);
@@ -31,14 +35,14 @@ impl Report {
     /// Logins/s and failures (connect), or the window and message and delivery rates
     /// (broadcast); nothing for idle.
     fn write_rates(&self, t: &mut String) {
-        if self.scenario == "connect" {
+        if self.run.scenario == "connect" {
             let _ = writeln!(t, "  logins/s               {:.0}", self.connections_per_s);
             let _ = writeln!(
                 t,
                 "  failures               {}",
                 self.incidents.connect_failures
             );
-        } else if self.scenario != "idle" {
+        } else if self.run.scenario != "idle" {
             let _ = writeln!(
                 t,
                 "  window                 {:.1} s (after {:.1} s warm-up)",
@@ -62,11 +66,11 @@ impl Report {
 
     /// Latency (connect: connect+login) samples and percentiles; nothing for idle.
     fn write_latency(&self, t: &mut String) {
-        if self.scenario == "idle" {
+        if self.run.scenario == "idle" {
             return;
         }
         let l = &self.latency;
-        let what = if self.scenario == "connect" {
+        let what = if self.run.scenario == "connect" {
             "connect+login"
         } else if self.reconnect.is_some() {
             "live latency"
@@ -88,7 +92,7 @@ impl Report {
 
     /// The delivery checks and the send lag (broadcast only).
     fn write_checks(&self, t: &mut String) {
-        if self.scenario == "connect" || self.scenario == "idle" {
+        if self.run.scenario == "connect" || self.run.scenario == "idle" {
             return;
         }
         let c = &self.checks;
@@ -195,13 +199,13 @@ impl Report {
     /// `--server-pid`, and a warning when its RSS fell.
     fn write_server(&self, t: &mut String) {
         if let Some(s) = &self.server {
-            if self.scenario == "connect" {
+            if self.run.scenario == "connect" {
                 let _ = writeln!(
                     t,
                     "  server cpu             {:.0}% of one core, {:.1} us per 1000 logins",
                     s.cpu_pct, s.cpu_us_per_1000_deliveries
                 );
-            } else if self.scenario != "idle" {
+            } else if self.run.scenario != "idle" {
                 let _ = writeln!(
                     t,
                     "  server cpu             {:.0}% of one core, {:.1} us per 1000 deliveries",

@@ -26,10 +26,10 @@ use crate::check::{CheckCounts, ReceiverCheck};
 use crate::cli::BurstArgs;
 use crate::clock::{mono_ns, process_cpu_us};
 use crate::poller::{Poller, Ready, READ, WRITE};
-use crate::report::{check_output_paths, ServerCost};
+use crate::report::{check_output_paths, RunInfo, ServerCost};
 use crate::targets::{Codec, Event, Target};
 
-use super::{command_line, run_prefix, sample_server, server_cost, unix_now};
+use super::{run_info, run_prefix, sample_server, server_cost};
 
 /// A stalled member's receive buffer: small, so the server's queue for it fills fast.
 const STALLED_RCVBUF: usize = 4096;
@@ -116,18 +116,9 @@ pub struct ClassReport {
 /// The burst report (`--json`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct BurstReport {
-    /// Legend label.
-    pub label: String,
-    /// "burst".
-    pub scenario: String,
-    /// "corecast".
-    pub target: String,
-    /// The harness's command line.
-    pub command: String,
-    /// Parameters, one line.
-    pub params: String,
-    /// Seconds since the Unix epoch.
-    pub unix_time: u64,
+    /// Label, "burst", "corecast", command line, parameters, time.
+    #[serde(flatten)]
+    pub run: RunInfo,
     /// Connections set up.
     pub connections: u64,
     /// Messages the senders wrote.
@@ -156,7 +147,7 @@ pub struct BurstReport {
 
 /// The burst scenario.
 pub fn burst(args: &BurstArgs) -> Result<bool> {
-    let target = &args.target;
+    let target = &args.run.target;
     if target.target != Target::Corecast {
         bail!(
             "burst supports only --target corecast (it tests corecast's slow-consumer rule), \
@@ -175,8 +166,8 @@ pub fn burst(args: &BurstArgs) -> Result<bool> {
             args.members
         );
     }
-    check_output_paths(&[("--json", args.out.json.as_deref())])?;
-    let quiet = args.out.quiet;
+    check_output_paths(&[("--json", args.run.out.json.as_deref())])?;
+    let quiet = args.run.out.quiet;
     let before = sample_server(target.server_pid)?;
     let total = args.rooms * args.members;
     if !quiet {
@@ -219,7 +210,7 @@ pub fn burst(args: &BurstArgs) -> Result<bool> {
         ),
     );
     print!("{}", table(&report));
-    if let Some(path) = &args.out.json {
+    if let Some(path) = &args.run.out.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("write --json {}", path.display()))?;
     }
@@ -233,8 +224,8 @@ fn room_name(prefix: &str, room: usize) -> String {
 /// Connects, logs in and joins every connection, `--setup-concurrency` handshakes at a
 /// time; returns them non-blocking, in room order (senders, healthy, stalled).
 fn setup(args: &BurstArgs) -> Result<Vec<BurstConn>> {
-    let target = &args.target;
-    let deadline = mono_ns() + args.setup.timeout_ns();
+    let target = &args.run.target;
+    let deadline = mono_ns() + args.run.setup.timeout_ns();
     let prefix = run_prefix(0);
     let mut plan = Vec::new();
     for room in 0..args.rooms {
@@ -251,7 +242,7 @@ fn setup(args: &BurstArgs) -> Result<Vec<BurstConn>> {
         }
     }
     let mut conns = Vec::with_capacity(plan.len());
-    for batch in plan.chunks(args.setup.setup_concurrency) {
+    for batch in plan.chunks(args.run.setup.setup_concurrency) {
         let mut fresh = Vec::with_capacity(batch.len());
         for &(class, room, m, sender_id) in batch {
             let socket = connect(target.addr, class == Class::Stalled, deadline)
@@ -636,19 +627,15 @@ fn report(
     let failed = !completed || bad(&senders) || bad(&healthy);
     let wall = wall_s.max(1e-9);
     BurstReport {
-        label: args
-            .out
-            .label
-            .clone()
-            .unwrap_or_else(|| "corecast burst".into()),
-        scenario: "burst".into(),
-        target: "corecast".into(),
-        command: command_line(),
-        params: format!(
-            "rooms={} members={} senders={} stalled={} burst={} body={}B",
-            args.rooms, args.members, args.senders, args.stalled, args.burst, args.body_size
+        run: run_info(
+            args.run.out.label.as_deref(),
+            "burst",
+            "corecast",
+            format!(
+                "rooms={} members={} senders={} stalled={} burst={} body={}B",
+                args.rooms, args.members, args.senders, args.stalled, args.burst, args.body_size
+            ),
         ),
-        unix_time: unix_now(),
         connections: conns.len() as u64,
         sent: conns
             .iter()
@@ -700,7 +687,7 @@ fn class_line(r: &ClassReport) -> String {
 pub fn table(r: &BurstReport) -> String {
     use std::fmt::Write as _;
     let mut t = String::new();
-    let _ = writeln!(t, "== {} | burst | {}", r.target, r.params);
+    let _ = writeln!(t, "== {} | burst | {}", r.run.target, r.run.params);
     let _ = writeln!(t, "  connections            {}", r.connections);
     let _ = writeln!(
         t,

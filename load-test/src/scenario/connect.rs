@@ -18,10 +18,7 @@ use crate::report::{write_outputs, Incidents, Report};
 use crate::schedule::Arrivals;
 use crate::worker::{ConnectPacing, Progress, Worker, WorkerPlan, WorkerResult};
 
-use super::{
-    base_plan, command_line, join_workers, outputs, run_prefix, sample_server, server_cost,
-    unix_now,
-};
+use super::{base_plan, join_workers, outputs, run_info, run_prefix, sample_server, server_cost};
 
 /// A connect thread, ending with its worker's results and when its first connect started.
 type ConnectHandle = JoinHandle<Result<(WorkerResult, u64)>>;
@@ -193,16 +190,12 @@ impl Sampled {
         let incidents = Incidents::sum(results.iter().map(|(r, _)| &r.counters.incidents));
         let logged_in = connect_latency.len();
         let mut report = Report {
-            label: args
-                .out
-                .label
-                .clone()
-                .unwrap_or_else(|| format!("{} connect", target.target.name())),
-            scenario: "connect".into(),
-            target: target.target.name().into(),
-            command: command_line(),
-            params: params(args),
-            unix_time: unix_now(),
+            run: run_info(
+                args.out.label.as_deref(),
+                "connect",
+                target.target.name(),
+                params(args),
+            ),
             duration_s: elapsed_s,
             connections: logged_in,
             incidents,

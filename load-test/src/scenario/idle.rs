@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::{IdleArgs, IdleChildArgs, SetupArgs, TargetArgs};
+use crate::cli::{IdleArgs, IdleChildArgs, SetupArgs, TargetArgs, UnpacedArgs};
 use crate::clock::{children_cpu_us, mono_ns, process_cpu_us};
 use crate::latency::new_histogram;
 use crate::procstat::ProcSample;
@@ -18,7 +18,7 @@ use crate::progress::LiveView;
 use crate::report::{write_outputs, Outputs, Report};
 use crate::worker::{RoomPlan, Worker, WorkerPlan, KEEPALIVE_NS, KEEPALIVE_PARTS};
 
-use super::{base_plan, command_line, run_prefix, sample_server, server_cost, unix_now};
+use super::{base_plan, run_info, run_prefix, sample_server, server_cost};
 
 fn idle_plan(
     target: &TargetArgs,
@@ -98,15 +98,15 @@ fn holding(held: u64, held_ns: u64, hold_s: f64) -> String {
 
 /// The idle scenario.
 pub fn idle(args: &IdleArgs) -> Result<bool> {
-    let target = &args.target;
+    let target = &args.run.target;
     let outputs = Outputs {
-        json: args.out.json.as_deref(),
+        json: args.run.out.json.as_deref(),
         hgrm: None,
         plot: None,
     };
     outputs.check()?;
     // Piped: a line a second while holding (a terminal shows only the line below).
-    let mut view = LiveView::lines_only(args.out.quiet);
+    let mut view = LiveView::lines_only(args.run.out.quiet);
     let before = sample_server(target.server_pid)?;
     let cpu_before = process_cpu_us() + children_cpu_us();
     let prefix = run_prefix(0);
@@ -131,12 +131,12 @@ fn hold_here(
     prefix: String,
     view: &mut LiveView,
 ) -> Result<(u64, Option<ProcSample>)> {
-    let IdleArgs { target, setup, .. } = args;
+    let UnpacedArgs { target, setup, .. } = &args.run;
     let plan = idle_plan(target, setup, prefix, args.connections, args.rooms);
     let mut worker = Worker::new(plan)?;
     worker.setup(setup.timeout_ns())?;
     let held = worker.ready_count as u64;
-    if !args.out.quiet {
+    if !args.run.out.quiet {
         eprintln!("holding {held} connections for {:.1} s", args.hold);
     }
     let from = mono_ns();
@@ -162,7 +162,7 @@ fn hold_in_children(
     }
     let mut procs = spawn_children(args, prefix, children)?;
     let held = await_children(&mut procs)?;
-    if !args.out.quiet {
+    if !args.run.out.quiet {
         eprintln!(
             "holding {held} connections in {children} processes for {:.1} s",
             args.hold
@@ -179,7 +179,7 @@ fn hold_in_children(
         let left = std::time::Duration::from_nanos(until - now);
         std::thread::sleep(left.min(std::time::Duration::from_millis(100)));
     }
-    let after = sample_server(args.target.server_pid)?;
+    let after = sample_server(args.run.target.server_pid)?;
     for mut child in procs {
         drop(child.stdin.take());
         let _ = child.wait();
@@ -190,7 +190,7 @@ fn hold_in_children(
 /// Starts `children` `idle-child` processes sharing out the connections and rooms,
 /// child `i` on source address 127.0.0.(2 + i).
 fn spawn_children(args: &IdleArgs, prefix: &str, children: usize) -> Result<Vec<Child>> {
-    let IdleArgs { target, setup, .. } = args;
+    let UnpacedArgs { target, setup, .. } = &args.run;
     let exe = std::env::current_exe().context("locate own executable")?;
     let mut procs = Vec::new();
     for i in 0..children {
@@ -252,21 +252,17 @@ fn report(
     cpu_before: u64,
     elapsed_s: f64,
 ) -> Report {
-    let target = &args.target;
+    let target = &args.run.target;
     Report {
-        label: args
-            .out
-            .label
-            .clone()
-            .unwrap_or_else(|| format!("{} idle", target.target.name())),
-        scenario: "idle".into(),
-        target: target.target.name().into(),
-        command: command_line(),
-        params: format!(
-            "connections={} rooms={} hold={}s",
-            args.connections, args.rooms, args.hold
+        run: run_info(
+            args.run.out.label.as_deref(),
+            "idle",
+            target.target.name(),
+            format!(
+                "connections={} rooms={} hold={}s",
+                args.connections, args.rooms, args.hold
+            ),
         ),
-        unix_time: unix_now(),
         duration_s: args.hold,
         connections: held,
         harness_cpu_pct: (process_cpu_us() + children_cpu_us() - cpu_before) as f64

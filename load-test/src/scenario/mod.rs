@@ -18,7 +18,7 @@ use anyhow::{anyhow, Result};
 use crate::cli::{OutputArgs, TargetArgs};
 use crate::clock::mono_ns;
 use crate::procstat::{self, ProcSample};
-use crate::report::{Outputs, ServerCost};
+use crate::report::{Outputs, RunInfo, ServerCost};
 use crate::schedule::Arrivals;
 use crate::worker::{DropMode, WorkerPlan};
 
@@ -122,14 +122,17 @@ fn server_cost(
     })
 }
 
-/// The harness's own command line, for the report.
-fn command_line() -> String {
-    std::env::args().collect::<Vec<_>>().join(" ")
-}
-
-/// Seconds since the Unix epoch, for the report.
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+/// The head of this run's report: labelled `label` (`--label`) or "<target> <scenario>",
+/// with the harness's own command line and the time now (seconds since the Unix epoch).
+fn run_info(label: Option<&str>, scenario: &str, target: &str, params: String) -> RunInfo {
+    RunInfo {
+        label: label.map_or_else(|| format!("{target} {scenario}"), str::to_string),
+        scenario: scenario.into(),
+        target: target.into(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        params,
+        unix_time: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    }
 }

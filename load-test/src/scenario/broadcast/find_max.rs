@@ -52,7 +52,7 @@ pub(super) fn find_max(
     if found {
         println!(
             "highest sustainable rate: {:.0} msgs/s offered ({})",
-            report.offered_msgs_per_s, report.params
+            report.offered_msgs_per_s, report.run.params
         );
     } else {
         println!("no sustainable rate found: even the first step failed");

@@ -23,10 +23,7 @@ use crate::schedule::Arrivals;
 use crate::targets::Target;
 use crate::worker::{DropMode, RoomPlan, Timing, WorkerPlan, WorkerResult};
 
-use super::{
-    base_plan, command_line, join_workers, outputs, run_prefix, sample_server, server_cost,
-    unix_now,
-};
+use super::{base_plan, join_workers, outputs, run_info, run_prefix, sample_server, server_cost};
 use find_max::find_max;
 use threads::{abort, await_setup, spawn_workers, watch, Edge};
 
@@ -299,15 +296,12 @@ impl Measured {
         let all_delivered = sum(|r| r.counters.all_delivered_in_window);
         let window_s = load.duration;
         let mut report = Report {
-            label: out
-                .label
-                .clone()
-                .unwrap_or_else(|| format!("{} {}", target.target.name(), spec.scenario)),
-            scenario: spec.scenario.into(),
-            target: target.target.name().into(),
-            command: command_line(),
-            params: spec.params(load, rate),
-            unix_time: unix_now(),
+            run: run_info(
+                out.label.as_deref(),
+                spec.scenario,
+                target.target.name(),
+                spec.params(load, rate),
+            ),
             duration_s: window_s,
             warmup_s: load.warmup,
             connections,
