@@ -118,9 +118,6 @@ impl Owner {
         }
     }
 
-    /// Whether an empty room is kept for its history: history is on, the TTL is not
-    /// zero, and the room said something worth resuming.
-
     /// Handles one request from a member shard (this one included).
     pub fn handle(&mut self, req: OwnerRequest, mesh: &mut Mesh) {
         match req {
@@ -496,8 +493,9 @@ fn deliver(mesh: &mut Mesh, shards: SmallVec<[ShardId; 8]>, room: RoomKey, frame
     }
 }
 
-/// Whether an emptied room is kept (for resumes within the TTL) rather than forgotten:
-/// history is on, with a TTL, and the room has numbered a message.
+/// Whether an emptied room is kept for its history (resumes within the TTL) rather
+/// than forgotten: history is on, the TTL is not zero, and the room has numbered a
+/// message worth resuming.
 fn keeps_when_empty(limits: &HistoryLimits, room: &Room) -> bool {
     limits.enabled() && limits.ttl > Duration::ZERO && room.last_seq() > 0
 }
