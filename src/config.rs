@@ -1,9 +1,12 @@
 //! Server configuration: the command line, with `CORECAST_*` environment fallbacks.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+
+use crate::auth::{Expect, Verifier};
 
 use crate::wire::frame::DEFAULT_MAX_FRAME_BYTES;
 
@@ -46,8 +49,18 @@ pub const FD_RESERVE: u64 = 100;
 
 /// corecast: a thread-per-core broadcast chat server (u32 length + protobuf over TCP).
 #[derive(Debug, Clone, Parser)]
-#[command(name = "corecast", version, about, long_about = None)]
+#[command(
+    name = "corecast",
+    version,
+    about,
+    long_about = None,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Config {
+    /// A tool instead of the server (`corecast token`).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address to listen on. Port 0 picks any free port (all shards share it).
     #[arg(long, env = "CORECAST_LISTEN", default_value = "127.0.0.1:7878")]
     pub listen: String,
@@ -133,6 +146,44 @@ pub struct Config {
     #[arg(long, env = "CORECAST_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<Secret>,
 
+    /// HS256 secret that login tokens (JWT) are signed with, at least 32 bytes. Give it
+    /// in the environment or with --jwt-secret-file: a command line is visible to every
+    /// local user. Never logged.
+    #[arg(
+        long,
+        env = "CORECAST_JWT_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub jwt_secret: Option<Secret>,
+
+    /// File holding the HS256 secret (its bytes; one trailing newline is ignored).
+    #[arg(long, env = "CORECAST_JWT_SECRET_FILE", value_name = "FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// PEM public key that verifies login tokens (JWT): RSA (RS256), EC P-256 (ES256)
+    /// or Ed25519 (EdDSA), told apart by the key.
+    #[arg(long, env = "CORECAST_JWT_PUBLIC_KEY", value_name = "PEM")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// With JWT on: the `iss` every token must carry.
+    #[arg(long, env = "CORECAST_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// With JWT on: a value the token's `aud` must contain. Without it, tokens that
+    /// carry an `aud` are refused (they were meant for another service).
+    #[arg(long, env = "CORECAST_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// With JWT on: seconds of clock skew allowed on `exp` and `nbf` (a session ends
+    /// at `exp` plus this).
+    #[arg(long, env = "CORECAST_JWT_LEEWAY", default_value_t = crate::auth::DEFAULT_LEEWAY_SECS)]
+    pub jwt_leeway: u64,
+
+    /// The token verifier, built by `Server::start` from the --jwt-* flags.
+    #[arg(skip)]
+    pub verifier: Option<Arc<Verifier>>,
+
     /// Serve Prometheus `/metrics`, `/healthz` and `/readyz` over HTTP on this address
     /// (e.g. 0.0.0.0:9090). Off by default.
     #[arg(long, env = "CORECAST_METRICS_LISTEN")]
@@ -192,6 +243,14 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+/// The tools `corecast` runs instead of the server.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Signs a login token (JWT) for a player, as a matchmaker or backend would, and
+    /// prints it.
+    Token(crate::auth::cli::TokenArgs),
+}
+
 /// How the server writes its log lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -207,6 +266,7 @@ impl Default for Config {
         // is optional. `try_parse_from` would still read CORECAST_* variables, so the
         // defaults are spelled out instead.
         Self {
+            command: None,
             listen: "127.0.0.1:7878".into(),
             shards: None,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
@@ -222,6 +282,13 @@ impl Default for Config {
             shutdown_grace: 5,
             write_timeout: 10,
             auth_token: None,
+            jwt_secret: None,
+            jwt_secret_file: None,
+            jwt_public_key: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_leeway: crate::auth::DEFAULT_LEEWAY_SECS,
+            verifier: None,
             metrics_listen: None,
             max_rooms_per_connection: 1000,
             max_targets: 256,
@@ -273,6 +340,56 @@ impl Config {
         Duration::from_secs(self.shutdown_grace)
     }
 
+    /// The token verifier the --jwt-* flags describe, `None` when JWT is off.
+    pub fn jwt_verifier(&self) -> Result<Option<Verifier>, String> {
+        let sources = [
+            self.jwt_secret.is_some(),
+            self.jwt_secret_file.is_some(),
+            self.jwt_public_key.is_some(),
+        ];
+        let on = sources.iter().filter(|&&given| given).count();
+        if on > 1 {
+            return Err("give one of --jwt-secret, --jwt-secret-file and --jwt-public-key".into());
+        }
+        if on == 0 {
+            if self.jwt_issuer.is_some() || self.jwt_audience.is_some() {
+                return Err("--jwt-issuer and --jwt-audience need a --jwt-* key".into());
+            }
+            return Ok(None);
+        }
+        if self.auth_token.is_some() {
+            return Err(
+                "--auth-token and JWT verification exclude each other: with --jwt-* on, \
+                 every login carries a signed token"
+                    .into(),
+            );
+        }
+        let expect = Expect {
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+            leeway: Duration::from_secs(self.jwt_leeway),
+        };
+        let read = |flag: &str, path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| format!("{flag} {}: {e}", path.display()))
+        };
+        let verifier = if let Some(secret) = &self.jwt_secret {
+            Verifier::hs256(secret.expose().as_bytes(), expect)
+                .map_err(|e| format!("--jwt-secret (CORECAST_JWT_SECRET): {e}"))?
+        } else if let Some(path) = &self.jwt_secret_file {
+            let secret = read("--jwt-secret-file", path)?;
+            Verifier::hs256(strip_newline(&secret), expect)
+                .map_err(|e| format!("--jwt-secret-file {}: {e}", path.display()))?
+        } else {
+            let path = self
+                .jwt_public_key
+                .as_deref()
+                .unwrap_or(std::path::Path::new(""));
+            Verifier::public_pem(&read("--jwt-public-key", path)?, expect)
+                .map_err(|e| format!("--jwt-public-key {}: {e}", path.display()))?
+        };
+        Ok(Some(verifier))
+    }
+
     /// `--max-connections`, or its default from the open-file limit.
     pub fn max_connections(&self) -> usize {
         self.max_connections
@@ -286,6 +403,8 @@ impl Config {
 pub struct SessionConfig {
     /// The bearer token logins must carry, if any.
     pub auth_token: Option<Secret>,
+    /// The verifier of signed login tokens, when JWT is on.
+    pub jwt: Option<Arc<Verifier>>,
     /// `--max-rooms-per-connection`.
     pub max_rooms_per_connection: u32,
     /// `--max-targets`.
@@ -297,10 +416,17 @@ impl SessionConfig {
     pub fn from_config(config: &Config) -> Self {
         Self {
             auth_token: config.auth_token.clone(),
+            jwt: config.verifier.clone(),
             max_rooms_per_connection: config.max_rooms_per_connection,
             max_targets: config.max_targets,
         }
     }
+}
+
+/// A secret read from a file, without the one newline an editor or `echo` adds.
+pub fn strip_newline(secret: &[u8]) -> &[u8] {
+    let secret = secret.strip_suffix(b"\n").unwrap_or(secret);
+    secret.strip_suffix(b"\r").unwrap_or(secret)
 }
 
 /// A string that never shows in logs or `Debug` output (the auth token).

@@ -9,7 +9,7 @@ use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use corecast::config::{Config, LogFormat};
+use corecast::config::{Command, Config, LogFormat};
 
 #[cfg(feature = "pprof")]
 mod profiler;
@@ -25,6 +25,18 @@ fn main() -> ExitCode {
     unsafe { libc::syscall(libc::SYS_membarrier, 1 << 4, 0) };
 
     let config = Config::parse();
+    if let Some(Command::Token(args)) = &config.command {
+        return match args.run() {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("corecast token: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let format = config.log_format;
     init_logging(format);
     match run(config) {

@@ -1237,6 +1237,7 @@ impl Sim {
         );
         let config = SessionConfig {
             auth_token: settings.auth.then(|| Secret::new(TOKEN)),
+            jwt: None,
             max_rooms_per_connection: settings.max_rooms_per_connection,
             max_targets: settings.max_targets,
         };

@@ -7,6 +7,7 @@
 //! Every claim is then checked here, against a clock the caller passes in: `exp`
 //! (required), `nbf`, `iss`, `aud`, `sub`, `rooms`, `publish`, each with its own error.
 
+pub mod cli;
 pub mod patterns;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -268,7 +269,9 @@ impl Verifier {
         match (&self.expect.audience, &claims.aud) {
             (Some(wanted), Some(aud)) if aud.contains(wanted) => {}
             (Some(wanted), _) => {
-                return Err(refuse(format!("token audience does not include {wanted:?}")));
+                return Err(refuse(format!(
+                    "token audience does not include {wanted:?}"
+                )));
             }
             (None, Some(_)) => {
                 return Err(refuse(
@@ -391,7 +394,9 @@ impl Signer {
 fn pem_algorithm(pem: &[u8]) -> Result<Algorithm, KeyError> {
     let text = std::str::from_utf8(pem).map_err(|_| KeyError("the key file is not PEM".into()))?;
     let Some(begin) = text.lines().find(|l| l.starts_with("-----BEGIN ")) else {
-        return Err(KeyError("the key file is not PEM (no -----BEGIN line)".into()));
+        return Err(KeyError(
+            "the key file is not PEM (no -----BEGIN line)".into(),
+        ));
     };
     if begin.contains("RSA ") {
         return Ok(Algorithm::RS256); // PKCS#1
@@ -411,7 +416,9 @@ fn pem_algorithm(pem: &[u8]) -> Result<Algorithm, KeyError> {
     let der = base64::engine::general_purpose::STANDARD
         .decode(body.trim())
         .map_err(|e| KeyError(format!("the key file's PEM body is not base64: {e}")))?;
-    const RSA: &[u8] = &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+    const RSA: &[u8] = &[
+        0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
+    ];
     const ED25519: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
     const EC: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
     const P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];

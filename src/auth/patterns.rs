@@ -152,7 +152,9 @@ mod tests {
     fn shared_and_nested_prefixes() {
         let patterns = ["ab*", "abc*", "abd*", "x*", "xy"];
         let compiled = RoomPatterns::compile(&patterns);
-        for room in ["a", "ab", "abc", "abz", "abcd", "x", "xy", "xyz", "y", "", "é", "ab€"] {
+        for room in [
+            "a", "ab", "abc", "abz", "abcd", "x", "xy", "xyz", "y", "", "é", "ab€",
+        ] {
             assert_eq!(compiled.matches(room), naive(&patterns, room), "{room:?}");
         }
     }

@@ -149,14 +149,32 @@ fn exp_is_required_and_must_be_a_number() {
         (r#"{"sub":"a","exp":"soon"}"#, "invalid type"),
         (r#"{"exp":1900000000}"#, "missing field `sub`"),
         (r#"{"sub":7,"exp":1900000000}"#, "invalid type"),
-        (r#"{"sub":"a","exp":1900000000,"rooms":"lobby"}"#, "invalid type"),
-        (r#"{"sub":"a","exp":1900000000,"rooms":[1]}"#, "invalid type"),
-        (r#"{"sub":"a","exp":1900000000,"publish":{}}"#, "invalid type"),
+        (
+            r#"{"sub":"a","exp":1900000000,"rooms":"lobby"}"#,
+            "invalid type",
+        ),
+        (
+            r#"{"sub":"a","exp":1900000000,"rooms":[1]}"#,
+            "invalid type",
+        ),
+        (
+            r#"{"sub":"a","exp":1900000000,"publish":{}}"#,
+            "invalid type",
+        ),
         (r#"{"sub":"a","exp":1900000000,"nbf":null}"#, ""),
         (r#"{"sub":"a","exp":-1}"#, "exp must be a NumericDate"),
-        (r#"{"sub":"a","exp":1900000000,"aud":5}"#, "did not match any variant"),
-        (r#"{"sub":"","exp":1900000000}"#, "sub must be 1 to 128 bytes"),
-        (r#"{"sub":"a","exp":1900000000,"rooms":[""]}"#, "rooms[0] must be"),
+        (
+            r#"{"sub":"a","exp":1900000000,"aud":5}"#,
+            "did not match any variant",
+        ),
+        (
+            r#"{"sub":"","exp":1900000000}"#,
+            "sub must be 1 to 128 bytes",
+        ),
+        (
+            r#"{"sub":"a","exp":1900000000,"rooms":[""]}"#,
+            "rooms[0] must be",
+        ),
         (r#"[1,2]"#, "invalid type"),
         (r#"not json"#, "token JSON"),
     ];
@@ -195,7 +213,9 @@ fn issuer_and_audience() {
         .verify(&sign(Some("matchmaker"), one("corecast")), NOW)
         .is_ok());
     let many = Some(Audience::Many(vec!["x".into(), "corecast".into()]));
-    assert!(verifier.verify(&sign(Some("matchmaker"), many), NOW).is_ok());
+    assert!(verifier
+        .verify(&sign(Some("matchmaker"), many), NOW)
+        .is_ok());
     assert!(refused(&verifier, &sign(Some("mallory"), one("corecast"))).contains("issuer"));
     assert!(refused(&verifier, &sign(None, one("corecast"))).contains("issuer"));
     assert!(refused(&verifier, &sign(Some("matchmaker"), one("other"))).contains("audience"));
@@ -218,7 +238,10 @@ fn wrong_keys_and_wrong_algorithms_fail() {
     assert!(verifier.verify(&good, NOW).is_ok());
     let other = Signer::hs256(b"another secret, also 32 bytes or more").unwrap();
     let forged = other.sign(&claims("a")).unwrap();
-    assert_eq!(refused(&verifier, &forged), "token signature does not verify");
+    assert_eq!(
+        refused(&verifier, &forged),
+        "token signature does not verify"
+    );
 
     // alg none: header says none, no signature.
     let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
@@ -252,7 +275,15 @@ fn wrong_keys_and_wrong_algorithms_fail() {
     assert!(refused(&verifier, &rs_token).contains("signed with RS256"));
 
     // Garbage.
-    for junk in ["", "a", "a.b", "a.b.c", "....", "eyJ.eyJ.x", &"x".repeat(20_000)] {
+    for junk in [
+        "",
+        "a",
+        "a.b",
+        "a.b.c",
+        "....",
+        "eyJ.eyJ.x",
+        &"x".repeat(20_000),
+    ] {
         assert!(verifier.verify(junk, NOW).is_err(), "{junk:.20}");
     }
     assert!(refused(&verifier, &"x".repeat(MAX_TOKEN_BYTES + 1)).contains("more than"));
@@ -267,16 +298,24 @@ fn asymmetric_keys_are_told_apart_by_the_key() {
         let (private, public) = pair(alg);
         let signer = Signer::private_pem(private.as_bytes()).unwrap();
         let verifier = Verifier::public_pem(public.as_bytes(), Expect::default()).unwrap();
-        assert_eq!((signer.algorithm(), verifier.algorithm()), (expected, expected));
+        assert_eq!(
+            (signer.algorithm(), verifier.algorithm()),
+            (expected, expected)
+        );
         let token = signer.sign(&claims("bob")).unwrap();
         assert_eq!(verifier.verify(&token, NOW).unwrap().sub, "bob");
         // Another key of the same kind does not verify it.
         let (_, stranger) = pair(alg);
         let stranger = Verifier::public_pem(stranger.as_bytes(), Expect::default()).unwrap();
-        assert_eq!(refused(&stranger, &token), "token signature does not verify");
+        assert_eq!(
+            refused(&stranger, &token),
+            "token signature does not verify"
+        );
     }
     let (p384, _) = pair(&rcgen::PKCS_ECDSA_P384_SHA384);
-    let e = Signer::private_pem(p384.as_bytes()).unwrap_err().to_string();
+    let e = Signer::private_pem(p384.as_bytes())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("P-256"), "{e}");
     assert!(Verifier::public_pem(b"not a key", Expect::default()).is_err());
     assert!(Verifier::hs256(b"short", Expect::default())

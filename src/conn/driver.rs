@@ -8,7 +8,8 @@
 //!   [`FRAMES_PER_TURN`] frames are handled before the task lets others run;
 //! - limits: the per-connection token bucket (`--max-messages-per-second`), the frame
 //!   size, `--frame-timeout` for a started frame, `--login-timeout`, `--idle-timeout`;
-//! - what closes the connection: an oversized or undecodable frame, a bad token.
+//! - what closes the connection: an oversized or undecodable frame, a bad token, a
+//!   signed token's expiry (unless refreshed first).
 //!
 //! What each request does is [`session`](crate::conn::session)'s.
 
@@ -97,6 +98,8 @@ pub enum Expired {
     FrameTimeout,
     /// No successful login within `--login-timeout`.
     LoginTimeout,
+    /// The session's token expired (JWT on) and no refresh came.
+    TokenExpired,
 }
 
 /// One connection's protocol state between reads.
@@ -115,6 +118,8 @@ pub struct Driver {
     claim: Option<Arc<str>>,
     /// Whether the last read was asked for by a logged-in connection.
     logged_in_at_read: bool,
+    /// When the session's token expired, as known at the last read.
+    expires_at_read: Option<Instant>,
 }
 
 impl Driver {
@@ -133,6 +138,7 @@ impl Driver {
             frame_started: None,
             claim: None,
             logged_in_at_read: false,
+            expires_at_read: None,
         }
     }
 
@@ -149,7 +155,7 @@ impl Driver {
                 }
             }
         }
-        if input.conn.out.is_closing() {
+        if input.conn.out.is_closing() || close_if_expired(input.conn, input.now, input.close_by) {
             return Wants::Close;
         }
         if self.carry_has_frames {
@@ -164,6 +170,10 @@ impl Driver {
     /// `data` arrived at `input.now`: handles its whole frames (up to
     /// [`FRAMES_PER_TURN`]) and keeps the rest.
     pub fn received(&mut self, input: Input<'_>, data: &[u8]) {
+        if close_if_expired(input.conn, input.now, input.close_by) {
+            // Too late for a refresh in `data`: it arrived after the token expired.
+            return;
+        }
         self.limit.bucket.refill(input.now);
         if self.carry.is_empty() {
             let used = self.handle_frames(input, data);
@@ -181,7 +191,9 @@ impl Driver {
 
     /// Why a read asked for by [`Driver::poll`] at an earlier time timed out at `now`.
     pub fn expired(&self, now: Instant) -> Expired {
-        if self
+        if self.expires_at_read.is_some_and(|at| now >= at) {
+            Expired::TokenExpired
+        } else if self
             .frame_started
             .is_some_and(|at| now >= at + self.settings.frame_timeout)
         {
@@ -212,6 +224,10 @@ impl Driver {
         }
         if !self.logged_in_at_read {
             tighten(self.login_deadline);
+        }
+        self.expires_at_read = conn.expires.get().filter(|_| self.logged_in_at_read);
+        if let Some(at) = self.expires_at_read {
+            tighten(at);
         }
         timeout
     }
@@ -281,6 +297,21 @@ impl Driver {
         self.carry_has_frames = true;
         at
     }
+}
+
+/// Closes a logged-in session whose token has expired by `now` (UNAUTHORIZED "token
+/// expired"); says whether it did.
+pub fn close_if_expired(conn: &ConnShared, now: Instant, close_by: Instant) -> bool {
+    let expired = conn.expires.get().is_some_and(|at| now >= at) && conn.player.borrow().is_some();
+    if expired && !conn.token_expired.replace(true) {
+        close_with(
+            conn,
+            ErrorCode::Unauthorized,
+            "token expired".into(),
+            close_by,
+        );
+    }
+    expired
 }
 
 /// Queues an error frame and closes the connection once it is flushed.

@@ -64,6 +64,7 @@ impl Conn {
             conn,
             session: SessionConfig {
                 auth_token: None,
+                jwt: None,
                 max_rooms_per_connection: 10,
                 max_targets: 10,
             },

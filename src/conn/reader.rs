@@ -60,6 +60,8 @@ pub(crate) async fn read_loop(
     let end = read_frames(&ctx, &conn, &stream, accepted).await;
     let reason = if conn.replaced.get() {
         Disconnect::SessionReplaced
+    } else if conn.token_expired.get() {
+        Disconnect::TokenExpired
     } else {
         disconnect_reason(&end, conn.out.state(), ctx.is_ready())
     };
@@ -176,6 +178,11 @@ async fn read_frames(
                     Expired::FrameTimeout => ReadEnd::FrameTimeout,
                     Expired::LoginTimeout => ReadEnd::LoginTimeout,
                     Expired::Idle => ReadEnd::Idle,
+                    Expired::TokenExpired => {
+                        let close_by = ctx.close_deadline(grace);
+                        crate::conn::driver::close_if_expired(conn, Instant::now(), close_by);
+                        ReadEnd::Closing
+                    }
                 };
             }
             Err(e) => return ReadEnd::Error(e),

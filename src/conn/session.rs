@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
 
+use crate::auth::{unix_now, Identity, Verifier};
 use crate::config::Secret;
 pub use crate::config::SessionConfig;
 use crate::shard::history::ReplayRequest;
@@ -92,6 +93,12 @@ pub fn handle(
                 conn.reply(response::join_rejected(&join.room_id, None, error));
                 return Outcome::Continue;
             }
+            if !conn.may_join(&join.room_id) {
+                let message = format!("your token does not allow joining room {:?}", join.room_id);
+                let error = response::err(ErrorCode::Forbidden, message);
+                conn.reply(response::join_rejected(&join.room_id, None, error));
+                return Outcome::Continue;
+            }
             if conn.room_slots.get() >= config.max_rooms_per_connection {
                 let message = format!(
                     "this connection is in (or joining) {} rooms, the --max-rooms-per-connection limit",
@@ -143,29 +150,97 @@ fn login(
     config: &SessionConfig,
     login: LoginView<'_>,
 ) -> Outcome {
-    if conn.player.borrow().is_some() {
+    let current = conn.player.borrow().clone();
+    if let Some(current) = current {
+        return refresh(conn, config, &login, &current);
+    }
+    // The token first: without it, nothing else about the request matters.
+    let player: Arc<str> = if let Some(verifier) = &config.jwt {
+        match verify(verifier, &login) {
+            Ok(identity) if login.player_id.is_empty() || login.player_id == identity.sub => {
+                let player = identity.sub.as_str().into();
+                // Inert until the claim grants the id: nothing reads them before.
+                conn.adopt(verifier, identity);
+                player
+            }
+            Ok(identity) => {
+                let message = format!(
+                    "the token is for player {:?}, not player_id {:?}",
+                    identity.sub, login.player_id
+                );
+                return unauthorized(conn, message);
+            }
+            Err(message) => return unauthorized(conn, message),
+        }
+    } else {
+        if !authorized(&login, config.auth_token.as_ref()) {
+            return unauthorized(conn, "missing or wrong bearer token".into());
+        }
+        if let Err((code, message)) = validate_id("player_id", login.player_id) {
+            conn.reply(response::login(response::err(code, message)));
+            return Outcome::Continue;
+        }
+        login.player_id.into()
+    };
+    state.claim(conn, player.clone(), login.replace_existing);
+    Outcome::AwaitClaim(player)
+}
+
+/// A LoginRequest on a logged-in connection: with JWT on and the same player, a
+/// refresh (the new token's claims and expiry replace the old); otherwise
+/// ALREADY_LOGGED_IN.
+fn refresh(
+    conn: &ConnShared,
+    config: &SessionConfig,
+    login: &LoginView<'_>,
+    current: &str,
+) -> Outcome {
+    let already = |conn: &ConnShared| {
         let err = response::err(
             ErrorCode::AlreadyLoggedIn,
             "this connection is already logged in",
         );
         conn.reply(response::login(err));
-        return Outcome::Continue;
+        Outcome::Continue
+    };
+    let other_player = !login.player_id.is_empty() && login.player_id != current;
+    let Some(verifier) = config.jwt.as_ref().filter(|_| !other_player) else {
+        return already(conn);
+    };
+    match verify(verifier, login) {
+        Ok(identity) if identity.sub == current => {
+            conn.adopt(verifier, identity);
+            crate::metrics::count(crate::metrics::Count::TokenRefresh);
+            conn.reply(response::login(response::ok()));
+            Outcome::Continue
+        }
+        // No player_id: the token's sub names the player, another one.
+        Ok(_) if login.player_id.is_empty() => already(conn),
+        Ok(identity) => {
+            let message = format!(
+                "the token is for player {:?}, not player_id {:?}",
+                identity.sub, current
+            );
+            unauthorized(conn, message)
+        }
+        Err(message) => unauthorized(conn, message),
     }
-    // The token first: without it, nothing else about the request matters.
-    if !authorized(&login, config.auth_token.as_ref()) {
-        conn.reply(response::login(response::err(
-            ErrorCode::Unauthorized,
-            "missing or wrong bearer token",
-        )));
-        return Outcome::Close;
-    }
-    if let Err((code, message)) = validate_id("player_id", login.player_id) {
-        conn.reply(response::login(response::err(code, message)));
-        return Outcome::Continue;
-    }
-    let player: Arc<str> = login.player_id.into();
-    state.claim(conn, player.clone(), login.replace_existing);
-    Outcome::AwaitClaim(player)
+}
+
+/// Verifies the login's token now.
+fn verify(verifier: &Verifier, login: &LoginView<'_>) -> Result<Identity, String> {
+    verifier
+        .verify(login.token.unwrap_or_default(), unix_now())
+        .map_err(|e| e.0)
+}
+
+/// LoginResponse UNAUTHORIZED, then close.
+fn unauthorized(conn: &ConnShared, message: String) -> Outcome {
+    conn.reply(response::login(response::err(
+        ErrorCode::Unauthorized,
+        message,
+    )));
+    Outcome::Close
 }
 
 /// Applies the owner's answer to a claim: the login response, and the session's player.
@@ -204,6 +279,14 @@ fn send(
     }
     if let Err((code, message)) = validate_id("room_id", view.room_id) {
         conn.reply(response::error(code, message));
+        return Outcome::Continue;
+    }
+    if !conn.may_publish(view.room_id) {
+        let message = format!(
+            "your token does not allow sending in room {:?}; nothing was delivered",
+            view.room_id
+        );
+        conn.reply(response::error(ErrorCode::Forbidden, message));
         return Outcome::Continue;
     }
     state.send(conn, &player, view, payload);

@@ -35,9 +35,11 @@ pub enum Disconnect {
     ServerFull,
     /// Replaced by a login of the same player with `replace_existing`.
     SessionReplaced,
+    /// Its signed token expired without a refresh.
+    TokenExpired,
 }
 
-const REASONS: [(Disconnect, &str); 9] = [
+const REASONS: [(Disconnect, &str); 10] = [
     (Disconnect::ClientClosed, "client_closed"),
     (Disconnect::Idle, "idle_timeout"),
     (Disconnect::FrameTimeout, "frame_timeout"),
@@ -47,6 +49,7 @@ const REASONS: [(Disconnect, &str); 9] = [
     (Disconnect::Shutdown, "shutdown"),
     (Disconnect::ServerFull, "server_full"),
     (Disconnect::SessionReplaced, "session_replaced"),
+    (Disconnect::TokenExpired, "token_expired"),
 ];
 
 /// Upper bounds of the delivery-latency histogram buckets, in microseconds.
@@ -156,6 +159,8 @@ macro_rules! counters {
 counters! {
     accepted: Accepted => "corecast_connections_accepted_total", "Connections accepted.";
     logins: Login => "corecast_logins_total", "Successful logins.";
+    token_refreshes: TokenRefresh => "corecast_token_refreshes_total",
+        "Signed tokens (JWT) refreshed on a logged-in connection.";
     joins: Join => "corecast_joins_total", "Successful joins.";
     leaves: Leave => "corecast_leaves_total",
         "Successful leave requests (disconnects not included).";

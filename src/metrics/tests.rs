@@ -46,6 +46,7 @@ fn counts_are_per_thread_and_snapshots_sum() {
 fn render_sums_shards_into_prometheus_text() {
     let mut a = Counters {
         logins: 2,
+        token_refreshes: 14,
         ..Counters::default()
     };
     a.errors[ErrorCode::SlowConsumer as usize] = 1;
@@ -67,6 +68,7 @@ fn golden_shards() -> [ShardStats; 2] {
     let a = Counters {
         accepted: 1,
         logins: 2,
+        token_refreshes: 14,
         joins: 3,
         leaves: 4,
         messages_in: 5,
@@ -86,6 +88,7 @@ fn golden_shards() -> [ShardStats; 2] {
     let b = Counters {
         accepted: 100,
         logins: 200,
+        token_refreshes: 1400,
         joins: 300,
         leaves: 400,
         messages_in: 500,
@@ -97,7 +100,7 @@ fn golden_shards() -> [ShardStats; 2] {
         replayed: 1100,
         resumes_recovered: 1200,
         resumes_not_recovered: 1300,
-        disconnects: [1000; 9],
+        disconnects: [1000; 10],
         errors: [2000; N_CODES],
         latency_buckets: [3000; 15],
         latency_sum_us: 5_000_000,
@@ -107,13 +110,17 @@ fn golden_shards() -> [ShardStats; 2] {
 
 /// The full exposition of `golden_shards`, as rendered before the counters were
 /// declared by table: every existing series must stay byte-identical (v1.1 only added
-/// series: history, resumes, SESSION_REPLACED and the new error codes).
+/// series: history, resumes, SESSION_REPLACED and the new error codes; JWT refreshes
+/// and the token_expired disconnect reason).
 const GOLDEN: &str = r#"# HELP corecast_connections_accepted_total Connections accepted.
 # TYPE corecast_connections_accepted_total counter
 corecast_connections_accepted_total 101
 # HELP corecast_logins_total Successful logins.
 # TYPE corecast_logins_total counter
 corecast_logins_total 202
+# HELP corecast_token_refreshes_total Signed tokens (JWT) refreshed on a logged-in connection.
+# TYPE corecast_token_refreshes_total counter
+corecast_token_refreshes_total 1414
 # HELP corecast_joins_total Successful joins.
 # TYPE corecast_joins_total counter
 corecast_joins_total 303
@@ -158,6 +165,7 @@ corecast_disconnects_total{reason="protocol_error"} 1015
 corecast_disconnects_total{reason="shutdown"} 1016
 corecast_disconnects_total{reason="server_full"} 1017
 corecast_disconnects_total{reason="session_replaced"} 1018
+corecast_disconnects_total{reason="token_expired"} 1019
 # HELP corecast_errors_total Error codes sent to clients.
 # TYPE corecast_errors_total counter
 corecast_errors_total{code="INTERNAL_SERVER_ERROR"} 2021

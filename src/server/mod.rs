@@ -94,7 +94,7 @@ pub struct Server {
 
 impl Server {
     /// Starts every shard and returns once all of them listen.
-    pub fn start(config: Config) -> Result<Self, ServerError> {
+    pub fn start(mut config: Config) -> Result<Self, ServerError> {
         let requested = resolve("--listen", &config.listen)?;
         let metrics = config
             .metrics_listen
@@ -140,8 +140,21 @@ impl Server {
                     .into(),
             ));
         }
-        if config.auth_token.is_none() {
-            tracing::warn!("no --auth-token: every login is accepted (development default)");
+        if config.verifier.is_none() {
+            config.verifier = config
+                .jwt_verifier()
+                .map_err(ServerError::Config)?
+                .map(Arc::new);
+        }
+        match &config.verifier {
+            Some(verifier) => tracing::info!(
+                algorithm = ?verifier.algorithm(),
+                "logins must carry a signed token (JWT)"
+            ),
+            None if config.auth_token.is_none() => tracing::warn!(
+                "no --auth-token and no --jwt-* key: every login is accepted (development default)"
+            ),
+            None => {}
         }
         let max_connections = config.max_connections();
         // One descriptor-table resize now rather than one RCU-synchronised resize per

@@ -12,6 +12,7 @@ use indexmap::IndexMap;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 use smallvec::SmallVec;
 
+use crate::auth::{unix_now, Grants, Identity, Verifier};
 use crate::metrics::{self, Count};
 use crate::notify::LocalNotify;
 use crate::shard::mesh::Mesh;
@@ -42,6 +43,38 @@ pub struct ConnShared {
     listed_behind: Cell<bool>,
     /// Closed because a login with `replace_existing` took its player id.
     pub replaced: Cell<bool>,
+    /// What the session's token allows (JWT `rooms` and `publish`); `None`: anything.
+    pub grants: RefCell<Option<Box<Grants>>>,
+    /// When the session's token stops verifying (JWT on): the session is closed then,
+    /// unless a refresh moved it.
+    pub expires: Cell<Option<Instant>>,
+    /// Closed because its token expired.
+    pub token_expired: Cell<bool>,
+}
+
+impl ConnShared {
+    /// Takes a verified token's grants and expiry as this session's.
+    pub fn adopt(&self, verifier: &Verifier, identity: Identity) {
+        let deadline = verifier.deadline(&identity, Instant::now(), unix_now());
+        self.expires.set(Some(deadline));
+        *self.grants.borrow_mut() = Some(Box::new(identity.grants));
+    }
+
+    /// Whether the session's token lets it join `room`.
+    pub fn may_join(&self, room: &str) -> bool {
+        self.grants
+            .borrow()
+            .as_ref()
+            .is_none_or(|g| g.may_join(room))
+    }
+
+    /// Whether the session's token lets it send in `room`.
+    pub fn may_publish(&self, room: &str) -> bool {
+        self.grants
+            .borrow()
+            .as_ref()
+            .is_none_or(|g| g.may_publish(room))
+    }
 }
 
 impl ConnShared {
@@ -150,6 +183,9 @@ impl Members {
             rooms: RefCell::new(SmallVec::new()),
             listed_behind: Cell::new(false),
             replaced: Cell::new(false),
+            grants: RefCell::new(None),
+            expires: Cell::new(None),
+            token_expired: Cell::new(false),
         });
         if let Some(deadline) = self.shutting_down {
             conn.out.close_after(Some(shutting_down_frame()), deadline);
