@@ -684,3 +684,89 @@ fn reconnecting_gives_up_after_the_last_attempt() {
     );
     assert!(!ann.wait().success());
 }
+
+const JWT_SECRET: &str = "chat-test-secret-of-at-least-32-bytes";
+
+/// A server that verifies HS256 tokens and ends sessions exactly at `exp`.
+fn jwt_server() -> TestServer {
+    start_with(Config {
+        jwt_secret: Some(corecast::config::Secret::new(JWT_SECRET)),
+        jwt_leeway: 0,
+        ..common::config()
+    })
+}
+
+/// An HS256 token for `sub`, valid for `ttl` seconds.
+fn jwt(sub: &str, ttl: u64) -> String {
+    let claims = corecast::auth::Claims {
+        sub: sub.into(),
+        exp: (corecast::auth::unix_now() + ttl) as f64,
+        ..Default::default()
+    };
+    corecast::auth::Signer::hs256(JWT_SECRET.as_bytes())
+        .unwrap()
+        .sign(&claims)
+        .unwrap()
+}
+
+/// Replaces `path`'s contents at once (a reader never sees half a token).
+fn write_token(path: &std::path::Path, token: &str) {
+    let fresh = path.with_extension("new");
+    std::fs::write(&fresh, format!("{token}\n")).unwrap();
+    std::fs::rename(fresh, path).unwrap();
+}
+
+/// With --token-file, a session whose token expires reconnects with the token the file
+/// holds by then, and resumes where it left off.
+#[test]
+fn an_expired_token_is_renewed_from_the_token_file() {
+    let server = jwt_server();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    write_token(&file, &jwt("ann", 2));
+    let mut args = FAST_RECONNECT.to_vec();
+    args.extend(["--token-file", file.to_str().unwrap(), "ann", "lobby"]);
+    let mut ann = Chat::start(server.addr, &args);
+    ann.expect("* joined lobby (members: ann)");
+    // The backend renews the file before the first token expires.
+    write_token(&file, &jwt("ann", 600));
+    let mut ben = server.connect();
+    ben.login("", Some(&jwt("ben", 600))).unwrap();
+    ben.join("lobby", None).unwrap();
+    ann.expect("* ben joined lobby");
+    ann.expect("! error UNAUTHORIZED: token expired");
+    ann.expect("* reconnected");
+    ann.expect_prefix("* room lobby: resumed");
+    ben.send_message("lobby", &[], &b"still here?"[..]).unwrap();
+    ann.expect("[lobby] ben: still here?");
+    assert!(ann.finish().success());
+}
+
+/// With a token given once (--token), an expired session cannot come back: the client
+/// says so and exits non-zero instead of retrying a token the server will refuse.
+#[test]
+fn an_expired_token_without_a_file_stops_the_client() {
+    let server = jwt_server();
+    let token = jwt("ann", 1);
+    let mut args = FAST_RECONNECT.to_vec();
+    args.extend(["--token", &token, "ann", "lobby"]);
+    let mut ann = Chat::start(server.addr, &args);
+    ann.expect("* joined lobby (members: ann)");
+    ann.expect("! error UNAUTHORIZED: token expired");
+    ann.expect_prefix("! disconnected: ");
+    assert!(
+        ann.seen
+            .last()
+            .unwrap()
+            .ends_with("not reconnecting: the server no longer accepts the credentials"),
+        "{:#?}",
+        ann.seen
+    );
+    assert!(!ann.wait().success());
+    // A token for someone else is refused at login, with the server's reason.
+    let mut args = vec!["--token".to_string(), jwt("bob", 60), "ann".into()];
+    args.push("lobby".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut ann = Chat::start(server.addr, &args);
+    assert!(!ann.wait().success());
+}

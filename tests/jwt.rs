@@ -321,7 +321,7 @@ fn a_refresh_before_exp_keeps_the_session_and_replaces_its_claims() {
         ..claims("alice")
     };
     // player_id empty or the same: both refresh.
-    alice.login("", Some(&token(&renewed))).unwrap();
+    alice.refresh_token(&token(&renewed)).unwrap();
     alice.login("alice", Some(&token(&renewed))).unwrap();
     // Another player's token on this connection: ALREADY_LOGGED_IN, nothing changes.
     assert_rejected(

@@ -86,6 +86,13 @@ impl Client {
         check(resp.error)
     }
 
+    /// Refreshes a logged-in session's signed token (JWT) before it expires: the new
+    /// token's claims and expiry apply from then on. It must be for the same player;
+    /// a bad one gets UNAUTHORIZED and the server closes the connection.
+    pub fn refresh_token(&mut self, token: &str) -> Result<(), ClientError> {
+        self.login_with("", Some(token), false)
+    }
+
     /// Joins a room (`max_players` None sends no config); returns the full response.
     pub fn join(
         &mut self,

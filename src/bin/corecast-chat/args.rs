@@ -29,9 +29,20 @@ pub(crate) struct Args {
     #[arg(long, default_value = "127.0.0.1:7878")]
     pub(crate) addr: String,
 
-    /// Bearer token, when the server requires one (its --auth-token).
+    /// Bearer token, when the server requires one: its --auth-token, or a signed token
+    /// (JWT) whose sub is NAME when it verifies tokens (`corecast token` mints one).
     #[arg(long, env = "CORECAST_AUTH_TOKEN", hide_env_values = true)]
     pub(crate) token: Option<String>,
+
+    /// Read the bearer token from this file, again at every (re)connection: a backend
+    /// that rewrites the file before the token expires keeps reconnections working.
+    #[arg(
+        long,
+        env = "CORECAST_TOKEN_FILE",
+        value_name = "FILE",
+        conflicts_with = "token"
+    )]
+    pub(crate) token_file: Option<PathBuf>,
 
     /// Speak TLS, trusting the system's root certificates (SSL_CERT_FILE or
     /// SSL_CERT_DIR replace them when set, as with OpenSSL).
@@ -85,6 +96,18 @@ pub(crate) struct Args {
     /// Room to join first.
     #[arg(default_value = "lobby")]
     pub(crate) room: String,
+}
+
+impl Args {
+    /// The bearer token to log in with now: --token, or --token-file read afresh.
+    pub(crate) fn token(&self) -> anyhow::Result<Option<String>> {
+        let Some(path) = &self.token_file else {
+            return Ok(self.token.clone());
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("--token-file {}: {e}", path.display()))?;
+        Ok(Some(text.trim().to_string()))
+    }
 }
 
 /// A number of seconds, fractions allowed.

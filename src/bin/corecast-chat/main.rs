@@ -87,7 +87,7 @@ fn main() -> ExitCode {
 fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut client = connect(&args)?;
     client
-        .login(&args.name, args.token.as_deref())
+        .login(&args.name, args.token()?.as_deref())
         .map_err(explain)
         .with_context(|| format!("logging in as {}", args.name))?;
     let (sender, receiver) = client.split().context("splitting the connection")?;

@@ -146,8 +146,9 @@ fn reconnect(args: &Args) -> Result<(ClientSender, ClientReceiver), AttemptFaile
         why: format!("{e:#}"),
         for_good: false,
     };
+    let token = args.token().map_err(retry)?;
     let mut client = connect(args).map_err(retry)?;
-    if let Err(e) = client.login_with(&args.name, args.token.as_deref(), true) {
+    if let Err(e) = client.login_with(&args.name, token.as_deref(), true) {
         let for_good = match &e {
             ClientError::Rejected { code, .. } | ClientError::ClosedAfterError { code, .. } => {
                 ends_for_good(*code)

@@ -95,6 +95,17 @@ impl Session {
         }
     }
 
+    /// Whether an UNAUTHORIZED that ended a live session (its signed token expired)
+    /// is worth a reconnection: with --token-file, the file may hold a fresh token by
+    /// now (a reconnection it refuses still ends for good).
+    fn may_renew_token(&self, code: ErrorCode) -> bool {
+        code == ErrorCode::Unauthorized
+            && self
+                .reconnect
+                .as_ref()
+                .is_some_and(|r| r.args.token_file.is_some())
+    }
+
     pub(crate) fn run(
         &mut self,
         room: &str,
@@ -232,7 +243,7 @@ impl Session {
                     return Ok(None);
                 }
                 if let Some(Data::Error(e)) = &msg.data {
-                    if ends_for_good(e.code()) {
+                    if ends_for_good(e.code()) && !self.may_renew_token(e.code()) {
                         self.ended_for_good = Some(e.code());
                     }
                 }
@@ -321,7 +332,7 @@ impl Session {
         self.sender = None;
         self.send_failed = None;
         if let ClientError::ClosedAfterError { code, .. } = &e {
-            if ends_for_good(*code) {
+            if ends_for_good(*code) && !self.may_renew_token(*code) {
                 self.ended_for_good = Some(*code);
             }
         }
