@@ -11,7 +11,9 @@
 //! 4. the owner's send: `ShardState::send` (check membership, number, encode once,
 //!    retain, hand to the one local member) with history off (`--history-messages 0`)
 //!    and on (the defaults: 100 messages, 256 KiB per room, so every send also evicts
-//!    the oldest), measured alternately, off then on, three times each.
+//!    the oldest), measured alternately, off then on, three times each;
+//! 5. the JWT publish check on the send path (`Grants::may_publish`) against 1 to 1000
+//!    exact ids or `prefix*` patterns.
 //!
 //! Each case warms up, sizes a batch of iterations to take about 8 ms, then times 31
 //! such batches and prints the median and the minimum per operation. Fan-out drains
@@ -333,6 +335,25 @@ fn main() {
                 &stats,
                 None,
             );
+        }
+    }
+
+    // 5. A token's publish claim, checked on every send (JWT on): one hash lookup and
+    //    one trie walk, whatever the number of patterns.
+    for n in [1usize, 10, 100, 1000] {
+        let exact: Vec<String> = (0..n).map(|i| format!("room-{i:03}x")).collect();
+        let prefixes: Vec<String> = (0..n).map(|i| format!("match-{i:04}-*")).collect();
+        for (kind, patterns, room) in [
+            ("exact", &exact, format!("room-{:03}x", n - 1)),
+            ("prefix", &prefixes, format!("match-{:04}-game", n - 1)),
+        ] {
+            let grants = corecast::auth::Grants::compile(None, Some(patterns.as_slice()));
+            assert!(grants.may_publish(&room) && !grants.may_publish("elsewhere"));
+            let stats = measure(
+                settings,
+                timed(|| grants.may_publish(black_box(room.as_str()))),
+            );
+            row(&format!("publish check, {n} {kind} patterns"), &stats, None);
         }
     }
 
