@@ -92,12 +92,21 @@ pub struct Claims {
     /// The player id.
     pub sub: String,
     /// Expiry, seconds since the Unix epoch (a JSON number; a fraction is allowed).
+    #[serde(serialize_with = "numeric_date")]
     pub exp: f64,
     /// Not before, seconds since the Unix epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "optional_numeric_date"
+    )]
     pub nbf: Option<f64>,
     /// Issued at (informational).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "optional_numeric_date"
+    )]
     pub iat: Option<f64>,
     /// Issuer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -111,6 +120,28 @@ pub struct Claims {
     /// Rooms the player may send in, same form.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish: Option<Vec<String>>,
+}
+
+/// A NumericDate as JSON: an integer when it is whole (what every JWT library
+/// expects), else the fraction.
+fn numeric_date<S: serde::Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if value.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(value) {
+        s.serialize_u64(*value as u64)
+    } else {
+        s.serialize_f64(*value)
+    }
+}
+
+// serde's `serialize_with` hands an `Option` field over by reference.
+#[allow(clippy::ref_option)]
+fn optional_numeric_date<S: serde::Serializer>(
+    value: &Option<f64>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => numeric_date(v, s),
+        None => s.serialize_none(),
+    }
 }
 
 /// The `aud` claim (RFC 7519, 4.1.3): one string or an array of them.

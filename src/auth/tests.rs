@@ -323,3 +323,15 @@ fn asymmetric_keys_are_told_apart_by_the_key() {
         .to_string()
         .contains("at least 32"));
 }
+
+#[test]
+fn minted_dates_are_integers_when_whole() {
+    let json = serde_json::to_string(&Claims {
+        nbf: Some(5.0),
+        iat: Some(1.5),
+        ..claims("a")
+    })
+    .unwrap();
+    assert!(json.contains(&format!(r#""exp":{}"#, NOW + 600)), "{json}");
+    assert!(json.contains(r#""nbf":5,"#) && json.contains(r#""iat":1.5"#), "{json}");
+}
