@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use corecast::client::Seen;
-use corecast::proto::{server_message::Data, ServerMessage};
+use corecast::proto::{server_message::Data, ErrorCode, ServerMessage};
 
 use super::{Action, Awaiting, Chat};
 use crate::body::{decode_body, Body};
@@ -131,9 +131,16 @@ impl Chat {
             }
             Data::Pong(_) => return None,
             Data::Error(e) => {
-                // Every join and leave gets its own response; this only makes sure an
-                // unexpected answer can never leave the input waiting.
-                self.awaiting = None;
+                match e.code() {
+                    // The answer to one of our messages, which is not echoed: it is
+                    // settled, and a join or leave in flight still gets its own answer.
+                    ErrorCode::Forbidden | ErrorCode::NotInRoom => {
+                        self.unconfirmed = self.unconfirmed.saturating_sub(1);
+                    }
+                    // Every join and leave gets its own response; this only makes sure
+                    // an unexpected answer can never leave the input waiting.
+                    _ => self.awaiting = None,
+                }
                 return Some(error_line(&e));
             }
         };

@@ -234,6 +234,36 @@ fn quitting_waits_for_echoes() {
     assert!(chat.settled());
 }
 
+/// A message the server refuses (FORBIDDEN by the token's `publish` claim, or
+/// NOT_IN_ROOM) is settled by its error, and a join in flight keeps input waiting.
+#[test]
+fn a_refused_message_is_settled_and_does_not_end_a_join() {
+    let mut chat = Chat::new("ann", LIMIT);
+    joined(&mut chat, "lobby", &["ann"]);
+    chat.on_line("hello");
+    chat.on_line("/join match-7");
+    assert!(!chat.ready() && !chat.settled());
+    let refusal = |code: ErrorCode| {
+        data(Data::Error(Error {
+            code: code as i32,
+            message: "your token does not allow sending in room \"lobby\"".into(),
+        }))
+    };
+    let line = chat.on_message(refusal(ErrorCode::Forbidden));
+    assert!(line.unwrap().starts_with("! error FORBIDDEN: "));
+    assert!(!chat.ready(), "the join is still on its way");
+    assert_eq!(chat.unconfirmed, 0);
+    joined(&mut chat, "match-7", &["ann"]);
+    assert!(chat.ready() && chat.settled());
+    chat.on_line("gg");
+    chat.on_message(refusal(ErrorCode::NotInRoom));
+    assert!(chat.settled());
+    // Any other error still frees the input (it may be the last word before a close).
+    chat.on_line("/join x");
+    chat.on_message(refusal(ErrorCode::RateLimited));
+    assert!(chat.ready());
+}
+
 #[test]
 fn join_switches_and_leave_falls_back() {
     let mut chat = Chat::new("ann", LIMIT);
