@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::auth::secret::{strip_newline, Secret};
 use crate::auth::{unix_now, Audience, Claims, Signer};
-use crate::config::{strip_newline, Secret};
 
 /// What `corecast token` signs, and with which key.
 #[derive(Debug, Clone, Args)]

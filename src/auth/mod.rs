@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod patterns;
+pub mod secret;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -16,7 +17,7 @@ use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::conn::session::MAX_ID_BYTES;
+use crate::wire::MAX_ID_BYTES;
 pub use patterns::RoomPatterns;
 
 /// Longest token accepted, in bytes (checked before any parsing).

@@ -162,14 +162,26 @@ fn exp_is_required_and_must_be_a_number() {
             "invalid type",
         ),
         (r#"{"sub":"a","exp":1900000000,"nbf":null}"#, ""),
-        (r#"{"sub":"a","exp":1900000000,"nbf":"now"}"#, "invalid type"),
+        (
+            r#"{"sub":"a","exp":1900000000,"nbf":"now"}"#,
+            "invalid type",
+        ),
         (r#"{"sub":"a","exp":1900000000,"iat":[]}"#, "invalid type"),
         (r#"{"sub":"a","exp":1900000000,"iss":5}"#, "invalid type"),
-        (r#"{"sub":"a","exp":1900000000,"aud":[5]}"#, "did not match any variant"),
-        (r#"{"sub":"a","exp":1900000000,"publish":[null]}"#, "invalid type"),
+        (
+            r#"{"sub":"a","exp":1900000000,"aud":[5]}"#,
+            "did not match any variant",
+        ),
+        (
+            r#"{"sub":"a","exp":1900000000,"publish":[null]}"#,
+            "invalid type",
+        ),
         (r#"{"sub":"a","exp":1e400}"#, "number out of range"),
         (r#"{"sub":"a","exp":1900000000,"unknown":{"x":[1,2]}}"#, ""),
-        (r#"{"sub":"a","exp":1900000000,"rooms":["*"],"publish":["x*"]}"#, ""),
+        (
+            r#"{"sub":"a","exp":1900000000,"rooms":["*"],"publish":["x*"]}"#,
+            "",
+        ),
         (r#"{"sub":"a","exp":-1}"#, "exp must be a NumericDate"),
         (
             r#"{"sub":"a","exp":1900000000,"aud":5}"#,
@@ -341,5 +353,8 @@ fn minted_dates_are_integers_when_whole() {
     })
     .unwrap();
     assert!(json.contains(&format!(r#""exp":{}"#, NOW + 600)), "{json}");
-    assert!(json.contains(r#""nbf":5,"#) && json.contains(r#""iat":1.5"#), "{json}");
+    assert!(
+        json.contains(r#""nbf":5,"#) && json.contains(r#""iat":1.5"#),
+        "{json}"
+    );
 }

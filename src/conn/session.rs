@@ -17,8 +17,7 @@ use crate::wire::proto::{client_message::Data, ErrorCode};
 use crate::wire::request::{LoginView, Request, SendView};
 use crate::wire::response;
 
-/// Longest player id or room id, in bytes.
-pub const MAX_ID_BYTES: usize = 128;
+pub use crate::wire::MAX_ID_BYTES;
 
 /// Longest room epoch, in bytes (PROTOCOL.md: the server's are at most 32).
 pub const MAX_EPOCH_BYTES: usize = 32;

@@ -12,5 +12,10 @@
 
 pub mod frame;
 pub mod proto;
+
+/// Longest player id or room id, in bytes (PROTOCOL.md: ids are 1 to 128 bytes of
+/// UTF-8).
+pub const MAX_ID_BYTES: usize = 128;
+
 pub mod request;
 pub mod response;
