@@ -102,6 +102,20 @@ pub struct TargetArgs {
     /// Bearer token for corecast's login (auth_token in NATS CONNECT).
     #[arg(long, env = "CORECAST_AUTH_TOKEN")]
     pub token: Option<String>,
+    /// corecast with JWT on (--jwt-secret-file on the server): every login carries an
+    /// HS256 token minted with the secret in FILE (trailing newline ignored, at least
+    /// 32 bytes), sub = the player id. Minted before anything connects.
+    #[arg(long, value_name = "FILE", conflicts_with = "token")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// corecast with JWT on (--jwt-public-key on the server): every login carries a
+    /// token signed with this private key (PKCS#8 PEM: RS256, ES256 or EdDSA, told
+    /// apart by the key), sub = the player id. Minted before anything connects.
+    #[arg(long, value_name = "PEM", conflicts_with_all = ["token", "jwt_secret_file"])]
+    pub jwt_private_key: Option<PathBuf>,
+    /// How long minted tokens stay valid (exp = now + this; default: the run's longest
+    /// possible length plus 1 h). Needs --jwt-secret-file or --jwt-private-key.
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub jwt_ttl: Option<f64>,
     /// The server's pid: report its CPU and RSS over the window (from /proc).
     #[arg(long)]
     pub server_pid: Option<u32>,

@@ -53,6 +53,9 @@ pub struct Conn {
     pub role: Role,
     /// The player id it logs in as.
     pub player: String,
+    /// Its own login token, minted for `player` at plan time (`--jwt-*`; None: the
+    /// plan's `--token`, if any).
+    pub token: Option<String>,
     /// Bytes read but not yet a whole message.
     pub rbuf: Vec<u8>,
     /// Bytes to write; `wbuf[wpos..]` is still unwritten.
@@ -87,6 +90,7 @@ impl Conn {
             state: ConnState::Idle,
             role,
             player,
+            token: None,
             rbuf: Vec::new(),
             wbuf: Vec::new(),
             wpos: 0,

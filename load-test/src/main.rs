@@ -21,6 +21,7 @@ mod check;
 mod cli;
 mod clock;
 mod conn;
+mod jwt;
 mod latency;
 mod plot;
 mod poller;

@@ -25,6 +25,7 @@ use crate::body::{read_stamp, write_body, Stamp};
 use crate::check::{CheckCounts, ReceiverCheck};
 use crate::cli::BurstArgs;
 use crate::clock::{mono_ns, process_cpu_us};
+use crate::jwt::Minter;
 use crate::poller::{Poller, Ready, READ, WRITE};
 use crate::report::{check_output_paths, RunInfo, ServerCost};
 use crate::targets::{Codec, Event, Target};
@@ -167,13 +168,14 @@ pub fn burst(args: &BurstArgs) -> Result<bool> {
         );
     }
     check_output_paths(&[("--json", args.run.out.json.as_deref())])?;
+    let jwt = Minter::from_target(target, args.run.setup.setup_timeout + args.timeout)?;
     let quiet = args.run.out.quiet;
     let before = sample_server(target.server_pid)?;
     let total = args.rooms * args.members;
     if !quiet {
         eprintln!("setting up {total} connections");
     }
-    let mut conns = setup(args)?;
+    let mut conns = setup(args, jwt.as_deref())?;
     let expected = (args.senders * args.burst) as u64;
     if !quiet {
         eprintln!(
@@ -222,8 +224,9 @@ fn room_name(prefix: &str, room: usize) -> String {
 }
 
 /// Connects, logs in and joins every connection, `--setup-concurrency` handshakes at a
-/// time; returns them non-blocking, in room order (senders, healthy, stalled).
-fn setup(args: &BurstArgs) -> Result<Vec<BurstConn>> {
+/// time; returns them non-blocking, in room order (senders, healthy, stalled). With
+/// `jwt`, each login's token is minted here, during setup, before the burst.
+fn setup(args: &BurstArgs, jwt: Option<&Minter>) -> Result<Vec<BurstConn>> {
     let target = &args.run.target;
     let deadline = mono_ns() + args.run.setup.timeout_ns();
     let prefix = run_prefix(0);
@@ -274,7 +277,9 @@ fn setup(args: &BurstArgs) -> Result<Vec<BurstConn>> {
             });
             let c = fresh.last_mut().expect("just pushed");
             let player = format!("{prefix}-b{room}m{m}");
-            c.codec.login(&mut c.wbuf, &player, target.token.as_deref());
+            let minted = jwt.map(|j| j.mint(&player)).transpose()?;
+            let token = minted.as_deref().or(target.token.as_deref());
+            c.codec.login(&mut c.wbuf, &player, token);
         }
         handshake_step(&mut fresh, deadline, "login", |e| {
             matches!(e, Event::LoggedIn)

@@ -11,12 +11,13 @@ use hdrhistogram::Histogram;
 
 use crate::cli::ConnectArgs;
 use crate::clock::{mono_ns, process_cpu_us, set_fine_timer_slack};
+use crate::jwt::Minter;
 use crate::latency::new_histogram;
 use crate::procstat::ProcSample;
 use crate::progress::LiveView;
 use crate::report::{write_outputs, Incidents, Report};
 use crate::schedule::Arrivals;
-use crate::worker::{ConnectPacing, Progress, Worker, WorkerPlan, WorkerResult};
+use crate::worker::{ConnectPacing, Progress, Worker, WorkerResult};
 
 use super::{base_plan, join_workers, outputs, run_info, run_prefix, sample_server, server_cost};
 
@@ -31,6 +32,11 @@ pub fn connect(args: &ConnectArgs) -> Result<bool> {
     check_budget(args)?;
     let threads = target.threads.clamp(1, args.clients.max(1));
     let prefix = run_prefix(0);
+    // Every client's connection is built here, and with --jwt-* its login token
+    // minted, before the server and the harness are sampled and before the first
+    // connect: logins/s, connect latency and CPU never include the harness's signing.
+    let jwt = Minter::from_target(target, args.timeout)?;
+    let workers = build_connectors(args, threads, &prefix, jwt.as_ref())?;
     let before = sample_server(target.server_pid)?;
     let cpu_before = process_cpu_us();
     let sampled_from = mono_ns();
@@ -42,7 +48,7 @@ pub fn connect(args: &ConnectArgs) -> Result<bool> {
     let view_total = (args.timeout * 1000.0) as u64;
     let mut view = LiveView::new(args.out.quiet, view_total);
     let (progress_tx, progress_rx) = mpsc::channel();
-    let handles = spawn_connectors(args, threads, &prefix, progress_tx, connected_tx, &release)?;
+    let handles = spawn_connectors(workers, progress_tx, connected_tx, &release)?;
     await_connected(&handles, &progress_rx, &connected_rx, &mut view)?;
     view.finish();
     let sampled = Sampled {
@@ -75,20 +81,18 @@ fn check_budget(args: &ConnectArgs) -> Result<()> {
     Ok(())
 }
 
-/// Starts one connect thread per harness thread, each with its share of the clients,
-/// of `--concurrency` and of `--connect-rate` (see [`connector`]).
-fn spawn_connectors(
+/// One worker per harness thread, each with its share of the clients (built, not
+/// connected; tokens minted by `jwt`), of `--concurrency` and of `--connect-rate`.
+fn build_connectors(
     args: &ConnectArgs,
     threads: usize,
     prefix: &str,
-    progress_tx: mpsc::Sender<Progress>,
-    connected_tx: mpsc::Sender<()>,
-    release: &Arc<Barrier>,
-) -> Result<Vec<ConnectHandle>> {
-    let mut handles = Vec::new();
+    jwt: Option<&Arc<Minter>>,
+) -> Result<Vec<(Worker, ConnectPacing)>> {
+    let mut workers = Vec::new();
     let concurrency = (args.concurrency / threads).max(1);
     for t in 0..threads {
-        let mut plan = base_plan(&args.target, concurrency, prefix, t);
+        let mut plan = base_plan(&args.target, jwt, concurrency, prefix, t);
         plan.clients = args.clients / threads + usize::from(t < args.clients % threads);
         plan.arrivals = if args.poisson {
             Arrivals::Poisson
@@ -101,13 +105,27 @@ fn spawn_connectors(
             concurrency,
             timeout_ns: (args.timeout * 1e9) as u64,
         };
+        workers.push((Worker::new(plan)?, pacing));
+    }
+    Ok(workers)
+}
+
+/// Starts one connect thread per worker (see [`connector`]).
+fn spawn_connectors(
+    workers: Vec<(Worker, ConnectPacing)>,
+    progress_tx: mpsc::Sender<Progress>,
+    connected_tx: mpsc::Sender<()>,
+    release: &Arc<Barrier>,
+) -> Result<Vec<ConnectHandle>> {
+    let mut handles = Vec::new();
+    for (t, (worker, pacing)) in workers.into_iter().enumerate() {
         let progress_tx = progress_tx.clone();
         let connected_tx = connected_tx.clone();
         let release = release.clone();
         handles.push(
             thread::Builder::new()
                 .name(format!("connect-{t}"))
-                .spawn(move || connector(plan, pacing, &progress_tx, &connected_tx, &release))
+                .spawn(move || connector(worker, pacing, &progress_tx, &connected_tx, &release))
                 .context("spawn worker thread")?,
         );
     }
@@ -117,17 +135,16 @@ fn spawn_connectors(
 /// A connect thread: connects its clients, says so on `connected_tx` (whether or not
 /// that went well), holds them until `release`, then hands back the results.
 fn connector(
-    plan: WorkerPlan,
+    mut worker: Worker,
     pacing: ConnectPacing,
     progress_tx: &mpsc::Sender<Progress>,
     connected_tx: &mpsc::Sender<()>,
     release: &Barrier,
 ) -> Result<(WorkerResult, u64)> {
     set_fine_timer_slack();
-    let run = Worker::new(plan).and_then(|mut w| {
-        let start = w.drive_connect(pacing, progress_tx)?;
-        Ok((w, start))
-    });
+    let run = worker
+        .drive_connect(pacing, progress_tx)
+        .map(|start| (worker, start));
     let _ = connected_tx.send(());
     release.wait();
     run.map(|(w, start)| (w.finish(), start))

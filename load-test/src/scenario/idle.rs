@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::cli::{IdleArgs, IdleChildArgs, SetupArgs, TargetArgs, UnpacedArgs};
 use crate::clock::{children_cpu_us, mono_ns, process_cpu_us};
+use crate::jwt::Minter;
 use crate::latency::new_histogram;
 use crate::procstat::ProcSample;
 use crate::progress::LiveView;
@@ -22,12 +23,13 @@ use super::{base_plan, run_info, run_prefix, sample_server, server_cost};
 
 fn idle_plan(
     target: &TargetArgs,
+    jwt: Option<&Arc<Minter>>,
     setup: &SetupArgs,
     prefix: String,
     connections: usize,
     rooms: usize,
 ) -> WorkerPlan {
-    let mut plan = base_plan(target, setup.setup_concurrency, "", 0);
+    let mut plan = base_plan(target, jwt, setup.setup_concurrency, "", 0);
     plan.prefix = prefix;
     if rooms == 0 {
         plan.clients = connections;
@@ -66,8 +68,11 @@ fn hold(worker: &mut Worker, mut stop: impl FnMut(u64) -> bool) -> Result<()> {
 pub fn idle_child(args: &IdleChildArgs) -> Result<()> {
     let mut target = args.target.clone();
     target.source_addrs = 0;
+    // The parent passes its --jwt-ttl on: the child's tokens last the parent's hold.
+    let jwt = Minter::from_target(&target, args.setup.setup_timeout)?;
     let mut plan = idle_plan(
         &target,
+        jwt.as_ref(),
         &args.setup,
         args.prefix.clone(),
         args.connections,
@@ -105,6 +110,8 @@ pub fn idle(args: &IdleArgs) -> Result<bool> {
         plot: None,
     };
     outputs.check()?;
+    // Checked before anything starts; each process mints its own connections' tokens.
+    let jwt = Minter::from_target(target, args.run.setup.setup_timeout + args.hold)?;
     // Piped: a line a second while holding (a terminal shows only the line below).
     let mut view = LiveView::lines_only(args.run.out.quiet);
     let before = sample_server(target.server_pid)?;
@@ -112,9 +119,9 @@ pub fn idle(args: &IdleArgs) -> Result<bool> {
     let prefix = run_prefix(0);
     let start = mono_ns();
     let (held, after) = if args.connections <= args.per_process {
-        hold_here(args, prefix, &mut view)?
+        hold_here(args, jwt.as_ref(), prefix, &mut view)?
     } else {
-        hold_in_children(args, &prefix, &mut view)?
+        hold_in_children(args, jwt.as_deref(), &prefix, &mut view)?
     };
     let elapsed_s = (mono_ns() - start) as f64 / 1e9;
     let report = report(args, held, before, after, cpu_before, elapsed_s);
@@ -128,11 +135,12 @@ pub fn idle(args: &IdleArgs) -> Result<bool> {
 /// and the server sampled at the end of the hold.
 fn hold_here(
     args: &IdleArgs,
+    jwt: Option<&Arc<Minter>>,
     prefix: String,
     view: &mut LiveView,
 ) -> Result<(u64, Option<ProcSample>)> {
     let UnpacedArgs { target, setup, .. } = &args.run;
-    let plan = idle_plan(target, setup, prefix, args.connections, args.rooms);
+    let plan = idle_plan(target, jwt, setup, prefix, args.connections, args.rooms);
     let mut worker = Worker::new(plan)?;
     worker.setup(setup.timeout_ns())?;
     let held = worker.ready_count as u64;
@@ -153,6 +161,7 @@ fn hold_here(
 /// (before the children are let go).
 fn hold_in_children(
     args: &IdleArgs,
+    jwt: Option<&Minter>,
     prefix: &str,
     view: &mut LiveView,
 ) -> Result<(u64, Option<ProcSample>)> {
@@ -160,7 +169,7 @@ fn hold_in_children(
     if children > 250 {
         bail!("too many child processes ({children})");
     }
-    let mut procs = spawn_children(args, prefix, children)?;
+    let mut procs = spawn_children(args, jwt, prefix, children)?;
     let held = await_children(&mut procs)?;
     if !args.run.out.quiet {
         eprintln!(
@@ -188,8 +197,14 @@ fn hold_in_children(
 }
 
 /// Starts `children` `idle-child` processes sharing out the connections and rooms,
-/// child `i` on source address 127.0.0.(2 + i).
-fn spawn_children(args: &IdleArgs, prefix: &str, children: usize) -> Result<Vec<Child>> {
+/// child `i` on source address 127.0.0.(2 + i), each minting its connections' tokens
+/// with the same key and lifetime as `jwt`.
+fn spawn_children(
+    args: &IdleArgs,
+    jwt: Option<&Minter>,
+    prefix: &str,
+    children: usize,
+) -> Result<Vec<Child>> {
     let UnpacedArgs { target, setup, .. } = &args.run;
     let exe = std::env::current_exe().context("locate own executable")?;
     let mut procs = Vec::new();
@@ -207,6 +222,17 @@ fn spawn_children(args: &IdleArgs, prefix: &str, children: usize) -> Result<Vec<
             .args(["--setup-timeout", &format!("{}s", setup.setup_timeout)]);
         if let Some(t) = &target.token {
             cmd.env("CORECAST_AUTH_TOKEN", t);
+        }
+        if let Some(jwt) = jwt {
+            for (option, path) in [
+                ("--jwt-secret-file", &target.jwt_secret_file),
+                ("--jwt-private-key", &target.jwt_private_key),
+            ] {
+                if let Some(path) = path {
+                    cmd.arg(option).arg(path);
+                }
+            }
+            cmd.args(["--jwt-ttl", &format!("{}s", jwt.ttl_s())]);
         }
         let child = cmd
             .stdin(Stdio::piped())

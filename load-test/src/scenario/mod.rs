@@ -11,12 +11,14 @@ mod connect;
 mod idle;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use anyhow::{anyhow, Result};
 
 use crate::cli::{OutputArgs, TargetArgs};
 use crate::clock::mono_ns;
+use crate::jwt::Minter;
 use crate::procstat::{self, ProcSample};
 use crate::report::{Outputs, RunInfo, ServerCost};
 use crate::schedule::Arrivals;
@@ -40,10 +42,12 @@ fn sources(target: &TargetArgs) -> Vec<IpAddr> {
         .collect()
 }
 
-/// A worker's plan with nothing to do yet: target and sources from `target`, at most
-/// `setup_concurrency` handshakes in flight, names under `prefix` + `w<index>`.
+/// A worker's plan with nothing to do yet: target and sources from `target`, login
+/// tokens minted by `jwt` ([`Minter::from_target`]), at most `setup_concurrency` handshakes
+/// in flight, names under `prefix` + `w<index>`.
 fn base_plan(
     target: &TargetArgs,
+    jwt: Option<&Arc<Minter>>,
     setup_concurrency: usize,
     prefix: &str,
     index: usize,
@@ -53,6 +57,7 @@ fn base_plan(
         target: target.target,
         addr: target.addr,
         token: target.token.clone(),
+        jwt: jwt.cloned(),
         prefix: format!("{prefix}w{index}"),
         rooms: Vec::new(),
         clients: 0,

@@ -170,13 +170,12 @@ impl Worker {
                     None => return Ok(()),
                 }
                 conn.state = ConnState::LoggingIn;
-                let token = self.plan.token.clone();
+                let token = conn.token.as_deref().or(self.plan.token.as_deref());
                 if conn.rejoin.is_some() {
                     conn.codec
-                        .login_replacing(&mut conn.wbuf, &conn.player, token.as_deref());
+                        .login_replacing(&mut conn.wbuf, &conn.player, token);
                 } else {
-                    conn.codec
-                        .login(&mut conn.wbuf, &conn.player, token.as_deref());
+                    conn.codec.login(&mut conn.wbuf, &conn.player, token);
                 }
                 self.flush(ci)
             }

@@ -171,13 +171,20 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Builds the connections, members, senders and rooms of `plan` (nothing connects yet).
+    /// Builds the connections, members, senders and rooms of `plan` (nothing connects
+    /// yet), and with `--jwt-*` mints every connection's login token: this is where
+    /// the harness signs, before any connect and so outside every measured window.
     pub fn new(plan: WorkerPlan) -> Result<Self> {
         let mut w = Self::empty(plan)?;
         for (ri, room) in w.plan.rooms.clone().iter().enumerate() {
             w.add_room(ri, room);
         }
         w.add_clients();
+        if let Some(minter) = &w.plan.jwt {
+            for conn in &mut w.conns {
+                conn.token = Some(minter.mint(&conn.player)?);
+            }
+        }
         Ok(w)
     }
 

@@ -2,11 +2,13 @@
 //! their members and senders, and one connection for each member, publisher and client.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::check::ReceiverCheck;
 use crate::conn::{Conn, Role};
+use crate::jwt::Minter;
 use crate::resume::ResumeTrack;
 use crate::schedule::{Arrivals, Schedule};
 use crate::targets::{Codec, Target};
@@ -22,8 +24,11 @@ pub struct WorkerPlan {
     pub target: Target,
     /// Server address.
     pub addr: SocketAddr,
-    /// corecast bearer token / NATS auth token.
+    /// corecast bearer token / NATS auth token (the same for every connection).
     pub token: Option<String>,
+    /// corecast with JWT: mints each connection's own token (`--jwt-*`) in
+    /// [`Worker::new`].
+    pub jwt: Option<Arc<Minter>>,
     /// Unique prefix of this run's player ids and room names.
     pub prefix: String,
     /// Rooms this worker owns (with all their members).

@@ -85,6 +85,8 @@ impl Worker {
             Role::Member(m),
             self.conns[old].player.clone(),
         );
+        // The member's token, minted at plan time: no signing mid-run.
+        conn.token = self.conns[old].token.clone();
         conn.rejoin = Some(Rejoin {
             from,
             dropped_ns: now,

@@ -6,7 +6,7 @@
 mod find_max;
 mod threads;
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
 use anyhow::{bail, Result};
 use hdrhistogram::Histogram;
@@ -14,6 +14,7 @@ use hdrhistogram::Histogram;
 use crate::check::CheckCounts;
 use crate::cli::{BroadcastArgs, LoadArgs};
 use crate::clock::mono_ns;
+use crate::jwt::Minter;
 use crate::latency::{new_histogram, Percentiles, Window};
 use crate::procstat::ProcSample;
 use crate::progress::LiveView;
@@ -159,7 +160,11 @@ fn measure(
             spec.members
         );
     }
-    let plans = plan_workers(spec, args, rate, run);
+    // Tokens are minted while the workers are built, long before the window; each
+    // run (a --find-max step) mints afresh, valid for the longest it can take.
+    let run_s = setup.setup_timeout + load.warmup + load.duration + load.drain;
+    let jwt = Minter::from_target(target, run_s)?;
+    let plans = plan_workers(spec, args, rate, run, jwt.as_ref());
     let threads = plans.len();
     let before = sample_server(target.server_pid)?;
     let mut view = LiveView::new(out.quiet, ((load.warmup + load.duration) * 1000.0) as u64);
@@ -193,12 +198,14 @@ fn measure(
 }
 
 /// One plan per harness thread (at most one per room): rooms dealt out in turn, the
-/// load's rate, arrivals, body and seed, and each worker's share of the churn rate.
+/// load's rate, arrivals, body and seed, each worker's share of the churn rate, and
+/// `jwt` to mint login tokens with.
 fn plan_workers(
     spec: &BroadcastSpec,
     args: &BroadcastArgs,
     rate: f64,
     run: usize,
+    jwt: Option<&Arc<Minter>>,
 ) -> Vec<WorkerPlan> {
     let BroadcastArgs {
         target,
@@ -209,7 +216,7 @@ fn plan_workers(
     let threads = target.threads.clamp(1, spec.rooms.max(1));
     let prefix = run_prefix(run);
     let mut plans: Vec<WorkerPlan> = (0..threads)
-        .map(|t| base_plan(target, setup.setup_concurrency, &prefix, t))
+        .map(|t| base_plan(target, jwt, setup.setup_concurrency, &prefix, t))
         .collect();
     for r in 0..spec.rooms {
         plans[r % threads].rooms.push(RoomPlan {
