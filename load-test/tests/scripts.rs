@@ -1,7 +1,8 @@
 //! The shell scripts in their dry-run modes (nothing installed, built or started):
 //! compare.sh names exactly the TARGETS it runs and says truthfully how it schedules
 //! them (corecast with history off too); history-cost.sh alternates its rounds and
-//! refuses unbounded ones; flamegraphs/record.sh writes under flamegraphs/out/ (ignored by git) unless
+//! refuses unbounded ones; jwt-cost.sh rotates its three modes over fresh servers and
+//! refuses unbounded rounds and client counts past the file limit; flamegraphs/record.sh writes under flamegraphs/out/ (ignored by git) unless
 //! OUT_DIR says otherwise.
 
 use std::path::{Path, PathBuf};
@@ -42,6 +43,9 @@ fn run(script: &str, args: &[&str], env: &[(&str, &str)]) -> Ran {
         "MODE",
         "KEEP_DATA",
         "ROUNDS",
+        "CLIENTS",
+        "CONCURRENCY",
+        "CORECAST_PORT",
     ] {
         command.env_remove(var);
     }
@@ -212,6 +216,82 @@ fn history_cost_alternates_its_rounds_and_refuses_unbounded_ones() {
         assert_eq!(ran.code, 1, "{rounds} {scenario}: {}", ran.stdout);
         assert!(ran.stderr.contains(message), "{}", ran.stderr);
         assert!(ran.stdout.is_empty(), "{}", ran.stdout);
+    }
+}
+
+#[test]
+fn jwt_cost_rotates_its_modes_over_fresh_servers_and_refuses_unbounded_runs() {
+    let ran = run(
+        "load-test/jwt-cost.sh",
+        &[],
+        &[("DRY_RUN", "1"), ("ROUNDS", "4"), ("CLIENTS", "5000")],
+    );
+    assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
+    let first = ran.stdout.lines().next().unwrap_or_default();
+    assert!(first.contains("-jwt-cost/README.md"), "{first}");
+    let rounds: Vec<&str> = ran
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("round "))
+        .collect();
+    assert_eq!(
+        rounds,
+        [
+            "round 1: none hs256 eddsa",
+            "round 2: hs256 eddsa none",
+            "round 3: eddsa none hs256",
+            "round 4: none hs256 eddsa",
+        ],
+        "{}",
+        ran.stdout
+    );
+    let servers: Vec<&str> = ran
+        .stdout
+        .lines()
+        .filter(|l| l.contains(": server: "))
+        .collect();
+    assert_eq!(servers.len(), 12, "{}", ran.stdout);
+    // A port of its own per run: no run meets the last one's TIME_WAIT sockets.
+    for (i, line) in servers.iter().enumerate() {
+        assert!(
+            line.contains(&format!("--listen 127.0.0.1:{} ", 17878 + i + 1)),
+            "{line}"
+        );
+    }
+    for (mode, server, harness) in [
+        ("none", "--shards 1", "--timeout 60s --addr 127.0.0.1:17879"),
+        (
+            "hs256",
+            "--jwt-secret-file $KEYS/secret",
+            "--jwt-secret-file $KEYS/secret",
+        ),
+        (
+            "eddsa",
+            "--jwt-public-key $KEYS/ed25519.pub.pem",
+            "--jwt-private-key $KEYS/ed25519.pem",
+        ),
+    ] {
+        let s = line_starting(&ran.stdout, &format!("  {mode}: server: "));
+        assert!(s.ends_with(server), "{s}");
+        let h = line_starting(&ran.stdout, &format!("  {mode}: harness: "));
+        assert!(
+            h.contains("corecast-load connect --clients 5000 --concurrency 64"),
+            "{h}"
+        );
+        assert!(h.ends_with(harness), "{h}");
+    }
+    for (env, message) in [
+        (("ROUNDS", "0"), "ROUNDS must be 1 to 10"),
+        (("ROUNDS", "11"), "ROUNDS must be 1 to 10"),
+        (("CLIENTS", "20000"), "CLIENTS must be 100 to 9500"),
+        (("CLIENTS", "lots"), "CLIENTS must be 100 to 9500"),
+        (("CONCURRENCY", "0"), "CONCURRENCY must be 1 to CLIENTS"),
+        (("PRIORITY", "max"), "PRIORITY must be rt, nice:N or none"),
+    ] {
+        let ran = run("load-test/jwt-cost.sh", &[], &[("DRY_RUN", "1"), env]);
+        assert_eq!(ran.code, 1, "{env:?}: {}", ran.stdout);
+        assert!(ran.stderr.contains(message), "{env:?}: {}", ran.stderr);
+        assert!(ran.stdout.is_empty(), "{env:?}: {}", ran.stdout);
     }
 }
 
