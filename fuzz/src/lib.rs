@@ -6,10 +6,13 @@
 //! - `script`: the byte format the `session` target reads ops from, and its writer
 //!   (the seed generator writes readable seeds with it).
 //! - `frames`: the `frame_decoder` target's checks.
+//! - `token`: the `token` target's checks: login tokens (JWT) against a reference
+//!   model of PROTOCOL.md's rules (also included by `tests/properties.rs`).
 
 pub mod frames;
 pub mod script;
 pub mod session_model;
+pub mod token;
 
 #[cfg(test)]
 mod tests {
