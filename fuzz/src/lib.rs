@@ -19,7 +19,7 @@ mod tests {
     use std::fs;
     use std::path::PathBuf;
 
-    use crate::{frames, script, session_model::Sim};
+    use crate::{frames, script, session_model::Sim, token};
 
     fn seeds(target: &str) -> Vec<Vec<u8>> {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -96,6 +96,13 @@ mod tests {
             old.out.is_closing() && old.replaced.get(),
             "the granted session is replaced (SESSION_REPLACED, closed)"
         );
+    }
+
+    #[test]
+    fn token_seeds_pass() {
+        for seed in seeds("token") {
+            token::check(&seed);
+        }
     }
 
     #[test]

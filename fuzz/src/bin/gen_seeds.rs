@@ -1,5 +1,6 @@
 //! Writes the committed seed corpus: `cargo run --bin gen_seeds` (from `fuzz/`)
-//! rewrites `corpus/frame_decoder/seed-*` and `corpus/session/seed-*`.
+//! rewrites `corpus/frame_decoder/seed-*`, `corpus/session/seed-*` and
+//! `corpus/token/seed-*`.
 
 use std::fs;
 use std::path::Path;
@@ -14,6 +15,7 @@ fn main() -> std::io::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     write_all(&root.join("frame_decoder"), &frame_seeds())?;
     write_all(&root.join("session"), &session_seeds())?;
+    write_all(&root.join("token"), &token_seeds())?;
     Ok(())
 }
 
@@ -441,5 +443,283 @@ fn session_seeds() -> Vec<(&'static str, Vec<u8>)> {
                 &limits,
             ),
         ),
+    ]
+}
+
+/// `token` input bytes, in the order `corecast_fuzz::token::case` reads them.
+mod tok {
+    /// First byte: the raw half.
+    pub const RAW: u8 = 0;
+    /// First byte: the structured half.
+    pub const STRUCTURED: u8 = 1;
+    /// Claims from the generator (not the payload's bytes as they come).
+    pub const GENERATED: u8 = 1;
+    /// The payload's bytes as they come, after the case.
+    pub const AS_BYTES: u8 = 0;
+    /// Clock `BASE_NOW`; leeway 0 or 5 s.
+    pub const BASE_NOW: u8 = 0;
+    pub const LEEWAY_0: u8 = 0;
+    pub const LEEWAY_5: u8 = 1;
+    /// No expected issuer (audience); the usual one.
+    pub const NONE: u8 = 0;
+    pub const USUAL: u8 = 1;
+    /// A claim left out, null, of another type (any value), of its type.
+    pub const ABSENT: u8 = 0;
+    pub const NULL: u8 = 3;
+    pub const OTHER: u8 = 4;
+    pub const TYPED: u8 = 6;
+    /// `aud` as an array (`TYPED` is one string).
+    pub const AUD_ARRAY: u8 = 7;
+    /// Strings of the pool (`token::pooled`).
+    pub const EMPTY: u8 = 0;
+    pub const LOBBY: u8 = 2;
+    pub const MATCH_ANY: u8 = 3;
+    pub const MATCH_7: u8 = 4;
+    pub const STAR: u8 = 5;
+    pub const A_STAR_B: u8 = 6;
+    pub const ISSUER: u8 = 9;
+    pub const AUDIENCE: u8 = 10;
+    pub const KANJI_ANY: u8 = 12;
+    pub const CRAB: u8 = 14;
+    pub const X: u8 = 19;
+    pub const X_128: u8 = 20;
+    pub const X_129: u8 = 21;
+    pub const X_128_ANY: u8 = 22;
+    pub const E_64_ANY: u8 = 24;
+
+    /// A number `delta` seconds from the clock (kind 0), from `now - leeway` (1), from
+    /// `now + leeway` (2).
+    pub fn near(delta: i8, kind: u8) -> Vec<u8> {
+        vec![TYPED, delta as u8, kind]
+    }
+
+    /// `now + delta + FRACTIONS[fraction]`.
+    pub fn fractional(delta: i8, fraction: u8) -> Vec<u8> {
+        vec![TYPED, delta as u8, 3, fraction, 0]
+    }
+
+    /// An array of pooled strings.
+    pub fn strings(pool: &[u8]) -> Vec<u8> {
+        [vec![TYPED, 1, pool.len() as u8], pool.to_vec()].concat()
+    }
+
+    /// A structured case: header (clock, leeway, issuer, audience), the eight claims
+    /// (sub, exp, nbf, iat, iss, aud, rooms, publish), no unknown claims, an object
+    /// payload, and the rooms to ask about.
+    pub fn case(header: [u8; 4], claims: [Vec<u8>; 8], rooms: &[u8]) -> Vec<u8> {
+        let mut out = vec![STRUCTURED, GENERATED];
+        out.extend(header);
+        for claim in claims {
+            out.extend(claim);
+        }
+        out.extend([0, 2, rooms.len() as u8]);
+        out.extend(rooms);
+        out
+    }
+
+    /// A structured case whose payload is `json` as it comes (every claim byte absent).
+    pub fn as_bytes(json: &str) -> Vec<u8> {
+        let mut out = vec![STRUCTURED, AS_BYTES, BASE_NOW, LEEWAY_5, NONE, NONE];
+        out.extend([ABSENT; 8]);
+        out.extend([0, 2, 0]);
+        out.extend(json.as_bytes());
+        out
+    }
+
+    /// A raw token.
+    pub fn raw(token: &str) -> Vec<u8> {
+        [&[RAW][..], token.as_bytes()].concat()
+    }
+}
+
+/// Login tokens: the happy path, each refusal, every claim's edge, and raw tokens.
+fn token_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    use tok::*;
+
+    let plain = [BASE_NOW, LEEWAY_5, NONE, NONE];
+    let absent = || vec![ABSENT];
+    let sub = |s: u8| vec![TYPED, s];
+    let grants = |header: [u8; 4], rooms: Vec<u8>, publish: Vec<u8>, asked: &[u8]| {
+        case(
+            header,
+            [
+                sub(LOBBY),
+                near(60, 0),
+                absent(),
+                absent(),
+                absent(),
+                absent(),
+                rooms,
+                publish,
+            ],
+            asked,
+        )
+    };
+    let times = |exp: Vec<u8>, nbf: Vec<u8>| {
+        case(
+            plain,
+            [
+                sub(X),
+                exp,
+                nbf,
+                near(-1, 0),
+                absent(),
+                absent(),
+                absent(),
+                absent(),
+            ],
+            &[],
+        )
+    };
+    let signed_elsewhere = encode(
+        &Header::new(Algorithm::HS256),
+        &serde_json::json!({"sub": "ann", "exp": 1_900_000_000u64}),
+        &EncodingKey::from_secret(b"another secret, also 32 bytes or more"),
+    )
+    .expect("signs");
+    let b64 = |s: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+    };
+    let body = b64(r#"{"sub":"ann","exp":1900000000}"#);
+    vec![
+        (
+            "grants",
+            grants(
+                plain,
+                strings(&[LOBBY, MATCH_ANY, A_STAR_B, KANJI_ANY]),
+                strings(&[MATCH_ANY]),
+                &[MATCH_7, LOBBY, CRAB],
+            ),
+        ),
+        (
+            "grants-star-listen-only",
+            grants(plain, strings(&[STAR]), strings(&[]), &[X]),
+        ),
+        (
+            "grants-longest",
+            grants(
+                plain,
+                strings(&[X_128, X_128_ANY, E_64_ANY]),
+                vec![NULL],
+                &[X_128],
+            ),
+        ),
+        (
+            "grants-too-long",
+            grants(plain, strings(&[X_129]), absent(), &[]),
+        ),
+        (
+            "grants-empty-entry",
+            grants(plain, absent(), strings(&[EMPTY]), &[]),
+        ),
+        (
+            "grants-mixed-types",
+            grants(
+                plain,
+                vec![TYPED, 0, 3, 0, 2, 0, 0, 1, LOBBY, 0, 1, 1],
+                absent(),
+                &[],
+            ),
+        ),
+        ("expired-at-leeway", times(near(0, 1), absent())),
+        ("expiring-within-leeway", times(near(1, 1), absent())),
+        ("expiry-fractional", times(fractional(0, 0), absent())),
+        (
+            "expiry-fractional-no-leeway",
+            case(
+                [BASE_NOW, LEEWAY_0, NONE, NONE],
+                [
+                    sub(X),
+                    fractional(0, 0),
+                    absent(),
+                    absent(),
+                    absent(),
+                    absent(),
+                    absent(),
+                    absent(),
+                ],
+                &[],
+            ),
+        ),
+        ("not-before-past-leeway", times(near(60, 0), near(1, 2))),
+        ("not-before-at-leeway", times(near(60, 0), near(0, 2))),
+        ("not-before-null", times(near(60, 0), vec![NULL])),
+        ("expiry-other-type", times(vec![OTHER, 3, X], absent())),
+        (
+            "issuer-audience",
+            case(
+                [BASE_NOW, LEEWAY_5, USUAL, USUAL],
+                [
+                    sub(CRAB),
+                    near(60, 0),
+                    absent(),
+                    absent(),
+                    sub(ISSUER),
+                    [vec![AUD_ARRAY], strings(&[X, AUDIENCE])[1..].to_vec()].concat(),
+                    absent(),
+                    absent(),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "audience-unexpected",
+            case(
+                plain,
+                [
+                    sub(LOBBY),
+                    near(60, 0),
+                    absent(),
+                    absent(),
+                    absent(),
+                    sub(AUDIENCE),
+                    absent(),
+                    absent(),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "subject-empty",
+            case(
+                plain,
+                [
+                    sub(EMPTY),
+                    near(60, 0),
+                    absent(),
+                    absent(),
+                    absent(),
+                    absent(),
+                    absent(),
+                    absent(),
+                ],
+                &[],
+            ),
+        ),
+        (
+            "payload-duplicate-sub",
+            as_bytes(r#"{"sub":"a","exp":1900000000,"sub":"b"}"#),
+        ),
+        (
+            "payload-good",
+            as_bytes(
+                r#"{"sub":"ann","exp":1800000060.5,"nbf":null,"rooms":["lobby","match-*"],"x":{"y":[1]}}"#,
+            ),
+        ),
+        ("raw-junk", raw("a.b.c")),
+        (
+            "raw-alg-none",
+            raw(&format!("{}.{body}.", b64(r#"{"alg":"none","typ":"JWT"}"#))),
+        ),
+        (
+            "raw-eddsa-bad-signature",
+            raw(&format!(
+                "{}.{body}.AAAA",
+                b64(r#"{"alg":"EdDSA","typ":"JWT"}"#)
+            )),
+        ),
+        ("raw-other-secret", raw(&signed_elsewhere)),
     ]
 }
