@@ -1,7 +1,8 @@
 //! Property tests on stable Rust (the fuzz targets in `fuzz/` explore the same ground
 //! for longer): framing round trips at any split, the request decoder against prost,
 //! the hand-written notification encoders against prost, and the session state
-//! machine against the reference model it shares with the `session` fuzz target.
+//! machine against the reference model it shares with the `session` fuzz target, and
+//! login tokens (JWT) against the reference model the `token` fuzz target uses.
 //! Case counts are kept small so that `cargo test` stays fast.
 
 // Shared with the `session` fuzz target, whose script format uses a few helpers that
@@ -9,6 +10,11 @@
 #[allow(dead_code)]
 #[path = "../fuzz/src/session_model.rs"]
 mod session_model;
+
+// Shared with the `token` fuzz target (its triage helpers go unused here).
+#[allow(dead_code)]
+#[path = "../fuzz/src/token.rs"]
+mod token;
 
 use bytes::Bytes;
 use proptest::collection::vec;
@@ -550,4 +556,48 @@ proptest! {
     fn sessions_follow_the_protocol(settings in settings(), ops in vec(op(), 1..40)) {
         Sim::new(settings).run(&ops);
     }
+}
+
+// ---- (e) login tokens (JWT) against the reference model ----
+
+/// Known to fail until `Verifier::deadline` copes with an `exp` far ahead (it adds
+/// `exp + leeway` in a u64 and the rest to an `Instant` unchecked); drop the skip
+/// then, and the `#[ignore]` below.
+const TOKEN_SKIP: token::Skip = token::Skip {
+    deadline_overflow: true,
+};
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
+
+    /// Arbitrary strings are refused by the HS256 and the Ed25519 verifier alike.
+    #[test]
+    fn unsigned_tokens_are_refused(text in "\\PC{0,80}", dotted in vec("[A-Za-z0-9_-]{0,12}", 0..5)) {
+        token::check_with(&[&[0u8][..], text.as_bytes()].concat(), TOKEN_SKIP);
+        token::check_with(&[&[0u8][..], dotted.join(".").as_bytes()].concat(), TOKEN_SKIP);
+    }
+
+    /// Signed claims of every shape (each claim absent, null, of its type or of
+    /// another; times around the clock and its leeway, fractional, negative, huge),
+    /// with any clock and expected issuer, audience and leeway: the verifier accepts
+    /// exactly what the model accepts (refusing for a reason the model gives), with
+    /// the same `sub`, `exp`, room grants and deadline.
+    #[test]
+    fn signed_claims_follow_the_model(choices in vec(any::<u8>(), 0..160)) {
+        token::check_with(&[&[1u8][..], &choices].concat(), TOKEN_SKIP);
+    }
+}
+
+/// A token whose `exp` is far ahead (a "never expires" token: `1e300`, or
+/// `corecast token --ttl 18446744073709551615`) must not panic the shard that adopts
+/// it, and must not close it at once. Fails on the current `Verifier::deadline`.
+#[test]
+#[ignore = "Verifier::deadline overflows (fuzz: token), fix pending in src/auth"]
+fn a_token_expiring_far_ahead_gets_a_far_deadline() {
+    // {"exp":1e300,"sub":"**"}, now 1800000000, no leeway (the fuzzer's minimized crash).
+    let crash = [
+        0xdf, 0x3c, 0x0f, 0x3c, 0x00, 0x3c, 0xb9, 0x21, 0x2e, 0x70, 0xcd, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x2e,
+    ];
+    token::check(&crash);
 }
