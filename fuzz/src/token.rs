@@ -258,12 +258,12 @@ fn any(input: &mut Input, now: u64, leeway: u64, depth: u8) -> Value {
 
 /// An array of strings, or (one time in eight) of strings and other values mixed.
 fn strings(input: &mut Input, now: u64, leeway: u64) -> Value {
-    let mixed = input.u8() % 8 == 0;
+    let mixed = input.u8().is_multiple_of(8);
     let n = input.u8() % 7;
     Value::Array(
         (0..n)
             .map(|_| {
-                if mixed && input.u8() % 2 == 0 {
+                if mixed && input.u8().is_multiple_of(2) {
                     any(input, now, leeway, 1)
                 } else {
                     Value::String(string(input))
@@ -293,7 +293,7 @@ fn claim(input: &mut Input, kind: Kind, now: u64, leeway: u64) -> Option<Value> 
         _ => match kind {
             Kind::String => Value::String(string(input)),
             Kind::Number => number(input, now, leeway),
-            Kind::Audience if pick % 2 == 0 => Value::String(string(input)),
+            Kind::Audience if pick.is_multiple_of(2) => Value::String(string(input)),
             Kind::Audience | Kind::Strings => strings(input, now, leeway),
         },
     })
@@ -412,7 +412,7 @@ pub fn explain(data: &[u8]) -> String {
 
 /// A structured case, and the raw payload bytes to sign instead when a byte asks.
 fn structured<'a>(input: &mut Input<'a>) -> (Case, Option<&'a [u8]>) {
-    let raw_payload = input.u8() % 8 == 0;
+    let raw_payload = input.u8().is_multiple_of(8);
     let case = case(input);
     let raw = raw_payload.then(|| input.rest());
     (case, raw)
