@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::jwt::Minter;
 use crate::targets::Target;
 use crate::worker::DropMode;
 
@@ -820,5 +821,98 @@ mod tests {
             );
         }
         assert!(parse(&["idle", "--json", "x.json"]).is_ok());
+    }
+}
+
+impl TargetArgs {
+    /// The login-token minter the `--jwt-*` options describe (`None` without a key),
+    /// for a run that lasts at most `run_s` seconds ([`Minter::from_options`]).
+    pub fn minter(&self, run_s: f64) -> anyhow::Result<Option<std::sync::Arc<Minter>>> {
+        Minter::from_options(
+            self.jwt_secret_file.as_deref(),
+            self.jwt_private_key.as_deref(),
+            self.jwt_ttl,
+            self.target,
+            run_s,
+        )
+    }
+}
+
+#[cfg(test)]
+mod jwt_tests {
+    use super::*;
+    use crate::jwt::TTL_MARGIN_S;
+    use corecast::auth::{unix_now, Expect, Verifier};
+
+    fn target(args: &[&str]) -> TargetArgs {
+        let cli = Cli::try_parse_from([&["corecast-load", "connect"], args].concat()).unwrap();
+        let Command::Connect(a) = cli.command else {
+            panic!("{cli:?}")
+        };
+        a.target
+    }
+
+    fn scratch(name: &str, contents: &[u8]) -> std::path::PathBuf {
+        let path =
+            std::env::temp_dir().join(format!("corecast-load-jwt-{}-{name}", std::process::id()));
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    #[test]
+    fn tokens_carry_the_player_and_verify_with_the_servers_key() {
+        let secret = "s".repeat(40);
+        let path = scratch("secret", format!("{secret}\n").as_bytes());
+        let file = path.to_str().unwrap();
+        let minter = target(&["--jwt-secret-file", file])
+            .minter(10.0)
+            .unwrap()
+            .expect("a minter");
+        assert_eq!(minter.ttl_s(), 10.0 + TTL_MARGIN_S);
+        let token = minter.mint("L1-c7").unwrap();
+        let verifier = Verifier::hs256(secret.as_bytes(), Expect::default()).unwrap();
+        let identity = verifier.verify(&token, unix_now()).unwrap();
+        assert_eq!(identity.sub, "L1-c7");
+        assert!(identity.exp >= unix_now() + 3600, "{}", identity.exp);
+        let minter = target(&["--jwt-secret-file", file, "--jwt-ttl", "2m"])
+            .minter(10.0)
+            .unwrap()
+            .expect("a minter");
+        assert_eq!(minter.ttl_s(), 120.0);
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn refused_without_a_use_or_a_usable_key() {
+        let short = scratch("short", b"too short\n");
+        let short = short.to_str().unwrap();
+        let err = |args: &[&str]| {
+            format!(
+                "{:#}",
+                target(args).minter(1.0).expect_err(&format!("{args:?}"))
+            )
+        };
+        let e = err(&["--target", "redis", "--jwt-secret-file", short]);
+        assert!(e.contains("--target redis does not take it"), "{e}");
+        let e = err(&["--target", "nats", "--jwt-private-key", "k.pem"]);
+        assert!(
+            e.contains("--jwt-private-key mints corecast login tokens"),
+            "{e}"
+        );
+        let e = err(&["--jwt-ttl", "1m"]);
+        assert!(e.contains("--jwt-ttl needs"), "{e}");
+        let e = err(&["--jwt-secret-file", short]);
+        assert!(e.contains("at least 32"), "{e}");
+        let e = err(&["--jwt-private-key", "/nonexistent/k.pem"]);
+        assert!(e.contains("--jwt-private-key /nonexistent/k.pem"), "{e}");
+        assert!(target(&[]).minter(1.0).unwrap().is_none());
+        for both in [
+            &["--jwt-secret-file", "a", "--jwt-private-key", "b"][..],
+            &["--token", "t", "--jwt-secret-file", "a"][..],
+        ] {
+            let e = Cli::try_parse_from([&["corecast-load", "fanout"], both].concat())
+                .expect_err("mutually exclusive");
+            assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+        }
     }
 }

@@ -168,7 +168,7 @@ pub fn burst(args: &BurstArgs) -> Result<bool> {
         );
     }
     check_output_paths(&[("--json", args.run.out.json.as_deref())])?;
-    let jwt = Minter::from_target(target, args.run.setup.setup_timeout + args.timeout)?;
+    let jwt = target.minter(args.run.setup.setup_timeout + args.timeout)?;
     let quiet = args.run.out.quiet;
     let before = sample_server(target.server_pid)?;
     let total = args.rooms * args.members;

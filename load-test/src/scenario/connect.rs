@@ -35,7 +35,7 @@ pub fn connect(args: &ConnectArgs) -> Result<bool> {
     // Every client's connection is built here, and with --jwt-* its login token
     // minted, before the server and the harness are sampled and before the first
     // connect: logins/s, connect latency and CPU never include the harness's signing.
-    let jwt = Minter::from_target(target, args.timeout)?;
+    let jwt = target.minter(args.timeout)?;
     let workers = build_connectors(args, threads, &prefix, jwt.as_ref())?;
     let before = sample_server(target.server_pid)?;
     let cpu_before = process_cpu_us();

@@ -69,7 +69,7 @@ pub fn idle_child(args: &IdleChildArgs) -> Result<()> {
     let mut target = args.target.clone();
     target.source_addrs = 0;
     // The parent passes its --jwt-ttl on: the child's tokens last the parent's hold.
-    let jwt = Minter::from_target(&target, args.setup.setup_timeout)?;
+    let jwt = target.minter(args.setup.setup_timeout)?;
     let mut plan = idle_plan(
         &target,
         jwt.as_ref(),
@@ -111,7 +111,7 @@ pub fn idle(args: &IdleArgs) -> Result<bool> {
     };
     outputs.check()?;
     // Checked before anything starts; each process mints its own connections' tokens.
-    let jwt = Minter::from_target(target, args.run.setup.setup_timeout + args.hold)?;
+    let jwt = target.minter(args.run.setup.setup_timeout + args.hold)?;
     // Piped: a line a second while holding (a terminal shows only the line below).
     let mut view = LiveView::lines_only(args.run.out.quiet);
     let before = sample_server(target.server_pid)?;

@@ -43,7 +43,7 @@ fn sources(target: &TargetArgs) -> Vec<IpAddr> {
 }
 
 /// A worker's plan with nothing to do yet: target and sources from `target`, login
-/// tokens minted by `jwt` ([`Minter::from_target`]), at most `setup_concurrency` handshakes
+/// tokens minted by `jwt` ([`TargetArgs::minter`](crate::cli::TargetArgs::minter)), at most `setup_concurrency` handshakes
 /// in flight, names under `prefix` + `w<index>`.
 fn base_plan(
     target: &TargetArgs,

@@ -163,7 +163,7 @@ fn measure(
     // Tokens are minted while the workers are built, long before the window; each
     // run (a --find-max step) mints afresh, valid for the longest it can take.
     let run_s = setup.setup_timeout + load.warmup + load.duration + load.drain;
-    let jwt = Minter::from_target(target, run_s)?;
+    let jwt = target.minter(run_s)?;
     let plans = plan_workers(spec, args, rate, run, jwt.as_ref());
     let threads = plans.len();
     let before = sample_server(target.server_pid)?;
