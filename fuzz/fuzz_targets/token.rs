@@ -1,6 +1,7 @@
 //! Login tokens (JWT): arbitrary strings into the HS256 and Ed25519 verifiers (always
 //! refused), and signed claims of every shape checked against the reference model.
-//! `CORECAST_FUZZ_SKIP=deadline-overflow` skips a check known to fail (token.rs).
+//! `CORECAST_FUZZ_SKIP=deadline-overflow,ignored-claim-utf8` skips checks known to fail
+//! (`Skip` in src/token.rs).
 
 #![no_main]
 
