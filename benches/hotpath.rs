@@ -13,7 +13,9 @@
 //!    and on (the defaults: 100 messages, 256 KiB per room, so every send also evicts
 //!    the oldest), measured alternately, off then on, three times each;
 //! 5. the JWT publish check on the send path (`Grants::may_publish`) against 1 to 1000
-//!    exact ids or `prefix*` patterns.
+//!    exact ids or `prefix*` patterns;
+//! 6. verifying one login token (`Verifier::verify`: signature and claims) with HS256,
+//!    ES256, EdDSA and RS256 keys made at start.
 //!
 //! Each case warms up, sizes a batch of iterations to take about 8 ms, then times 31
 //! such batches and prints the median and the minimum per operation. Fan-out drains
@@ -357,5 +359,82 @@ fn main() {
         }
     }
 
+    // 6. Verifying a login's token, per algorithm (keys made now; RSA by openssl).
+    for (name, signer, verifier) in token_keys() {
+        let claims = corecast::auth::Claims {
+            sub: SENDER_ID.into(),
+            exp: (corecast::auth::unix_now() + 3600) as f64,
+            rooms: Some(vec!["lobby".into(), "match-*".into()]),
+            ..Default::default()
+        };
+        let token = signer.sign(&claims).unwrap();
+        let now = corecast::auth::unix_now();
+        assert!(verifier.verify(&token, now).is_ok());
+        let stats = measure(
+            settings,
+            timed(|| verifier.verify(black_box(&token), now).is_ok()),
+        );
+        row(&format!("verify login token, {name}"), &stats, None);
+    }
+
     println!("total {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// (name, signer, verifier) for HS256, ES256 and EdDSA, and RS256 when the openssl
+/// command is there to make the RSA key (ring cannot).
+fn token_keys() -> Vec<(
+    &'static str,
+    corecast::auth::Signer,
+    corecast::auth::Verifier,
+)> {
+    use corecast::auth::{Expect, Signer, Verifier};
+    let secret = [7u8; 32];
+    let mut keys = vec![(
+        "HS256",
+        Signer::hs256(&secret).unwrap(),
+        Verifier::hs256(&secret, Expect::default()).unwrap(),
+    )];
+    for (name, alg) in [
+        ("ES256", &rcgen::PKCS_ECDSA_P256_SHA256),
+        ("EdDSA", &rcgen::PKCS_ED25519),
+    ] {
+        let pair = rcgen::KeyPair::generate_for(alg).unwrap();
+        keys.push((
+            name,
+            Signer::private_pem(pair.serialize_pem().as_bytes()).unwrap(),
+            Verifier::public_pem(pair.public_key_pem().as_bytes(), Expect::default()).unwrap(),
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("rsa.pem");
+    let public = dir.path().join("rsa.pub.pem");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&key)
+        .output()
+        .is_ok_and(|o| o.status.success())
+        && std::process::Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&public)
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if made {
+        keys.push((
+            "RS256 (2048-bit)",
+            Signer::private_pem(&std::fs::read(&key).unwrap()).unwrap(),
+            Verifier::public_pem(&std::fs::read(&public).unwrap(), Expect::default()).unwrap(),
+        ));
+    } else {
+        println!("(no openssl command: RS256 not measured)");
+    }
+    keys
 }
