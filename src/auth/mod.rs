@@ -26,6 +26,10 @@ pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 /// Shortest HS256 secret accepted: 256 bits, the size of the hash (RFC 7518, 3.2).
 pub const MIN_HS256_SECRET_BYTES: usize = 32;
 
+/// The longest a session may last on one token, in seconds (about 100 years): a
+/// later `exp` is accepted and counts as this.
+pub const MAX_SESSION_SECS: u64 = 100 * 365 * 24 * 3600;
+
 /// Default `--jwt-leeway`, in seconds: the clock skew allowed between the token's
 /// issuer and this server, on `exp` and `nbf`.
 pub const DEFAULT_LEEWAY_SECS: u64 = 5;
@@ -270,6 +274,11 @@ impl Verifier {
         }
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|e| refuse(describe(&e)))?;
+        // serde_json skips an unknown claim without checking its string is UTF-8;
+        // JSON is UTF-8 (RFC 8259, 8.1), so a payload that is not is refused whole.
+        if !payload_is_utf8(token) {
+            return Err(refuse("token payload is not UTF-8"));
+        }
         self.check_claims(data.claims, now_unix)
     }
 
@@ -340,11 +349,28 @@ impl Verifier {
     }
 
     /// When a session logged in with `identity` at `now` (read with `now_unix`) must
-    /// be closed: at `exp` plus the leeway, when the token stops verifying.
+    /// be closed: at `exp` plus the leeway, when the token stops verifying. An `exp`
+    /// further out than [`MAX_SESSION_SECS`] counts as that far (`Instant` cannot
+    /// hold any date: a token valid until the year 3000 must not overflow it).
     pub fn deadline(&self, identity: &Identity, now: Instant, now_unix: u64) -> Instant {
-        let left = (identity.exp + self.expect.leeway.as_secs()).saturating_sub(now_unix);
-        now + Duration::from_secs(left)
+        let left = identity
+            .exp
+            .saturating_add(self.expect.leeway.as_secs())
+            .saturating_sub(now_unix)
+            .min(MAX_SESSION_SECS);
+        now.checked_add(Duration::from_secs(left)).unwrap_or(now)
     }
+}
+
+/// Whether the claims part of a compact JWT (already verified, so well formed) decodes
+/// to UTF-8.
+fn payload_is_utf8(token: &str) -> bool {
+    let Some(payload) = token.split('.').nth(1) else {
+        return false;
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .is_ok_and(|bytes| std::str::from_utf8(&bytes).is_ok())
 }
 
 /// Seconds since the Unix epoch, now.

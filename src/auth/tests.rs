@@ -358,3 +358,40 @@ fn minted_dates_are_integers_when_whole() {
         "{json}"
     );
 }
+
+#[test]
+fn an_exp_far_in_the_future_neither_overflows_nor_expires() {
+    let (signer, verifier) = hs256(Expect {
+        leeway: Duration::from_secs(5),
+        ..Expect::default()
+    });
+    let now = Instant::now();
+    for exp in [1e12, 1.8446744073709552e19, 1e300] {
+        let token = signer.sign(&Claims { exp, ..claims("a") }).unwrap();
+        let identity = verifier.verify(&token, NOW).unwrap();
+        let deadline = verifier.deadline(&identity, now, NOW);
+        assert!(
+            deadline >= now + Duration::from_secs(MAX_SESSION_SECS),
+            "{exp}"
+        );
+    }
+}
+
+#[test]
+fn a_payload_that_is_not_utf8_is_refused() {
+    let (_, verifier) = hs256(Expect::default());
+    let header = jsonwebtoken::Header::new(Algorithm::HS256);
+    let b64 = |s: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let mut payload = br#"{"sub":"a","exp":1900000000,"x":""#.to_vec();
+    payload.extend_from_slice(&[0xff, 0xfe]);
+    payload.extend_from_slice(br#""}"#);
+    let input = format!(
+        "{}.{}",
+        b64(&serde_json::to_vec(&header).unwrap()),
+        b64(&payload)
+    );
+    let key = EncodingKey::from_secret(SECRET);
+    let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::HS256).unwrap();
+    let e = refused(&verifier, &format!("{input}.{signature}"));
+    assert!(e.contains("UTF-8"), "{e}");
+}
