@@ -611,7 +611,7 @@ pub fn model(payload: &Value, expect: &Expect, now: u64) -> Verdict {
     let exp = claims["exp"].as_f64().unwrap_or(f64::NAN);
     let leeway = i128::from(expect.leeway.as_secs());
     let mut reasons = Vec::new();
-    let mut near_boundary = false;
+    let (mut exp_close, mut nbf_close) = (false, false);
 
     if exp < 0.0 {
         reasons.push(Reason::Expired);
@@ -620,14 +620,14 @@ pub fn model(payload: &Value, expect: &Expect, now: u64) -> Verdict {
         if order != std::cmp::Ordering::Greater {
             reasons.push(Reason::Expired);
         }
-        near_boundary |= close;
+        exp_close = close;
     }
     if let Some(nbf) = get("nbf").and_then(Value::as_f64) {
         let (order, close) = compare_exact(nbf, -leeway, now);
         if order == std::cmp::Ordering::Greater {
             reasons.push(Reason::NotYetValid);
         }
-        near_boundary |= close;
+        nbf_close = close;
     }
     if let Some(wanted) = &expect.issuer {
         if get("iss").and_then(Value::as_str) != Some(wanted.as_str()) {
@@ -666,13 +666,19 @@ pub fn model(payload: &Value, expect: &Expect, now: u64) -> Verdict {
         rooms,
         publish,
     };
-    // Rounding can only turn a Greater into an Equal: for `exp` a refusal, for `nbf`
-    // an acceptance. Either way the one reason in play is that boundary's.
+    // Rounding can only turn a Greater into an Equal: for `exp` a refusal (checked
+    // first, so it may be the reason given whatever else is wrong), for `nbf` an
+    // acceptance.
     match reasons.as_slice() {
-        [] if near_boundary => Verdict::Either(accepted),
+        [] if exp_close => Verdict::Either(accepted),
         [] => Verdict::Accept(accepted),
-        [Reason::NotYetValid] if near_boundary => Verdict::Either(accepted),
-        _ => Verdict::Refuse(reasons),
+        [Reason::NotYetValid] if nbf_close => Verdict::Either(accepted),
+        _ => {
+            if exp_close {
+                reasons.push(Reason::Expired);
+            }
+            Verdict::Refuse(reasons)
+        }
     }
 }
 
