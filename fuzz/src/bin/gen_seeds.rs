@@ -708,6 +708,46 @@ fn token_seeds() -> Vec<(&'static str, Vec<u8>)> {
                 r#"{"sub":"ann","exp":1800000060.5,"nbf":null,"rooms":["lobby","match-*"],"x":{"y":[1]}}"#,
             ),
         ),
+        // Crashes the fuzzer found, kept once fixed: an exp far ahead (the deadline
+        // overflowed), a payload that is not UTF-8 in an unknown claim (verified),
+        // an exp within rounding of the boundary with other claims wrong (the model).
+        (
+            "crash-exp-far-ahead",
+            vec![
+                0xdf, 0x3c, 0x0f, 0x3c, 0x00, 0x3c, 0xb9, 0x21, 0x2e, 0x70, 0xcd, 0x00, 0x00, 0x00,
+                0x00, 0x00, 0x00, 0x00, 0x00, 0x2e,
+            ],
+        ),
+        (
+            "crash-payload-not-utf8",
+            [
+                &as_bytes("")[..],
+                b"{\"sub\":\"a\",\"exp\":1900000000,\"x\":\"\xfb\"}",
+            ]
+            .concat(),
+        ),
+        ("crash-exp-rounding", {
+            // Clock 22, leeway 22, issuer and audience expected, none given;
+            // exp 8.627391829650021e-268 (an f64 from its bits, kind 8).
+            let mut exp = vec![TYPED, 0, 8];
+            exp.extend(8.627391829650021e-268f64.to_le_bytes());
+            let mut input = case(
+                [0, 0, USUAL, USUAL],
+                [
+                    sub(X),
+                    exp,
+                    absent(),
+                    absent(),
+                    absent(),
+                    absent(),
+                    absent(),
+                    absent(),
+                ],
+                &[],
+            );
+            input.splice(2..4, [3, 22, 2, 22]);
+            input
+        }),
         ("raw-junk", raw("a.b.c")),
         (
             "raw-alg-none",
