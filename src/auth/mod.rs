@@ -200,13 +200,7 @@ impl std::fmt::Debug for Verifier {
 impl Verifier {
     /// An HS256 verifier with a shared secret of at least 32 bytes.
     pub fn hs256(secret: &[u8], expect: Expect) -> Result<Self, KeyError> {
-        if secret.len() < MIN_HS256_SECRET_BYTES {
-            return Err(KeyError(format!(
-                "the HS256 secret is {} bytes; it must be at least {MIN_HS256_SECRET_BYTES} \
-                 (256 bits, e.g. `openssl rand -base64 48`)",
-                secret.len()
-            )));
-        }
+        long_enough(secret)?;
         Ok(Self::new(
             DecodingKey::from_secret(secret),
             Algorithm::HS256,
@@ -410,12 +404,7 @@ impl std::fmt::Debug for Signer {
 impl Signer {
     /// An HS256 signer (the secret must be at least 32 bytes, as the server's).
     pub fn hs256(secret: &[u8]) -> Result<Self, KeyError> {
-        if secret.len() < MIN_HS256_SECRET_BYTES {
-            return Err(KeyError(format!(
-                "the HS256 secret is {} bytes; it must be at least {MIN_HS256_SECRET_BYTES}",
-                secret.len()
-            )));
-        }
+        long_enough(secret)?;
         Ok(Self {
             key: EncodingKey::from_secret(secret),
             algorithm: Algorithm::HS256,
@@ -445,6 +434,19 @@ impl Signer {
         jsonwebtoken::encode(&Header::new(self.algorithm), claims, &self.key)
             .map_err(|e| KeyError(format!("signing failed: {e}")))
     }
+}
+
+/// Refuses an HS256 secret shorter than [`MIN_HS256_SECRET_BYTES`] (signing and
+/// verifying alike).
+fn long_enough(secret: &[u8]) -> Result<(), KeyError> {
+    if secret.len() < MIN_HS256_SECRET_BYTES {
+        return Err(KeyError(format!(
+            "the HS256 secret is {} bytes; it must be at least {MIN_HS256_SECRET_BYTES} \
+             (256 bits, e.g. `openssl rand -base64 48`)",
+            secret.len()
+        )));
+    }
+    Ok(())
 }
 
 /// The algorithm a PEM key (public or private) is for, from its algorithm identifier:
