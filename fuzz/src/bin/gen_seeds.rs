@@ -572,6 +572,19 @@ fn token_seeds() -> Vec<(&'static str, Vec<u8>)> {
             &[],
         )
     };
+    // sub and exp as given, iss and aud too; nbf, iat, rooms and publish absent.
+    let claims = |s: u8, exp: Vec<u8>, iss: Vec<u8>, aud: Vec<u8>| {
+        [
+            sub(s),
+            exp,
+            absent(),
+            absent(),
+            iss,
+            aud,
+            absent(),
+            absent(),
+        ]
+    };
     let signed_elsewhere = encode(
         &Header::new(Algorithm::HS256),
         &serde_json::json!({"sub": "ann", "exp": 1_900_000_000u64}),
@@ -630,16 +643,7 @@ fn token_seeds() -> Vec<(&'static str, Vec<u8>)> {
             "expiry-fractional-no-leeway",
             case(
                 [BASE_NOW, LEEWAY_0, NONE, NONE],
-                [
-                    sub(X),
-                    fractional(0, 0),
-                    absent(),
-                    absent(),
-                    absent(),
-                    absent(),
-                    absent(),
-                    absent(),
-                ],
+                claims(X, fractional(0, 0), absent(), absent()),
                 &[],
             ),
         ),
@@ -651,16 +655,12 @@ fn token_seeds() -> Vec<(&'static str, Vec<u8>)> {
             "issuer-audience",
             case(
                 [BASE_NOW, LEEWAY_5, USUAL, USUAL],
-                [
-                    sub(CRAB),
+                claims(
+                    CRAB,
                     near(60, 0),
-                    absent(),
-                    absent(),
                     sub(ISSUER),
                     [vec![AUD_ARRAY], strings(&[X, AUDIENCE])[1..].to_vec()].concat(),
-                    absent(),
-                    absent(),
-                ],
+                ),
                 &[],
             ),
         ),
@@ -668,35 +668,13 @@ fn token_seeds() -> Vec<(&'static str, Vec<u8>)> {
             "audience-unexpected",
             case(
                 plain,
-                [
-                    sub(LOBBY),
-                    near(60, 0),
-                    absent(),
-                    absent(),
-                    absent(),
-                    sub(AUDIENCE),
-                    absent(),
-                    absent(),
-                ],
+                claims(LOBBY, near(60, 0), absent(), sub(AUDIENCE)),
                 &[],
             ),
         ),
         (
             "subject-empty",
-            case(
-                plain,
-                [
-                    sub(EMPTY),
-                    near(60, 0),
-                    absent(),
-                    absent(),
-                    absent(),
-                    absent(),
-                    absent(),
-                    absent(),
-                ],
-                &[],
-            ),
+            case(plain, claims(EMPTY, near(60, 0), absent(), absent()), &[]),
         ),
         (
             "payload-duplicate-sub",
@@ -733,16 +711,7 @@ fn token_seeds() -> Vec<(&'static str, Vec<u8>)> {
             exp.extend(8.627391829650021e-268f64.to_le_bytes());
             let mut input = case(
                 [0, 0, USUAL, USUAL],
-                [
-                    sub(X),
-                    exp,
-                    absent(),
-                    absent(),
-                    absent(),
-                    absent(),
-                    absent(),
-                    absent(),
-                ],
+                claims(X, exp, absent(), absent()),
                 &[],
             );
             input.splice(2..4, [3, 22, 2, 22]);
