@@ -8,6 +8,7 @@ mod reader;
 pub mod session;
 pub mod transport;
 mod writer;
+pub mod ws;
 
 use std::cell::RefCell;
 use std::io;
