@@ -185,6 +185,18 @@ pub struct Config {
     #[arg(skip)]
     pub verifier: Option<Arc<Verifier>>,
 
+    /// Accept WebSocket clients on this address too (paths /ws and /app, subprotocol
+    /// corecast.v1; wss with --tls-cert/--tls-key). They share the shards, rooms and
+    /// limits of the TCP clients. Off by default.
+    #[arg(long, env = "CORECAST_WS_LISTEN")]
+    pub ws_listen: Option<String>,
+
+    /// Origins a browser may open a WebSocket from, comma-separated (e.g.
+    /// https://chat.example.com). An upgrade with another Origin gets 403; one with no
+    /// Origin (not a browser) is accepted. Default: any origin.
+    #[arg(long, env = "CORECAST_WS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub ws_allowed_origins: Vec<String>,
+
     /// Serve Prometheus `/metrics`, `/healthz` and `/readyz` over HTTP on this address
     /// (e.g. 0.0.0.0:9090). Off by default.
     #[arg(long, env = "CORECAST_METRICS_LISTEN")]
@@ -290,6 +302,8 @@ impl Default for Config {
             jwt_audience: None,
             jwt_leeway: crate::auth::DEFAULT_LEEWAY_SECS,
             verifier: None,
+            ws_listen: None,
+            ws_allowed_origins: Vec::new(),
             metrics_listen: None,
             max_rooms_per_connection: 1000,
             max_targets: 256,

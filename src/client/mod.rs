@@ -29,6 +29,7 @@ mod resume;
 mod tls_session;
 mod transport;
 mod trust;
+mod ws;
 
 use std::io;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -66,6 +67,22 @@ impl Client {
         stream.set_nodelay(true)?;
         let writer = Writer::Plain(stream.try_clone()?);
         Ok(Self::over(Reader::Plain(stream), writer, false))
+    }
+
+    /// Connects over WebSocket (the server's `--ws-listen`) on `path` (`/ws`), plain.
+    /// The client then works as over TCP; only raw bytes sent with `send_raw` must be
+    /// whole length-prefixed frames (each becomes one binary message).
+    pub fn connect_ws(addr: impl ToSocketAddrs, path: &str) -> Result<Self, ClientError> {
+        let mut stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        let host = stream.peer_addr()?.to_string();
+        let first = ws::handshake(&mut stream, &host, path)?;
+        let writer = Writer::Ws(ws::WsWriter::new(stream.try_clone()?));
+        Ok(Self::over(
+            Reader::Ws(ws::WsReader::new(stream, first)),
+            writer,
+            false,
+        ))
     }
 
     /// Connects over TLS trusting only `root_cert_der` (a DER certificate: the

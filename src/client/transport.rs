@@ -6,12 +6,14 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 
 use super::tls_session::{TlsReader, TlsSession};
+use super::ws::{WsReader, WsWriter};
 
 /// Where a client reads from: the socket, or a TLS session's receiving side.
 #[derive(Debug)]
 pub(super) enum Reader {
     Plain(TcpStream),
     Tls(TlsReader),
+    Ws(WsReader),
 }
 
 impl Reader {
@@ -20,6 +22,7 @@ impl Reader {
         match self {
             Reader::Plain(stream) => stream,
             Reader::Tls(reader) => &reader.sock,
+            Reader::Ws(reader) => &reader.sock,
         }
     }
 }
@@ -29,6 +32,7 @@ impl Read for Reader {
         match self {
             Reader::Plain(stream) => stream.read(buf),
             Reader::Tls(reader) => reader.read(buf),
+            Reader::Ws(reader) => reader.read(buf),
         }
     }
 }
@@ -38,6 +42,7 @@ impl Read for Reader {
 pub(super) enum Writer {
     Plain(TcpStream),
     Tls(Arc<TlsSession>),
+    Ws(WsWriter),
 }
 
 impl Writer {
@@ -45,6 +50,7 @@ impl Writer {
         match self {
             Writer::Plain(stream) => stream.write_all(bytes),
             Writer::Tls(session) => session.write(bytes),
+            Writer::Ws(writer) => writer.write_all(bytes),
         }
     }
 
@@ -52,6 +58,7 @@ impl Writer {
         let closed = match self {
             Writer::Plain(stream) => stream.shutdown(Shutdown::Both),
             Writer::Tls(session) => session.close(),
+            Writer::Ws(writer) => writer.sock.shutdown(Shutdown::Both),
         };
         match closed {
             // Already closed by the server: the goal is reached.

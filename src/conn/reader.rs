@@ -12,6 +12,7 @@ use futures_lite::future;
 
 use crate::conn::driver::{Driver, DriverSettings, Expired, Input, Wants, MIN_TIMEOUT};
 use crate::conn::transport::Transport;
+use crate::conn::ws::{self, Decoder, Fed, WsLink};
 use crate::conn::LiveGuard;
 use crate::metrics::{self, Count, Disconnect};
 use crate::shard::context::ShardContext;
@@ -31,6 +32,16 @@ enum ReadEnd {
     LoginTimeout,
     Error(io::Error),
     Closing,
+    /// A WebSocket client sent a close frame (answered by the writer).
+    PeerClosed,
+}
+
+/// What a WebSocket connection's reader keeps: its decoder, the link to its writer,
+/// and the bytes that came after the upgrade request.
+pub(crate) struct WsReader {
+    pub(crate) link: Rc<WsLink>,
+    pub(crate) decoder: Decoder,
+    pub(crate) first: Vec<u8>,
 }
 
 /// Why a connection ended, for the metrics. The queue's state decides first: a
@@ -38,6 +49,7 @@ enum ReadEnd {
 /// writer shut the socket, so the reader then sees an ordinary end of stream.
 fn disconnect_reason(end: &ReadEnd, state: OutState, ready: bool) -> Disconnect {
     match (state, end) {
+        (_, ReadEnd::PeerClosed) => Disconnect::ClientClosed,
         (OutState::Cut, _) => Disconnect::SlowConsumer,
         (OutState::Draining { .. }, _) if !ready => Disconnect::Shutdown,
         (OutState::Draining { .. }, _) | (OutState::Open, ReadEnd::Closing) => {
@@ -56,8 +68,9 @@ pub(crate) async fn read_loop(
     stream: Rc<RefCell<Transport>>,
     _live: Rc<LiveGuard>,
     accepted: Instant,
+    mut ws: Option<WsReader>,
 ) {
-    let end = read_frames(&ctx, &conn, &stream, accepted).await;
+    let end = read_frames(&ctx, &conn, &stream, accepted, ws.as_mut()).await;
     let reason = if conn.replaced.get() {
         Disconnect::SessionReplaced
     } else if conn.token_expired.get() {
@@ -141,9 +154,29 @@ async fn read_frames(
     conn: &ConnShared,
     stream: &RefCell<Transport>,
     accepted: Instant,
+    mut ws: Option<&mut WsReader>,
 ) -> ReadEnd {
     let mut driver = Driver::new(DriverSettings::from_config(&ctx.config), accepted);
     let grace = ctx.config.shutdown_grace();
+    // WebSocket: the length-prefixed frames decoded from what was read.
+    let mut decoded = Vec::new();
+    if let Some(ws) = ws.as_deref_mut() {
+        let first = std::mem::take(&mut ws.first);
+        if !first.is_empty() {
+            let ended = decode_ws(conn, ws, &first, &mut decoded);
+            let input = Input {
+                shard: &mut ctx.state.borrow_mut(),
+                conn,
+                session: &ctx.session,
+                now: Instant::now(),
+                close_by: ctx.close_deadline(grace),
+            };
+            driver.received(input, &decoded);
+            if let Err(end) = ended {
+                return end_ws(ctx, conn, ws, end);
+            }
+        }
+    }
     loop {
         // A client that always has data ready must not keep the shard to itself.
         glommio::yield_if_needed().await;
@@ -192,8 +225,16 @@ async fn read_frames(
         }
         metrics::count(Count::BytesIn(n as u64));
         let now = Instant::now();
+        let mut ended = Ok(());
         {
             let scratch = ctx.scratch.borrow();
+            let data = match ws.as_deref_mut() {
+                None => &scratch[..n],
+                Some(ws) => {
+                    ended = decode_ws(conn, ws, &scratch[..n], &mut decoded);
+                    &decoded[..]
+                }
+            };
             let input = Input {
                 shard: &mut ctx.state.borrow_mut(),
                 conn,
@@ -201,9 +242,62 @@ async fn read_frames(
                 now,
                 close_by: ctx.close_deadline(grace),
             };
-            driver.received(input, &scratch[..n]);
+            driver.received(input, data);
+        }
+        if let (Err(end), Some(ws)) = (ended, ws.as_deref()) {
+            return end_ws(ctx, conn, ws, end);
         }
         ctx.let_writers_run(now, true).await;
+    }
+}
+
+/// Decodes what a WebSocket client sent into `decoded` (length-prefixed frames, to
+/// be handled as usual); pongs go to the writer. `Err` when the connection ends after
+/// those frames: the client closed, or sent a frame that gets an error and a close.
+fn decode_ws(
+    conn: &ConnShared,
+    ws: &mut WsReader,
+    data: &[u8],
+    decoded: &mut Vec<u8>,
+) -> Result<(), WsEnd> {
+    decoded.clear();
+    let fed = ws
+        .decoder
+        .feed(data, decoded, &mut ws.link.control.borrow_mut());
+    if !ws.link.control.borrow().is_empty() {
+        conn.out.wake_writer();
+    }
+    match fed {
+        Ok(Fed::More) => Ok(()),
+        Ok(Fed::Closed(_)) => Err(WsEnd::Closed),
+        Err(e) => Err(WsEnd::Failed(e)),
+    }
+}
+
+/// How a WebSocket client's input ended.
+enum WsEnd {
+    /// It sent a close frame.
+    Closed,
+    /// It sent a frame that is refused.
+    Failed(ws::WsError),
+}
+
+/// Closes a WebSocket connection whose input ended, once what came before is handled:
+/// the writer answers a client's close with one (1000), or sends the error and then
+/// the close code it calls for.
+fn end_ws(ctx: &ShardContext, conn: &ConnShared, ws: &WsReader, end: WsEnd) -> ReadEnd {
+    match end {
+        WsEnd::Closed => {
+            ws.link.close_code.set(Some(ws::close::NORMAL));
+            let deadline = ctx.close_deadline(ctx.config.shutdown_grace());
+            conn.out.close_after(None, deadline);
+            ReadEnd::PeerClosed
+        }
+        WsEnd::Failed(e) => {
+            ws.link.close_code.set(Some(e.close));
+            close_with(ctx, conn, e.code, e.message);
+            ReadEnd::Closing
+        }
     }
 }
 

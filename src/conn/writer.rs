@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 use futures_lite::future;
 
 use crate::conn::transport::Transport;
+use crate::conn::ws::{self, WsLink};
+use crate::conn::ws_writer::WsOut;
 use crate::conn::LiveGuard;
 use crate::shard::members::{slow_consumer_frame, ConnShared};
 use crate::shard::outbound::{OutState, Outbound};
@@ -85,15 +87,22 @@ async fn await_room(
 pub(crate) async fn write_loop(
     conn: Rc<ConnShared>,
     stream: Rc<RefCell<Transport>>,
-    _live: Rc<LiveGuard>,
+    live: Rc<LiveGuard>,
     write_timeout: Option<Duration>,
+    ws: Option<Rc<WsLink>>,
 ) {
     let fd = stream.borrow().as_raw_fd();
     let tls = stream.borrow().is_tls();
-    let written = if tls {
-        write_frames_tls(&conn, &stream, write_timeout).await
-    } else {
-        write_frames(&conn, &stream, fd, write_timeout).await
+    let ws = ws.map(|link| WsWrite {
+        link,
+        out: WsOut::default(),
+        ctx: live.ctx.clone(),
+        close_sent: false,
+    });
+    let written = match (tls, ws) {
+        (true, ws) => write_frames_tls(&conn, &stream, write_timeout, ws).await,
+        (false, Some(ws)) => write_frames_ws(&conn, &stream, fd, write_timeout, ws).await,
+        (false, None) => write_frames(&conn, &stream, fd, write_timeout).await,
     };
     if let Err(e) = &written {
         tracing::trace!(conn = conn.id, error = %e, "writer stopped");
@@ -162,6 +171,90 @@ async fn write_frames(
     }
 }
 
+/// A WebSocket writer's state: the link to its reader, the front frame's header
+/// progress, and whether the closing frame went out.
+struct WsWrite {
+    link: Rc<WsLink>,
+    out: WsOut,
+    ctx: Rc<crate::shard::context::ShardContext>,
+    close_sent: bool,
+}
+
+impl WsWrite {
+    /// Queues the close frame once, with the code the reader chose, else 1001 for a
+    /// shutdown and 1008 for any other close after an error. `false`: already sent.
+    fn queue_close(&mut self) -> bool {
+        if self.close_sent {
+            return false;
+        }
+        self.close_sent = true;
+        let code = self
+            .link
+            .close_code
+            .get()
+            .unwrap_or(if self.ctx.is_ready() {
+                ws::close::POLICY_VIOLATION
+            } else {
+                ws::close::GOING_AWAY
+            });
+        self.link
+            .control
+            .borrow_mut()
+            .extend_from_slice(&ws::close_frame(code));
+        true
+    }
+}
+
+/// The plain-socket WebSocket writer: [`write_frames`] with each frame's header
+/// written by `WsOut` beside the shared payload, and a close frame at the end.
+async fn write_frames_ws(
+    conn: &ConnShared,
+    stream: &RefCell<Transport>,
+    fd: RawFd,
+    write_timeout: Option<Duration>,
+    mut ws: WsWrite,
+) -> io::Result<()> {
+    let mut stalled = Stalled::default();
+    loop {
+        let idle = conn.out.is_empty() && ws.link.control.borrow().is_empty();
+        if idle {
+            if conn.out.is_closing() {
+                if conn.out.state() == OutState::Cut || !ws.queue_close() {
+                    return Ok(());
+                }
+                continue;
+            }
+            conn.out.writer.notified().await;
+            continue;
+        }
+        match ws.out.write_to(&conn.out, &ws.link, fd) {
+            Ok((n, false)) => stalled.progress(n),
+            Ok(_) => {
+                stalled.progress(1);
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        let deadline = match conn.out.state() {
+            OutState::Open => stalled.deadline(write_timeout),
+            OutState::Draining { deadline } => Some(deadline),
+            OutState::Cut => return Ok(()),
+        };
+        let write = future::poll_fn(|cx| {
+            let Some(chunk) = ws.out.next_chunk(&conn.out, &ws.link) else {
+                return Poll::Ready(Ok(()));
+            };
+            let written = stream.borrow_mut().poll_write(cx, &chunk);
+            written.map_ok(|n| ws.out.advance_chunk(&conn.out, &ws.link, n))
+        });
+        conn.out.mark_full();
+        if !await_room(conn, &mut stalled, deadline, write).await? {
+            return Ok(());
+        }
+    }
+}
+
 /// What ended a writer's wait for socket room.
 enum Wait<T> {
     /// The write made progress (or failed).
@@ -209,6 +302,7 @@ async fn write_frames_tls(
     conn: &ConnShared,
     stream: &RefCell<Transport>,
     write_timeout: Option<Duration>,
+    mut ws: Option<WsWrite>,
 ) -> io::Result<()> {
     let mut stalled = Stalled::default();
     // Plaintext taken from the queue that rustls has not accepted yet (its own buffer
@@ -217,7 +311,10 @@ async fn write_frames_tls(
     let mut close_notify_sent = false;
     loop {
         if staged.is_empty() {
-            stage(&conn.out, &mut staged);
+            match ws.as_mut() {
+                Some(ws) => ws.out.stage(&conn.out, &ws.link, &mut staged, TLS_BATCH),
+                None => stage(&conn.out, &mut staged),
+            }
         }
         if staged.is_empty() && !stream.borrow().tls_pending() {
             staged = Vec::new();
@@ -228,6 +325,9 @@ async fn write_frames_tls(
             let graceful = matches!(conn.out.state(), OutState::Draining { .. });
             if !graceful || close_notify_sent {
                 return Ok(());
+            }
+            if ws.as_mut().is_some_and(WsWrite::queue_close) {
+                continue;
             }
             // Tell the client the stream ends here (not truncated), then flush that.
             stream.borrow_mut().send_close_notify();

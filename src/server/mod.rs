@@ -88,6 +88,7 @@ pub enum ServerError {
 pub struct Server {
     addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
+    ws_addr: Option<SocketAddr>,
     peers: Vec<flume::Sender<Batch>>,
     executors: Vec<ExecutorJoinHandle<()>>,
 }
@@ -101,9 +102,15 @@ impl Server {
             .as_deref()
             .map(|addr| resolve("--metrics-listen", addr))
             .transpose()?;
+        let ws = config
+            .ws_listen
+            .as_deref()
+            .map(|addr| resolve("--ws-listen", addr))
+            .transpose()?;
         let endpoints: Vec<Endpoint> = [
             Some(("--listen", requested)),
             metrics.map(|a| ("--metrics-listen", a)),
+            ws.map(|a| ("--ws-listen", a)),
         ]
         .into_iter()
         .flatten()
@@ -169,6 +176,7 @@ impl Server {
         let mut server = Server {
             addr: requested,
             metrics_addr: None,
+            ws_addr: ws,
             peers: peers.clone(),
             executors: Vec::new(),
         };
@@ -186,6 +194,7 @@ impl Server {
                 draining: draining.clone(),
                 backpressure: backpressure.clone(),
                 metrics: if id == 0 { metrics } else { None },
+                ws: server.ws_addr,
                 tls: tls.clone(),
                 bound: bound_tx,
             };
@@ -208,9 +217,10 @@ impl Server {
                 });
             match started {
                 // Port 0: the first shard's port is the one every other shard binds.
-                Ok((addr, metrics_addr)) => {
-                    server.addr = addr;
-                    server.metrics_addr = server.metrics_addr.or(metrics_addr);
+                Ok(bound) => {
+                    server.addr = bound.clients;
+                    server.metrics_addr = server.metrics_addr.or(bound.metrics);
+                    server.ws_addr = bound.ws.or(server.ws_addr);
                 }
                 Err(e) => {
                     server.shutdown();
@@ -225,6 +235,10 @@ impl Server {
             server.addr,
             nr_shards
         );
+        if let Some(addr) = server.ws_addr {
+            let scheme = if tls.is_some() { "wss" } else { "ws" };
+            tracing::info!("websocket listening on {addr} ({scheme}://{addr}/ws)");
+        }
         if let Some(addr) = server.metrics_addr {
             tracing::info!("metrics and health on http://{addr}/metrics, /healthz, /readyz");
         }
@@ -234,6 +248,11 @@ impl Server {
     /// The bound address (the real port when `--listen` asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where WebSocket clients connect (`--ws-listen`, the real port), if enabled.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.ws_addr
     }
 
     /// Where `/metrics`, `/healthz` and `/readyz` are served, if enabled.

@@ -55,8 +55,30 @@ pub struct ShardSetup {
     pub metrics: Option<SocketAddr>,
     /// TLS on the client port (`--tls-cert`/`--tls-key`), loaded once by the server.
     pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// Told the bound addresses (clients, metrics), or why binding failed.
-    pub bound: std::sync::mpsc::Sender<std::io::Result<(SocketAddr, Option<SocketAddr>)>>,
+    /// Where to accept WebSocket clients (`--ws-listen`; port resolved like `addr`).
+    pub ws: Option<SocketAddr>,
+    /// Told the bound addresses, or why binding failed.
+    pub bound: std::sync::mpsc::Sender<std::io::Result<Bound>>,
+}
+
+/// The addresses one shard bound.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    /// The client port.
+    pub clients: SocketAddr,
+    /// `/metrics` (shard 0 only).
+    pub metrics: Option<SocketAddr>,
+    /// The WebSocket port.
+    pub ws: Option<SocketAddr>,
+}
+
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// `--listen`: length-prefixed frames.
+    Tcp,
+    /// `--ws-listen`: an HTTP upgrade, then WebSocket messages.
+    WebSocket,
 }
 
 /// Runs one shard until it has shut down.
@@ -75,15 +97,22 @@ pub async fn run_shard(setup: ShardSetup) {
             return;
         }
     };
+    let (ws_listener, stop_ws) = match setup.ws.map(listen::bind).transpose() {
+        Ok(bound) => bound.unzip(),
+        Err(e) => {
+            let _ = setup.bound.send(Err(std::io::Error::other(e.to_string())));
+            return;
+        }
+    };
     let local = listener
         .local_addr()
         .map_err(|e| std::io::Error::other(e.to_string()));
-    let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
-    if setup
-        .bound
-        .send(local.map(|addr| (addr, metrics_addr)))
-        .is_err()
-    {
+    let bound = local.map(|clients| Bound {
+        clients,
+        metrics: metrics_listener.as_ref().and_then(|l| l.local_addr().ok()),
+        ws: ws_listener.as_ref().and_then(|l| l.local_addr().ok()),
+    });
+    if setup.bound.send(bound).is_err() {
         return;
     }
     let ctx = Rc::new(ShardContext::new(
@@ -96,7 +125,10 @@ pub async fn run_shard(setup: ShardSetup) {
         setup.tls,
         setup.backpressure,
     ));
-    glommio::spawn_local(accept_loop(ctx.clone(), listener)).detach();
+    glommio::spawn_local(accept_loop(ctx.clone(), listener, Listener::Tcp)).detach();
+    if let Some(ws) = ws_listener {
+        glommio::spawn_local(accept_loop(ctx.clone(), ws, Listener::WebSocket)).detach();
+    }
     glommio::spawn_local(inbox_loop(ctx.clone(), setup.inbox)).detach();
     glommio::spawn_local(flush_loop(ctx.clone())).detach();
     let history = ctx.config.history();
@@ -113,6 +145,9 @@ pub async fn run_shard(setup: ShardSetup) {
     let drain_deadline = give_up - CLOSE_SLACK.min(grace / 4);
     ctx.begin_shutdown(give_up);
     stop_clients.now();
+    if let Some(stop) = stop_ws {
+        stop.now();
+    }
     ctx.state.borrow_mut().begin_shutdown(drain_deadline);
     wait_for_sockets(&ctx, give_up).await;
     if ctx.live.get() > 0 {
@@ -152,7 +187,7 @@ async fn wait_for_sockets(ctx: &ShardContext, until: Instant) {
     }
 }
 
-async fn accept_loop(ctx: Rc<ShardContext>, listener: TcpListener) {
+async fn accept_loop(ctx: Rc<ShardContext>, listener: TcpListener, kind: Listener) {
     loop {
         let accepted = future::or(async { Some(listener.accept().await) }, async {
             ctx.shutdown_started().await;
@@ -163,7 +198,7 @@ async fn accept_loop(ctx: Rc<ShardContext>, listener: TcpListener) {
             // A shutdown has begun (its `StopListening` also fails the armed accept).
             None => return,
             Some(Err(_)) if !ctx.is_ready() => return,
-            Some(Ok(stream)) => conn::spawn(&ctx, stream),
+            Some(Ok(stream)) => conn::spawn(&ctx, stream, kind),
             Some(Err(e)) => {
                 // EMFILE and friends: back off instead of spinning on the error.
                 tracing::warn!(error = %e, "accept failed");

@@ -269,6 +269,11 @@ impl Outbound {
         self.writer.notify();
     }
 
+    /// Wakes the writer without queueing a frame (it has control frames to send).
+    pub fn wake_writer(&self) {
+        self.writer.notify();
+    }
+
     /// Cuts a slow consumer: drops the backlog (but a partly written front), queues
     /// `last`, and makes the writer close after one last attempt.
     pub fn cut(&self, last: Bytes) {
@@ -338,6 +343,12 @@ impl Outbound {
         };
         self.consume(written);
         Ok(written)
+    }
+
+    /// The queued frames (the front one's unwritten bytes first), for a writer that
+    /// frames them itself (WebSocket).
+    pub fn frames(&self) -> std::cell::Ref<'_, VecDeque<Bytes>> {
+        self.queue.borrow()
     }
 
     /// The front frame's unwritten bytes, for a blocking write that waits for room.

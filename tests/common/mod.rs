@@ -15,6 +15,36 @@ use corecast::server::Server;
 pub struct TestServer {
     server: Option<Server>,
     pub addr: SocketAddr,
+    /// How [`TestServer::connect`] connects.
+    pub transport: Transport,
+}
+
+/// How a test's clients reach the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// The TCP port (`--listen`).
+    Tcp,
+    /// The WebSocket port (`--ws-listen`), path `/ws`.
+    WebSocket,
+}
+
+/// [`start`] with clients over `transport`.
+pub fn start_on(transport: Transport) -> TestServer {
+    start_with_on(transport, config())
+}
+
+/// [`start_with`] with clients over `transport` (a WebSocket listener is added).
+pub fn start_with_on(transport: Transport, config: Config) -> TestServer {
+    let config = match transport {
+        Transport::Tcp => config,
+        Transport::WebSocket => Config {
+            ws_listen: Some("127.0.0.1:0".into()),
+            ..config
+        },
+    };
+    let mut server = start_with(config);
+    server.transport = transport;
+    server
 }
 
 /// Defaults for tests: port 0, two shards, a short grace period.
@@ -37,12 +67,19 @@ pub fn start_with(config: Config) -> TestServer {
     TestServer {
         server: Some(server),
         addr,
+        transport: Transport::Tcp,
     }
 }
 
 impl TestServer {
     pub fn connect(&self) -> Client {
-        Client::connect(self.addr).expect("connect")
+        match self.transport {
+            Transport::Tcp => Client::connect(self.addr).expect("connect"),
+            Transport::WebSocket => {
+                let ws = self.server().ws_addr().expect("a --ws-listen port");
+                Client::connect_ws(ws, "/ws").expect("connect over WebSocket")
+            }
+        }
     }
 
     /// A connected, logged-in client.
