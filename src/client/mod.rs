@@ -73,16 +73,38 @@ impl Client {
     /// The client then works as over TCP; only raw bytes sent with `send_raw` must be
     /// whole length-prefixed frames (each becomes one binary message).
     pub fn connect_ws(addr: impl ToSocketAddrs, path: &str) -> Result<Self, ClientError> {
-        let mut stream = TcpStream::connect(addr)?;
+        let stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
         let host = stream.peer_addr()?.to_string();
-        let first = ws::handshake(&mut stream, &host, path)?;
-        let writer = Writer::Ws(ws::WsWriter::new(stream.try_clone()?));
-        Ok(Self::over(
-            Reader::Ws(ws::WsReader::new(stream, first)),
-            writer,
-            false,
-        ))
+        let writer = Writer::Plain(stream.try_clone()?);
+        Self::upgrade(Reader::Plain(stream), writer, &host, path, false)
+    }
+
+    /// Connects over WebSocket with TLS (wss: a server with `--tls-cert` and
+    /// `--ws-listen`), checking its certificate as [`Client::connect_tls_with`] does.
+    pub fn connect_wss(
+        addr: impl ToSocketAddrs,
+        server_name: &str,
+        trust: &TlsTrust,
+        path: &str,
+    ) -> Result<Self, ClientError> {
+        let tls = Self::connect_tls_with(addr, server_name, trust)?;
+        let Inbound { reader, .. } = tls.inbound;
+        Self::upgrade(reader, tls.writer, server_name, path, true)
+    }
+
+    /// The WebSocket upgrade over a connected stream, then the client over it.
+    fn upgrade(
+        mut reader: Reader,
+        mut writer: Writer,
+        host: &str,
+        path: &str,
+        tls: bool,
+    ) -> Result<Self, ClientError> {
+        let first = ws::handshake(&mut reader, &mut writer, host, path)?;
+        let reader = Reader::Ws(ws::WsReader::new(reader, first));
+        let writer = Writer::Ws(ws::WsWriter::new(writer));
+        Ok(Self::over(reader, writer, tls))
     }
 
     /// Connects over TLS trusting only `root_cert_der` (a DER certificate: the

@@ -22,7 +22,7 @@ impl Reader {
         match self {
             Reader::Plain(stream) => stream,
             Reader::Tls(reader) => &reader.sock,
-            Reader::Ws(reader) => &reader.sock,
+            Reader::Ws(reader) => reader.inner.tcp(),
         }
     }
 }
@@ -58,7 +58,7 @@ impl Writer {
         let closed = match self {
             Writer::Plain(stream) => stream.shutdown(Shutdown::Both),
             Writer::Tls(session) => session.close(),
-            Writer::Ws(writer) => writer.sock.shutdown(Shutdown::Both),
+            Writer::Ws(writer) => return writer.inner.close(),
         };
         match closed {
             // Already closed by the server: the goal is reached.

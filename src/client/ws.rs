@@ -3,8 +3,9 @@
 //! same as over TCP. Outgoing length-prefixed frames become one masked binary message
 //! each; each incoming binary message is handed on as a length-prefixed frame.
 
-use std::io::{self, Cursor, Read, Write};
-use std::net::TcpStream;
+use std::io::{self, Cursor, Read};
+
+use super::transport::{Reader, Writer};
 
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 use tungstenite::protocol::frame::FrameHeader;
@@ -19,14 +20,19 @@ fn refused(status_line: &str, body: &str) -> io::Error {
 
 /// Sends the upgrade request for `path` and reads the `101` answer. Returns the bytes
 /// that followed it (the server's first messages, if any).
-pub(super) fn handshake(stream: &mut TcpStream, host: &str, path: &str) -> io::Result<Vec<u8>> {
+pub(super) fn handshake(
+    stream: &mut Reader,
+    writer: &mut Writer,
+    host: &str,
+    path: &str,
+) -> io::Result<Vec<u8>> {
     let key = "Y29yZWNhc3QtY2xpZW50IQ=="; // 16 bytes in base64, as RFC 6455 asks
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\
          Sec-WebSocket-Protocol: corecast.v1\r\n\r\n"
     );
-    stream.write_all(request.as_bytes())?;
+    writer.write_all(request.as_bytes())?;
     let mut response = Vec::new();
     let mut buf = [0u8; 1024];
     let end = loop {
@@ -57,7 +63,9 @@ pub(super) fn handshake(stream: &mut TcpStream, host: &str, path: &str) -> io::R
     let status = head.lines().next().unwrap_or_default().to_string();
     if !status.starts_with("HTTP/1.1 101") {
         // The refusal's body says why; read what is there.
-        let _ = stream.set_read_timeout(Some(std::time::Duration::from_millis(500)));
+        let _ = stream
+            .tcp()
+            .set_read_timeout(Some(std::time::Duration::from_millis(500)));
         let mut body = response[end..].to_vec();
         let _ = stream.read_to_end(&mut body);
         return Err(refused(&status, &String::from_utf8_lossy(&body)));
@@ -74,7 +82,7 @@ pub(super) fn handshake(stream: &mut TcpStream, host: &str, path: &str) -> io::R
 /// The receiving side: WebSocket messages in, length-prefixed frames out.
 #[derive(Debug)]
 pub(super) struct WsReader {
-    pub(super) sock: TcpStream,
+    pub(super) inner: Box<Reader>,
     /// Bytes read and not yet decoded.
     raw: Vec<u8>,
     /// Frames decoded and not yet handed out.
@@ -88,9 +96,9 @@ pub(super) struct WsReader {
 }
 
 impl WsReader {
-    pub(super) fn new(sock: TcpStream, first: Vec<u8>) -> Self {
+    pub(super) fn new(inner: Reader, first: Vec<u8>) -> Self {
         Self {
-            sock,
+            inner: Box::new(inner),
             raw: first,
             ready: Vec::new(),
             at: 0,
@@ -168,7 +176,7 @@ impl Read for WsReader {
                 continue;
             }
             let mut chunk = [0u8; 16 * 1024];
-            let n = self.sock.read(&mut chunk)?;
+            let n = self.inner.read(&mut chunk)?;
             if n == 0 {
                 return Ok(0);
             }
@@ -181,15 +189,15 @@ impl Read for WsReader {
 /// for its rest).
 #[derive(Debug)]
 pub(super) struct WsWriter {
-    pub(super) sock: TcpStream,
+    pub(super) inner: Box<Writer>,
     pending: Vec<u8>,
     mask: u32,
 }
 
 impl WsWriter {
-    pub(super) fn new(sock: TcpStream) -> Self {
+    pub(super) fn new(inner: Writer) -> Self {
         Self {
-            sock,
+            inner: Box::new(inner),
             pending: Vec::new(),
             mask: 0x9e37_79b9,
         }
@@ -223,6 +231,6 @@ impl WsWriter {
             at += 4 + len;
         }
         self.pending.drain(..at);
-        self.sock.write_all(&out)
+        self.inner.write_all(&out)
     }
 }
