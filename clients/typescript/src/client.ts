@@ -340,6 +340,7 @@ export class CorecastClient extends Emitter<ClientEvents> {
   close(): Promise<void> {
     if (this.userClosed) return this.closedPromise ?? Promise.resolve();
     this.userClosed = true;
+    if (this.stateValue === "closed") return Promise.resolve(); // closed already (a fatal error)
     this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
     if (this.reconnectTimer !== undefined) clearTimeout(this.reconnectTimer);
     this.wakeReconnect?.();

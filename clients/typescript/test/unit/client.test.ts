@@ -325,3 +325,16 @@ test("close() during a reconnect stops it", async () => {
   await final;
   assert.equal(c.state, "closed");
 });
+
+test("close() after the connection closed for good emits no second close event", async () => {
+  const { c, s } = await loggedIn();
+  let closes = 0;
+  c.on("close", () => closes++);
+  const final = c.waitFor("close");
+  s.reply({ data: { case: "error", value: { code: ErrorCode.DISCONNECTED, message: "kicked by the backend" } } });
+  s.drop(1008);
+  assert.equal((await final).error?.code, ErrorCode.DISCONNECTED);
+  await c.close();
+  assert.equal(closes, 1);
+  assert.equal(c.state, "closed");
+});
