@@ -350,3 +350,23 @@ test("a WebSocket client and a TCP client share a room", T, async () => {
     sock.destroy();
   }
 });
+
+test("server shutdown: SERVER_SHUTTING_DOWN, close code 1001, and the client tries to come back", T, async () => {
+  const doomed = await startServer();
+  try {
+    const c = track(await loggedIn(doomed.wsUrl, "sd-alice", { reconnect: { initialMs: 50, maxMs: 200 } }));
+    await c.join("sd-room");
+    const closed = c.waitFor("close");
+    const retrying = c.waitFor("reconnecting");
+    await doomed.stop();
+    const info = await closed;
+    assert.equal(info.code, 1001);
+    assert.equal(info.error?.code, ErrorCode.SERVER_SHUTTING_DOWN);
+    assert.equal(info.willReconnect, true);
+    assert.equal((await retrying).attempt, 1);
+    await c.close();
+    assert.equal(c.state, "closed");
+  } finally {
+    await doomed.stop();
+  }
+});
