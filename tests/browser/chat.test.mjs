@@ -23,7 +23,11 @@ const ROOM = "lobby";
 
 /** A page of the chat, with what it reported (uncaught exceptions, console errors). */
 async function openChatPage(browser, siteUrl, wsUrl, player) {
-  const page = await browser.newPage();
+  // A browser context of its own: its own window (a second tab in one window would be a
+  // hidden tab, which headless Chromium does not render, so clicks on it never finish)
+  // and its own storage, like two people on two machines.
+  const context = await browser.createBrowserContext();
+  const page = await context.newPage();
   await page.setViewport({ width: 1000, height: 600 });
   const problems = [];
   page.on("pageerror", (err) => problems.push(`${player}: uncaught: ${err.message}`));
@@ -121,23 +125,31 @@ async function screenshot(chat, name) {
   return file;
 }
 
-test("two browser pages and a TCP client chat in one room", { timeout: 120_000 }, async (t) => {
-  const started = performance.now();
+function launchBrowser() {
+  return puppeteer.launch({
+    executablePath: chromium,
+    headless: true,
+    // Root in a container: Chromium's sandbox needs user namespaces it may not get.
+    args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
+  });
+}
+
+async function preconditions() {
   assert.ok(existsSync(path.join(webDist, "index.html")), `no ${webDist}/index.html: run \`npm run build\` in examples/web`);
   assert.ok(existsSync(chromium), `no ${chromium}: apt-get install -y chromium (Debian's package), or set CHROMIUM_BIN`);
-  const bin = serverBinary(repoRoot);
+  return serverBinary(repoRoot);
+}
+
+test("two browser pages and a TCP client chat in one room", { timeout: 120_000 }, async (t) => {
+  const started = performance.now();
+  const bin = await preconditions();
   const wire = await loadWire(repoRoot);
 
   const site = await serveDirectory(webDist);
   t.after(() => site.close());
   const server = await startServer(bin, { shards: 2 });
   t.after(() => stopServer(server));
-  const browser = await puppeteer.launch({
-    executablePath: chromium,
-    headless: true,
-    // Root in a container: Chromium's sandbox needs user namespaces it may not get.
-    args: ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
-  });
+  const browser = await launchBrowser();
   t.after(() => browser.close());
   const wsUrl = `ws://${server.wsAddr}/ws`;
   t.diagnostic(`server ${bin}: tcp ${server.tcpAddr}, websocket ${wsUrl}; page ${site.url}`);
@@ -270,4 +282,28 @@ test("two browser pages and a TCP client chat in one room", { timeout: 120_000 }
   });
 
   t.diagnostic(`browser test took ${((performance.now() - started) / 1000).toFixed(1)} s; screenshots in ${shotDir}`);
+});
+
+test("a wrong token is refused plainly; the right one logs in", { timeout: 60_000 }, async (t) => {
+  const bin = await preconditions();
+  const site = await serveDirectory(webDist);
+  t.after(() => site.close());
+  const server = await startServer(bin, { shards: 2, extraArgs: ["--auth-token", "let-me-in"] });
+  t.after(() => stopServer(server));
+  const browser = await launchBrowser();
+  t.after(() => browser.close());
+  const dee = await openChatPage(browser, site.url, `ws://${server.wsAddr}/ws`, "dee");
+
+  await dee.page.type("#token", "wrong");
+  await dee.page.click("#login-btn");
+  const shown = await waitOn(dee, "#error-list li[data-code='UNAUTHORIZED']", "show the refusal");
+  assert.match(await shown.evaluate((li) => li.textContent), /^login: UNAUTHORIZED/);
+  await waitOn(dee, "#status[data-state='disconnected']", "show that it is not connected");
+  await waitOn(dee, "#login-btn:not([disabled])", "let the user try again");
+
+  await dee.page.$eval("#token", (input) => (input.value = ""));
+  await dee.page.type("#token", "let-me-in");
+  await login(dee);
+  await join(dee, "den");
+  assert.deepEqual(dee.problems.filter((p) => p.includes("uncaught")), []);
 });

@@ -198,7 +198,7 @@ function wire(c) {
 
   c.on("close", (info) => {
     if (!live()) return;
-    if (info.error) showError(info.error);
+    // info.error, if any, was shown already: the client emits it as an "error" event.
     if (info.willReconnect) {
       setStatus("reconnecting", `connection lost (code ${info.code}); reconnecting`);
       return;
