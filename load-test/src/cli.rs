@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::jwt::Minter;
-use crate::targets::Target;
+use crate::targets::{Target, Transport};
 use crate::worker::DropMode;
 
 const ABOUT: &str =
@@ -97,9 +97,13 @@ pub struct TargetArgs {
     /// Server kind.
     #[arg(long, value_enum, default_value_t = Target::Corecast)]
     pub target: Target,
-    /// Server address.
+    /// Server address (with --transport ws: the server's --ws-listen address).
     #[arg(long, default_value = "127.0.0.1:7878")]
     pub addr: SocketAddr,
+    /// How to reach the server: tcp, or ws (corecast only: a WebSocket upgrade on
+    /// /ws at --addr, then one masked binary frame per message).
+    #[arg(long, value_enum, default_value_t = Transport::Tcp)]
+    pub transport: Transport,
     /// Bearer token for corecast's login (auth_token in NATS CONNECT).
     #[arg(long, env = "CORECAST_AUTH_TOKEN")]
     pub token: Option<String>,
@@ -826,8 +830,16 @@ mod tests {
 
 impl TargetArgs {
     /// The login-token minter the `--jwt-*` options describe (`None` without a key),
-    /// for a run that lasts at most `run_s` seconds ([`Minter::from_options`]).
+    /// for a run that lasts at most `run_s` seconds ([`Minter::from_options`]). Every
+    /// scenario calls it before anything connects, so it refuses `--transport ws` for
+    /// targets other than corecast too.
     pub fn minter(&self, run_s: f64) -> anyhow::Result<Option<std::sync::Arc<Minter>>> {
+        if self.transport == Transport::Ws && self.target != Target::Corecast {
+            anyhow::bail!(
+                "--transport ws speaks corecast's WebSocket protocol; --target {} is reached over tcp only",
+                self.target.name()
+            );
+        }
         Minter::from_options(
             self.jwt_secret_file.as_deref(),
             self.jwt_private_key.as_deref(),
@@ -835,6 +847,14 @@ impl TargetArgs {
             self.target,
             run_s,
         )
+    }
+
+    /// The target's name in reports: `corecast-ws` over WebSocket, else the target's.
+    pub fn name(&self) -> &'static str {
+        match (self.target, self.transport) {
+            (Target::Corecast, Transport::Ws) => "corecast-ws",
+            (t, _) => t.name(),
+        }
     }
 }
 

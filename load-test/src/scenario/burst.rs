@@ -28,7 +28,7 @@ use crate::clock::{mono_ns, process_cpu_us};
 use crate::jwt::Minter;
 use crate::poller::{Poller, Ready, READ, WRITE};
 use crate::report::{check_output_paths, RunInfo, ServerCost};
-use crate::targets::{Codec, Event, Target};
+use crate::targets::{Codec, Event, Target, Transport};
 
 use super::{run_info, run_prefix, sample_server, server_cost};
 
@@ -156,6 +156,9 @@ pub fn burst(args: &BurstArgs) -> Result<bool> {
             target.target.name()
         );
     }
+    if target.transport != Transport::Tcp {
+        bail!("burst runs over TCP only (its stalled members shrink SO_RCVBUF on plain sockets): --transport ws is not taken");
+    }
     if target.threads != 1 || target.source_addrs != 0 {
         bail!("burst runs on one thread from the kernel's source address: --threads must be 1 and --source-addrs 0");
     }
@@ -256,7 +259,7 @@ fn setup(args: &BurstArgs, jwt: Option<&Minter>) -> Result<Vec<BurstConn>> {
                 room_name: room_name(&prefix, room),
                 sender_id,
                 socket,
-                codec: Codec::new(Target::Corecast),
+                codec: Codec::new(Target::Corecast, Transport::Tcp),
                 rbuf: Vec::new(),
                 wbuf: Vec::new(),
                 wpos: 0,

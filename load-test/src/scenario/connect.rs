@@ -210,7 +210,7 @@ impl Sampled {
             run: run_info(
                 args.out.label.as_deref(),
                 "connect",
-                target.target.name(),
+                target.name(),
                 params(args),
             ),
             duration_s: elapsed_s,

@@ -218,6 +218,7 @@ fn spawn_children(
             .args(["--source", &format!("127.0.0.{}", 2 + i)])
             .args(["--target", target.target.name()])
             .args(["--addr", &target.addr.to_string()])
+            .args(["--transport", target.transport.name()])
             .args(["--setup-concurrency", &setup.setup_concurrency.to_string()])
             .args(["--setup-timeout", &format!("{}s", setup.setup_timeout)]);
         if let Some(t) = &target.token {
@@ -283,7 +284,7 @@ fn report(
         run: run_info(
             args.run.out.label.as_deref(),
             "idle",
-            target.target.name(),
+            target.name(),
             format!(
                 "connections={} rooms={} hold={}s",
                 args.connections, args.rooms, args.hold

@@ -56,6 +56,7 @@ fn base_plan(
         index,
         target: target.target,
         addr: target.addr,
+        transport: target.transport,
         token: target.token.clone(),
         jwt: jwt.cloned(),
         prefix: format!("{prefix}w{index}"),

@@ -1,6 +1,7 @@
-//! corecast: u32 big-endian length + protobuf frames (PROTOCOL.md). Room messages are
-//! encoded and decoded by hand on the hot path (checked against prost in the tests);
-//! everything else goes through the generated types.
+//! corecast: u32 big-endian length + protobuf frames (PROTOCOL.md), or over WebSocket
+//! (`--transport ws`) one protobuf message per binary frame ([`super::ws`]). Room
+//! messages are encoded and decoded by hand on the hot path (checked against prost in
+//! the tests); everything else goes through the generated types.
 
 use anyhow::{bail, Context, Result};
 use prost::Message;
@@ -11,30 +12,60 @@ use corecast::proto::{
     ClientMessage, ErrorCode, JoinRequest, LeaveRequest, LoginRequest, ServerMessage,
 };
 
-use super::{Event, JoinInfo, ResumePoint};
+use super::ws::{Frame, WsFraming, OP_BINARY};
+use super::{Event, JoinInfo, ResumePoint, Transport};
 
 /// Largest frame accepted from the server.
 const MAX_FRAME: usize = 16 * 1024 * 1024;
 
-/// A corecast connection's codec (stateless: the frames say everything).
+/// A corecast connection's codec: over TCP stateless (the frames say everything),
+/// over WebSocket the framing's state (upgraded yet, the masking key).
 #[derive(Debug, Default)]
-pub struct CorecastCodec;
-
-fn push(out: &mut Vec<u8>, data: client_message::Data) {
-    let msg = ClientMessage { data: Some(data) };
-    frame::encode_into(&msg, msg.encoded_len(), out);
+pub struct CorecastCodec {
+    /// WebSocket framing (None: TCP's length prefix).
+    ws: Option<WsFraming>,
 }
 
-/// LoginRequest with an optional bearer token and `replace_existing`.
-fn push_login(out: &mut Vec<u8>, player: &str, token: Option<&str>, replace_existing: bool) {
-    push(
-        out,
-        client_message::Data::LoginRequest(LoginRequest {
-            player_id: player.into(),
-            auth_config: token.map(|t| AuthConfig::Bearer(AuthConfigBearer { token: t.into() })),
-            replace_existing,
-        }),
-    );
+impl CorecastCodec {
+    /// A codec for a fresh connection over `transport`.
+    pub fn new(transport: Transport) -> Self {
+        Self {
+            ws: (transport == Transport::Ws).then(WsFraming::default),
+        }
+    }
+
+    fn push(&self, out: &mut Vec<u8>, data: client_message::Data) {
+        let msg = ClientMessage { data: Some(data) };
+        let at = out.len();
+        frame::encode_into(&msg, msg.encoded_len(), out);
+        if let Some(ws) = &self.ws {
+            ws.reframe(out, at);
+        }
+    }
+
+    /// LoginRequest with an optional bearer token and `replace_existing`; over
+    /// WebSocket the upgrade request goes first (the server reads what follows it as
+    /// the first frames: no round trip waits for the 101).
+    fn push_login(
+        &self,
+        out: &mut Vec<u8>,
+        player: &str,
+        token: Option<&str>,
+        replace_existing: bool,
+    ) {
+        if let Some(ws) = &self.ws {
+            ws.upgrade_request(out);
+        }
+        self.push(
+            out,
+            client_message::Data::LoginRequest(LoginRequest {
+                player_id: player.into(),
+                auth_config: token
+                    .map(|t| AuthConfig::Bearer(AuthConfigBearer { token: t.into() })),
+                replace_existing,
+            }),
+        );
+    }
 }
 
 fn varint_len(v: u64) -> usize {
@@ -48,19 +79,19 @@ fn put_varint(out: &mut Vec<u8>, v: u64) {
 impl CorecastCodec {
     /// LoginRequest with an optional bearer token.
     pub fn login(&mut self, out: &mut Vec<u8>, player: &str, token: Option<&str>) {
-        push_login(out, player, token, false);
+        self.push_login(out, player, token, false);
     }
 
     /// LoginRequest with `replace_existing`: a session of `player` still open on
     /// another connection is closed with SESSION_REPLACED and this login succeeds.
     pub fn login_replacing(&mut self, out: &mut Vec<u8>, player: &str, token: Option<&str>) {
-        push_login(out, player, token, true);
+        self.push_login(out, player, token, true);
     }
 
     /// JoinRequest resuming after `from.since_seq` of `from.epoch`: the retained
     /// messages after it come first, then live ones.
     pub fn join_resuming(&mut self, out: &mut Vec<u8>, room: &str, from: &ResumePoint) {
-        push(
+        self.push(
             out,
             client_message::Data::JoinRequest(JoinRequest {
                 room_id: room.into(),
@@ -74,7 +105,7 @@ impl CorecastCodec {
 
     /// JoinRequest without a room config (the room's own is accepted).
     pub fn join(&mut self, out: &mut Vec<u8>, room: &str) {
-        push(
+        self.push(
             out,
             client_message::Data::JoinRequest(JoinRequest {
                 room_id: room.into(),
@@ -86,7 +117,7 @@ impl CorecastCodec {
 
     /// LeaveRequest.
     pub fn leave(&mut self, out: &mut Vec<u8>, room: &str) {
-        push(
+        self.push(
             out,
             client_message::Data::LeaveRequest(LeaveRequest {
                 room_id: room.into(),
@@ -96,7 +127,7 @@ impl CorecastCodec {
 
     /// A Ping (answered by a Pong, ignored).
     pub fn keepalive(&mut self, out: &mut Vec<u8>) {
-        push(
+        self.push(
             out,
             client_message::Data::Ping(corecast::proto::Ping { nonce: 0 }),
         );
@@ -112,8 +143,14 @@ impl CorecastCodec {
             + varint_len(body.len() as u64)
             + body.len();
         let payload = 1 + varint_len(inner as u64) + inner;
-        out.reserve(4 + payload);
-        out.extend_from_slice(&(payload as u32).to_be_bytes());
+        let ws_start = match &self.ws {
+            Some(ws) => Some(ws.begin(out, OP_BINARY, payload)),
+            None => {
+                out.reserve(4 + payload);
+                out.extend_from_slice(&(payload as u32).to_be_bytes());
+                None
+            }
+        };
         out.push(4 << 3 | 2);
         put_varint(out, inner as u64);
         out.push(2 << 3 | 2);
@@ -122,15 +159,37 @@ impl CorecastCodec {
         out.push(3 << 3 | 2);
         put_varint(out, body.len() as u64);
         out.extend_from_slice(body);
+        if let (Some(ws), Some(start)) = (&self.ws, ws_start) {
+            ws.finish(out, start);
+        }
     }
 
-    /// The next server frame as an event.
-    pub fn next_event<'a>(&mut self, buf: &'a [u8]) -> Result<Option<(Event<'a>, usize)>> {
-        let Some(range) = next_frame(buf, MAX_FRAME).context("corecast framing")? else {
-            return Ok(None);
+    /// The next server frame as an event. Over WebSocket a ping's pong goes to `out`;
+    /// the upgrade's 101, pings and pongs are [`Event::Other`], and so is the closing
+    /// frame (the server's Error message, if any, came before it; the end of the
+    /// stream follows it).
+    pub fn next_event<'a>(
+        &mut self,
+        buf: &'a [u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Option<(Event<'a>, usize)>> {
+        let (payload, used) = match &mut self.ws {
+            None => {
+                let Some(range) = next_frame(buf, MAX_FRAME).context("corecast framing")? else {
+                    return Ok(None);
+                };
+                let used = range.end;
+                (&buf[range], used)
+            }
+            Some(ws) => match ws
+                .next(buf, out, MAX_FRAME)
+                .context("corecast over WebSocket")?
+            {
+                None => return Ok(None),
+                Some((Frame::Message(payload), used)) => (payload, used),
+                Some((_, used)) => return Ok(Some((Event::Other, used))),
+            },
         };
-        let used = range.end;
-        let payload = &buf[range];
         if let Some((body, seq)) = parse_notification(payload) {
             return Ok(Some((
                 Event::Delivery {
@@ -227,7 +286,7 @@ mod tests {
         ] {
             let body = vec![7u8; body_len];
             let mut ours = Vec::new();
-            CorecastCodec.publish(&mut ours, room, &body);
+            CorecastCodec::default().publish(&mut ours, room, &body);
             let reference = frame::encode(&ClientMessage {
                 data: Some(client_message::Data::SendMessage(SendMessage {
                     target_ids: vec![],
@@ -259,8 +318,8 @@ mod tests {
             })),
         };
         wire.extend_from_slice(&frame::encode(&login));
-        let mut codec = CorecastCodec;
-        let (ev, used) = codec.next_event(&wire).unwrap().unwrap();
+        let mut codec = CorecastCodec::default();
+        let (ev, used) = codec.next_event(&wire, &mut Vec::new()).unwrap().unwrap();
         assert_eq!(
             ev,
             Event::Delivery {
@@ -268,11 +327,17 @@ mod tests {
                 body: &[1, 2, 3]
             }
         );
-        let (ev, used2) = codec.next_event(&wire[used..]).unwrap().unwrap();
+        let (ev, used2) = codec
+            .next_event(&wire[used..], &mut Vec::new())
+            .unwrap()
+            .unwrap();
         assert_eq!(ev, Event::LoggedIn);
         assert_eq!(used + used2, wire.len());
         assert!(
-            codec.next_event(&wire[..used - 1]).unwrap().is_none(),
+            codec
+                .next_event(&wire[..used - 1], &mut Vec::new())
+                .unwrap()
+                .is_none(),
             "partial frame"
         );
     }
@@ -280,12 +345,12 @@ mod tests {
     #[test]
     fn a_reconnect_replaces_and_resumes_and_reads_where_the_room_stands() {
         let mut ours = Vec::new();
-        CorecastCodec.login_replacing(&mut ours, "p1", None);
+        CorecastCodec::default().login_replacing(&mut ours, "p1", None);
         let from = ResumePoint {
             since_seq: 41,
             epoch: "e7".into(),
         };
-        CorecastCodec.join_resuming(&mut ours, "lobby", &from);
+        CorecastCodec::default().join_resuming(&mut ours, "lobby", &from);
         let mut wire = &ours[..];
         let mut next = || {
             let range = next_frame(wire, MAX_FRAME).unwrap().unwrap();
@@ -318,7 +383,10 @@ mod tests {
                 ..Default::default()
             })),
         });
-        let (ev, _) = CorecastCodec.next_event(&response).unwrap().unwrap();
+        let (ev, _) = CorecastCodec::default()
+            .next_event(&response, &mut Vec::new())
+            .unwrap()
+            .unwrap();
         assert_eq!(
             ev,
             Event::Joined(JoinInfo {
@@ -338,7 +406,61 @@ mod tests {
             })),
         };
         let wire = frame::encode(&slow);
-        let (ev, _) = CorecastCodec.next_event(&wire).unwrap().unwrap();
+        let (ev, _) = CorecastCodec::default()
+            .next_event(&wire, &mut Vec::new())
+            .unwrap()
+            .unwrap();
         assert!(matches!(ev, Event::Rejected(m) if m.contains("SlowConsumer")));
+    }
+
+    #[test]
+    fn over_websocket_the_same_messages_travel_in_binary_frames() {
+        let mut ws = CorecastCodec::new(Transport::Ws);
+        let mut out = Vec::new();
+        ws.login(&mut out, "p1", None);
+        let head = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        assert!(out.starts_with(b"GET /ws HTTP/1.1\r\n"));
+        let body = vec![7u8; 300];
+        let at = out.len();
+        ws.publish(&mut out, "lobby", &body);
+        let mut tcp = Vec::new();
+        CorecastCodec::default().publish(&mut tcp, "lobby", &body);
+        // Masked frame: 0x82, 126, u16 length, 4-byte key, then the masked payload.
+        let frame = &out[at..];
+        assert_eq!((frame[0], frame[1] & 0x7f), (0x82, 126));
+        let len = u16::from_be_bytes([frame[2], frame[3]]) as usize;
+        let key = &frame[4..8];
+        let payload: Vec<u8> = frame[8..]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ key[i % 4])
+            .collect();
+        assert_eq!((len, &payload[..]), (tcp.len() - 4, &tcp[4..]));
+        assert!(head < at, "the login frame follows the upgrade request");
+
+        let accept = "HTTP/1.1 101 Switching Protocols\r\n\
+                      Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+        let mut wire = accept.as_bytes().to_vec();
+        let note = frame::encode(&ServerMessage {
+            data: Some(Data::MessageNotification(MessageNotification {
+                sender_id: "a".into(),
+                room_id: "lobby".into(),
+                body: vec![1, 2].into(),
+                seq: 9,
+            })),
+        });
+        wire.extend_from_slice(&[0x82, (note.len() - 4) as u8]);
+        wire.extend_from_slice(&note[4..]);
+        let (ev, used) = ws.next_event(&wire, &mut out).unwrap().unwrap();
+        assert_eq!((ev, used), (Event::Other, accept.len()));
+        let (ev, used2) = ws.next_event(&wire[used..], &mut out).unwrap().unwrap();
+        assert_eq!(
+            ev,
+            Event::Delivery {
+                seq: Some(9),
+                body: &[1, 2]
+            }
+        );
+        assert_eq!(used + used2, wire.len());
     }
 }

@@ -12,6 +12,7 @@
 pub mod corecast;
 pub mod nats;
 pub mod redis;
+pub mod ws;
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,28 @@ impl Target {
             Target::Corecast => "corecast",
             Target::Redis => "redis",
             Target::Nats => "nats",
+        }
+    }
+}
+
+/// How the harness reaches the server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// Plain TCP (corecast's length-prefixed frames; every target).
+    #[default]
+    Tcp,
+    /// WebSocket (corecast's `--ws-listen`: the upgrade on /ws, then one masked binary
+    /// frame per message; corecast only).
+    Ws,
+}
+
+impl Transport {
+    /// The lowercase name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Ws => "ws",
         }
     }
 }
@@ -99,10 +122,12 @@ pub enum Codec {
 }
 
 impl Codec {
-    /// The codec for a fresh connection to `target`.
-    pub fn new(target: Target) -> Self {
+    /// The codec for a fresh connection to `target` over `transport` (only corecast
+    /// speaks WebSocket; the options refuse `--transport ws` for the others before
+    /// anything is built).
+    pub fn new(target: Target, transport: Transport) -> Self {
         match target {
-            Target::Corecast => Codec::Corecast(corecast::CorecastCodec),
+            Target::Corecast => Codec::Corecast(corecast::CorecastCodec::new(transport)),
             Target::Redis => Codec::Redis(redis::RedisCodec),
             Target::Nats => Codec::Nats(nats::NatsCodec::default()),
         }
@@ -172,14 +197,15 @@ impl Codec {
     }
 
     /// The next event at the start of `buf` and the bytes it used, or `None` if `buf`
-    /// holds no whole message yet. Replies the protocol requires (NATS PONG) go to `out`.
+    /// holds no whole message yet. Replies the protocol requires (NATS PONG, a WebSocket
+    /// pong) go to `out`.
     pub fn next_event<'a>(
         &mut self,
         buf: &'a [u8],
         out: &mut Vec<u8>,
     ) -> Result<Option<(Event<'a>, usize)>> {
         match self {
-            Codec::Corecast(c) => c.next_event(buf),
+            Codec::Corecast(c) => c.next_event(buf, out),
             Codec::Redis(c) => c.next_event(buf),
             Codec::Nats(c) => c.next_event(buf, out),
         }

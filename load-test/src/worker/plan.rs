@@ -11,7 +11,7 @@ use crate::conn::{Conn, Role};
 use crate::jwt::Minter;
 use crate::resume::ResumeTrack;
 use crate::schedule::{Arrivals, Schedule};
-use crate::targets::{Codec, Target};
+use crate::targets::{Codec, Target, Transport};
 
 use super::Worker;
 
@@ -22,8 +22,10 @@ pub struct WorkerPlan {
     pub index: usize,
     /// Server kind.
     pub target: Target,
-    /// Server address.
+    /// Server address (with `transport` ws, the server's WebSocket listener).
     pub addr: SocketAddr,
+    /// TCP or WebSocket (corecast only).
+    pub transport: Transport,
     /// corecast bearer token / NATS auth token (the same for every connection).
     pub token: Option<String>,
     /// corecast with JWT: mints each connection's own token (`--jwt-*`) in
@@ -179,7 +181,7 @@ impl Worker {
         let conn = self.conns.len();
         let member = self.members.len();
         self.conns.push(Conn::new(
-            Codec::new(self.plan.target),
+            Codec::new(self.plan.target, self.plan.transport),
             Role::Member(member),
             self.member_player(ri, mi),
         ));
@@ -205,7 +207,7 @@ impl Worker {
         let conn = if self.plan.target.separate_publisher() {
             let pc = self.conns.len();
             self.conns.push(Conn::new(
-                Codec::new(self.plan.target),
+                Codec::new(self.plan.target, self.plan.transport),
                 Role::Publisher(sender),
                 format!("{}-pub", self.member_player(ri, mi)),
             ));
@@ -233,7 +235,7 @@ impl Worker {
         for ci in 0..self.plan.clients {
             let player = format!("{}-c{}", self.plan.prefix, ci);
             self.conns.push(Conn::new(
-                Codec::new(self.plan.target),
+                Codec::new(self.plan.target, self.plan.transport),
                 Role::Client,
                 player,
             ));

@@ -81,7 +81,7 @@ impl Worker {
         let now = mono_ns();
         let ci = self.conns.len();
         let mut conn = Conn::new(
-            Codec::new(self.plan.target),
+            Codec::new(self.plan.target, self.plan.transport),
             Role::Member(m),
             self.conns[old].player.clone(),
         );

@@ -306,7 +306,7 @@ impl Measured {
             run: run_info(
                 out.label.as_deref(),
                 spec.scenario,
-                target.target.name(),
+                target.name(),
                 spec.params(load, rate),
             ),
             duration_s: window_s,
