@@ -210,6 +210,25 @@ pub fn corecast(shards: usize, history_messages: usize) -> Server {
     .expect("corecast starts")
 }
 
+/// [`corecast`] that also listens for WebSocket clients (`--ws-listen 127.0.0.1:0`):
+/// the server, its TCP address and its WebSocket address (the port it was given).
+pub fn corecast_ws(shards: usize) -> (Server, String, String) {
+    let server = Server::start(Config {
+        listen: "127.0.0.1:0".into(),
+        ws_listen: Some("127.0.0.1:0".into()),
+        shards: Some(shards),
+        shutdown_grace: 1,
+        ..Config::default()
+    })
+    .expect("corecast starts");
+    let tcp = server.local_addr().to_string();
+    let ws = server
+        .ws_addr()
+        .expect("--ws-listen gives a WebSocket address")
+        .to_string();
+    (server, tcp, ws)
+}
+
 /// redis-server on a free port, no persistence.
 pub fn redis() -> Peer {
     let port = free_port();
