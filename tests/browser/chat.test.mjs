@@ -3,6 +3,8 @@
 // broadcasts, a private (targeted) message, one order (seq) for everyone, and the
 // page's reconnect state when the server shuts down. Every wait has a timeout; no sleeps.
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import { test } from "node:test";
@@ -22,7 +24,7 @@ const WAIT_MS = Number(process.env.BROWSER_WAIT_MS ?? 10_000);
 const ROOM = "lobby";
 
 /** A page of the chat, with what it reported (uncaught exceptions, console errors). */
-async function openChatPage(browser, siteUrl, wsUrl, player) {
+async function openChatPage(browser, siteUrl, wsUrl, player, { fillPlayer = true } = {}) {
   // A browser context of its own: its own window (a second tab in one window would be a
   // hidden tab, which headless Chromium does not render, so clicks on it never finish)
   // and its own storage, like two people on two machines.
@@ -34,7 +36,7 @@ async function openChatPage(browser, siteUrl, wsUrl, player) {
   page.on("console", (msg) => {
     if (msg.type() === "error") problems.push(`${player}: console error: ${msg.text()}`);
   });
-  const url = `${siteUrl}?server=${encodeURIComponent(wsUrl)}&player=${encodeURIComponent(player)}`;
+  const url = `${siteUrl}?server=${encodeURIComponent(wsUrl)}${fillPlayer ? `&player=${encodeURIComponent(player)}` : ""}`;
   await page.goto(url, { waitUntil: "load", timeout: WAIT_MS });
   await page.waitForSelector("body[data-ready='true']", { timeout: WAIT_MS });
   return { page, player, problems };
@@ -75,7 +77,7 @@ function pageState(chat) {
 
 async function login(chat) {
   await chat.page.click("#login-btn");
-  await waitOn(chat, "#status[data-state='connected']", "log in");
+  await waitOn(chat, "#status[data-state='connected'][data-protocol='corecast.v1']", "log in (subprotocol corecast.v1)");
 }
 
 async function join(chat, room) {
@@ -152,6 +154,8 @@ test("two browser pages and a TCP client chat in one room", { timeout: 120_000 }
   const browser = await launchBrowser();
   t.after(() => browser.close());
   const wsUrl = `ws://${server.wsAddr}/ws`;
+  // ben takes the original protocol's path, which the server accepts as well.
+  const wsAppUrl = `ws://${server.wsAddr}/app`;
   t.diagnostic(`server ${bin}: tcp ${server.tcpAddr}, websocket ${wsUrl}; page ${site.url}`);
 
   let failed = false;
@@ -169,8 +173,8 @@ test("two browser pages and a TCP client chat in one room", { timeout: 120_000 }
 
   let ann, ben, cat, catJoin;
 
-  await step("ann and ben log in and join lobby; each sees the other there", async () => {
-    [ann, ben] = await Promise.all([openChatPage(browser, site.url, wsUrl, "ann"), openChatPage(browser, site.url, wsUrl, "ben")]);
+  await step("ann (on /ws) and ben (on /app) log in and join lobby; each sees the other there", async () => {
+    [ann, ben] = await Promise.all([openChatPage(browser, site.url, wsUrl, "ann"), openChatPage(browser, site.url, wsAppUrl, "ben")]);
     await Promise.all([login(ann), login(ben)]);
     await join(ann, ROOM);
     await join(ben, ROOM);
@@ -284,26 +288,41 @@ test("two browser pages and a TCP client chat in one room", { timeout: 120_000 }
   t.diagnostic(`browser test took ${((performance.now() - started) / 1000).toFixed(1)} s; screenshots in ${shotDir}`);
 });
 
-test("a wrong token is refused plainly; the right one logs in", { timeout: 60_000 }, async (t) => {
+test("JWT: a bad token is refused plainly; a signed one logs in as its sub, and a room outside its grant is FORBIDDEN", { timeout: 60_000 }, async (t) => {
   const bin = await preconditions();
+  // An HS256 secret for this run only (the server wants at least 32 bytes).
+  const secret = randomBytes(24).toString("hex");
+  const token = execFileSync(bin, ["token", "--sub", "dee", "--rooms", "den", "--ttl", "600"], {
+    env: { ...process.env, CORECAST_JWT_SECRET: secret },
+    encoding: "utf8",
+  }).trim();
   const site = await serveDirectory(webDist);
   t.after(() => site.close());
-  const server = await startServer(bin, { shards: 2, extraArgs: ["--auth-token", "let-me-in"] });
+  const server = await startServer(bin, { shards: 2, env: { CORECAST_JWT_SECRET: secret } });
   t.after(() => stopServer(server));
   const browser = await launchBrowser();
   t.after(() => browser.close());
-  const dee = await openChatPage(browser, site.url, `ws://${server.wsAddr}/ws`, "dee");
+  const dee = await openChatPage(browser, site.url, `ws://${server.wsAddr}/ws`, "dee", { fillPlayer: false });
 
-  await dee.page.type("#token", "wrong");
+  await dee.page.type("#token", "not-a-jwt");
   await dee.page.click("#login-btn");
-  const shown = await waitOn(dee, "#error-list li[data-code='UNAUTHORIZED']", "show the refusal");
-  assert.match(await shown.evaluate((li) => li.textContent), /^login: UNAUTHORIZED/);
+  const refused = await waitOn(dee, "#error-list li[data-code='UNAUTHORIZED']", "show the refusal");
+  assert.match(await refused.evaluate((li) => li.textContent), /^login: UNAUTHORIZED/);
   await waitOn(dee, "#status[data-state='disconnected']", "show that it is not connected");
   await waitOn(dee, "#login-btn:not([disabled])", "let the user try again");
 
+  // No player name: the server takes the token's sub, and so does the page.
   await dee.page.$eval("#token", (input) => (input.value = ""));
-  await dee.page.type("#token", "let-me-in");
+  await dee.page.type("#token", token);
   await login(dee);
+  assert.equal(await dee.page.$eval("#status", (s) => s.textContent), "connected as dee");
   await join(dee, "den");
+
+  await dee.page.type("#room-input", "elsewhere");
+  await dee.page.click("#join-btn");
+  const forbidden = await waitOn(dee, "#error-list li[data-code='FORBIDDEN']", "show the refused join");
+  assert.match(await forbidden.evaluate((li) => li.textContent), /^join "elsewhere": FORBIDDEN/);
+  assert.equal(await dee.page.$("#room-list li[data-room='elsewhere']"), null, "a refused room is not listed");
+  await waitOn(dee, "#room-list li.current[data-room='den']", "stay in den");
   assert.deepEqual(dee.problems.filter((p) => p.includes("uncaught")), []);
 });

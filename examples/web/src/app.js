@@ -143,6 +143,8 @@ ui.loginForm.addEventListener("submit", async (ev) => {
   me = player || tokenSubject(token);
   ui.loginBtn.disabled = false;
   setStatus("connected", `connected as ${me || "(token's player)"}`);
+  ui.status.dataset.protocol = next.protocol;
+  ui.status.title = `${url}, subprotocol ${next.protocol || "(none)"}`;
   setLoggedIn(true);
   ui.roomInput.focus();
 });

@@ -17,11 +17,11 @@ export function serverBinary(repoRoot) {
  * Spawns the server and resolves once it has logged both `listening on ADDR (N shards)`
  * and `websocket listening on ADDR`. Rejects if it exits first or takes over `timeoutMs`.
  */
-export function startServer(bin, { shards = 2, timeoutMs = 20_000, extraArgs = [] } = {}) {
+export function startServer(bin, { shards = 2, timeoutMs = 20_000, extraArgs = [], env = {} } = {}) {
   const args = ["--listen", "127.0.0.1:0", "--ws-listen", "127.0.0.1:0", "--shards", String(shards), ...extraArgs];
   const child = spawn(bin, args, {
     stdio: ["ignore", "ignore", "pipe"],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "info", NO_COLOR: "1" },
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "info", NO_COLOR: "1", ...env },
   });
   const server = { child, args, log: [], tcpAddr: null, wsAddr: null, exited: null };
   server.exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
