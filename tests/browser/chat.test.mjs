@@ -149,7 +149,7 @@ test("two browser pages and a TCP client chat in one room", { timeout: 120_000 }
 
   const site = await serveDirectory(webDist);
   t.after(() => site.close());
-  const server = await startServer(bin, { shards: 2 });
+  let server = await startServer(bin, { shards: 2 });
   t.after(() => stopServer(server));
   const browser = await launchBrowser();
   t.after(() => browser.close());
@@ -281,6 +281,16 @@ test("two browser pages and a TCP client chat in one room", { timeout: 120_000 }
     await waitOn(ann, "#error-list li[data-code='SERVER_SHUTTING_DOWN']", "show SERVER_SHUTTING_DOWN");
     await waitOn(ann, "#status[data-state='reconnecting']", "show that it is reconnecting");
     await screenshot(ann, "web-chat-reconnecting.png");
+  });
+
+  await step("the server comes back on the same port: the page logs in again, rejoins and chats", async () => {
+    server = await startServer(bin, { shards: 2, wsListen: server.wsAddr });
+    await waitOn(ann, "#status[data-state='connected']", "reconnect");
+    // A new process: a new epoch for lobby, so the page says what it could not recover.
+    await waitOn(ann, "#log li.event.info[data-reconnect='not-recovered']", "say that it rejoined lobby");
+    await say(ann, "back again");
+    const back = await waitForMessage(ann, "ann", "back again");
+    assert.equal(back.seq, "1", "the new server's lobby counts from 1");
     const uncaught = [...ann.problems, ...ben.problems].filter((p) => p.includes("uncaught"));
     assert.deepEqual(uncaught, []);
   });

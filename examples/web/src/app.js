@@ -232,9 +232,13 @@ function wire(c) {
       }
       state.members = new Set(result.response.currentPlayers);
       for (const t of [...state.targets]) if (!state.members.has(t)) state.targets.delete(t);
+      const recovered = result.response.recovered;
       addEntry(result.room, {
         kind: "info",
-        text: result.response.recovered ? "reconnected: nothing missed" : "reconnected: some messages may be missing",
+        reconnect: recovered ? "recovered" : "not-recovered",
+        text: recovered
+          ? `reconnected: back in ${result.room}, nothing missed`
+          : `reconnected: back in ${result.room}; messages sent while away may be missing (the room restarted or its history ran out)`,
       });
     }
     renderAll();
@@ -352,6 +356,7 @@ function el(tag, props = {}, ...children) {
 function renderEntry(entry) {
   if (entry.kind !== "msg") {
     const data = entry.player ? { player: entry.player } : {};
+    if (entry.reconnect) data.reconnect = entry.reconnect;
     return el("li", { class: `event ${entry.kind}`, data }, entry.text);
   }
   const mine = entry.sender === me && me !== "";

@@ -17,8 +17,11 @@ export function serverBinary(repoRoot) {
  * Spawns the server and resolves once it has logged both `listening on ADDR (N shards)`
  * and `websocket listening on ADDR`. Rejects if it exits first or takes over `timeoutMs`.
  */
-export function startServer(bin, { shards = 2, timeoutMs = 20_000, extraArgs = [], env = {} } = {}) {
-  const args = ["--listen", "127.0.0.1:0", "--ws-listen", "127.0.0.1:0", "--shards", String(shards), ...extraArgs];
+export function startServer(
+  bin,
+  { shards = 2, listen = "127.0.0.1:0", wsListen = "127.0.0.1:0", timeoutMs = 20_000, extraArgs = [], env = {} } = {},
+) {
+  const args = ["--listen", listen, "--ws-listen", wsListen, "--shards", String(shards), ...extraArgs];
   const child = spawn(bin, args, {
     stdio: ["ignore", "ignore", "pipe"],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "info", NO_COLOR: "1", ...env },
