@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -19,7 +20,11 @@ import { loadWire, TcpChatClient } from "./lib/tcp-client.mjs";
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const webDist = path.join(repoRoot, "examples/web/dist");
 const chromium = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
-const shotDir = process.env.SCREENSHOT_DIR ? path.resolve(process.env.SCREENSHOT_DIR) : path.join(repoRoot, "docs/screenshots");
+// Screenshots go to a temporary directory, so a test run leaves the tree clean; the
+// README's images are refreshed with SCREENSHOT_DIR=../../docs/screenshots npm test.
+const shotDir = process.env.SCREENSHOT_DIR
+  ? path.resolve(process.env.SCREENSHOT_DIR)
+  : path.join(os.tmpdir(), "corecast-browser-screenshots");
 const WAIT_MS = Number(process.env.BROWSER_WAIT_MS ?? 10_000);
 const ROOM = "lobby";
 
