@@ -147,11 +147,8 @@ async fn write_frames(
             Err(e) => return Err(e),
         }
         // The socket is full.
-        let deadline = match conn.out.state() {
-            OutState::Open => stalled.deadline(write_timeout),
-            OutState::Draining { deadline } => Some(deadline),
-            // A slow consumer's last frame does not fit: give up now.
-            OutState::Cut => return Ok(()),
+        let Some(deadline) = full_socket_deadline(conn, &mut stalled, write_timeout) else {
+            return Ok(());
         };
         // Wait for room by writing the front frame as soon as the socket takes it. The
         // frame is read from the queue at each poll and consumed in the same poll
@@ -236,10 +233,8 @@ async fn write_frames_ws(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
         }
-        let deadline = match conn.out.state() {
-            OutState::Open => stalled.deadline(write_timeout),
-            OutState::Draining { deadline } => Some(deadline),
-            OutState::Cut => return Ok(()),
+        let Some(deadline) = full_socket_deadline(conn, &mut stalled, write_timeout) else {
+            return Ok(());
         };
         let write = future::poll_fn(|cx| {
             let Some(chunk) = ws.out.next_chunk(&conn.out, &ws.link) else {
@@ -252,6 +247,21 @@ async fn write_frames_ws(
         if !await_room(conn, &mut stalled, deadline, write).await? {
             return Ok(());
         }
+    }
+}
+
+/// How long a plain writer whose socket is full waits for room: until
+/// `--write-timeout` for an open connection, the drain's deadline for a closing one;
+/// `None` for a cut one (a slow consumer's last frame does not fit: give up now).
+fn full_socket_deadline(
+    conn: &ConnShared,
+    stalled: &mut Stalled,
+    write_timeout: Option<Duration>,
+) -> Option<Option<Instant>> {
+    match conn.out.state() {
+        OutState::Open => Some(stalled.deadline(write_timeout)),
+        OutState::Draining { deadline } => Some(Some(deadline)),
+        OutState::Cut => None,
     }
 }
 

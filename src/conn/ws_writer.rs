@@ -12,7 +12,7 @@ use std::os::fd::RawFd;
 use std::{io, ptr};
 
 use crate::conn::ws::{binary_header, WsLink};
-use crate::shard::outbound::Outbound;
+use crate::shard::outbound::{sendmsg, Outbound};
 
 /// Frames handed to one `sendmsg` (two iovecs each: header and payload).
 const FRAMES_PER_WRITE: usize = 32;
@@ -107,17 +107,9 @@ impl WsOut {
             if count == 0 {
                 return Ok((0, true));
             }
-            // SAFETY: msghdr is plain data; zeroed is a valid "no address, no control".
-            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-            msg.msg_iov = iov.as_mut_ptr();
-            msg.msg_iovlen = count;
-            // SAFETY: the iovecs point into `headers`, the control buffer and frames
-            // kept alive by the borrows held until the call returns.
-            let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            n as usize
+            // The iovecs point into `headers`, the control buffer and frames kept alive
+            // by the borrows held until the call returns.
+            sendmsg(fd, &mut iov[..count])?
         };
         self.advance(out, link, written, frames_offered);
         Ok((written, written == offered))

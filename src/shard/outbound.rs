@@ -329,17 +329,8 @@ impl Outbound {
             if count == 0 {
                 return Ok(0);
             }
-            // SAFETY: msghdr is plain data; zeroed is a valid "no address, no control".
-            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-            msg.msg_iov = iov.as_mut_ptr();
-            msg.msg_iovlen = count;
-            // SAFETY: the iovecs point into frames kept alive by the borrowed queue.
-            // MSG_DONTWAIT: accepted sockets are blocking fds (glommio polls them).
-            let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            n as usize
+            // The iovecs point into frames kept alive by the borrowed queue.
+            sendmsg(fd, &mut iov[..count])?
         };
         self.consume(written);
         Ok(written)
@@ -394,6 +385,22 @@ impl Outbound {
             queue.shrink_to(MAX_IOV);
         }
     }
+}
+
+/// One non-blocking `sendmsg` of `iov` (MSG_DONTWAIT: accepted sockets are blocking
+/// fds, which glommio polls); the bytes written. The caller keeps what the iovecs point
+/// to alive and unmoved for the call.
+pub(crate) fn sendmsg(fd: RawFd, iov: &mut [libc::iovec]) -> io::Result<usize> {
+    // SAFETY: msghdr is plain data; zeroed is a valid "no address, no control".
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = iov.len();
+    // SAFETY: the iovecs are valid for the call, as the caller promises.
+    let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
 }
 
 impl Drop for Outbound {
