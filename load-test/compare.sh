@@ -18,7 +18,9 @@
 # to /dev/null. Environment: SCENARIO, NAME, PRIORITY, CORECAST_PORT, REDIS_PORT,
 # NATS_PORT, TARGETS (default "corecast redis nats"; also "corecast-2shards": --shards 2,
 # both shards on CPU 0; "corecast-nohistory": --shards 1 --history-messages 0, what
-# history costs), CARGO_TARGET_DIR, BIN_DIR (use the corecast and corecast-load in
+# history costs; "corecast-ws": --shards 1 with --ws-listen on CORECAST_WS_PORT too,
+# driven over WebSocket with --transport ws), CORECAST_WS_PORT (default 17879),
+# CARGO_TARGET_DIR, BIN_DIR (use the corecast and corecast-load in
 # this directory instead of building: several runs on one binary), CORECAST_REV
 # (shown in the results; default the short commit, marked "(code modified)" when
 # src/, vendor/, load-test/src/ or the Cargo files differ from it), DRY_RUN=1 (print
@@ -40,6 +42,7 @@ esac
 CORECAST_PORT=${CORECAST_PORT:-17878}
 REDIS_PORT=${REDIS_PORT:-16379}
 NATS_PORT=${NATS_PORT:-14222}
+CORECAST_WS_PORT=${CORECAST_WS_PORT:-17879}
 TARGETS=${TARGETS:-"corecast redis nats"}
 DATE=$(date -u +%Y-%m-%d)
 OUT=load-test/results/$DATE-$NAME
@@ -48,8 +51,8 @@ OUT=load-test/results/$DATE-$NAME
 [ -n "${TARGETS// /}" ] || { echo "TARGETS is empty" >&2; exit 1; }
 for target in $TARGETS; do
   case $target in
-    corecast | corecast-2shards | corecast-nohistory | redis | nats) ;;
-    *) echo "unknown target $target in TARGETS (corecast, corecast-2shards, corecast-nohistory, redis, nats)" >&2; exit 1 ;;
+    corecast | corecast-2shards | corecast-nohistory | corecast-ws | redis | nats) ;;
+    *) echo "unknown target $target in TARGETS (corecast, corecast-2shards, corecast-nohistory, corecast-ws, redis, nats)" >&2; exit 1 ;;
   esac
 done
 has_target() { case " $TARGETS " in *" $1 "*) return 0 ;; esac; return 1; }
@@ -59,6 +62,7 @@ short_name() {
   case $1 in
     corecast) echo corecast ;; corecast-2shards) echo "corecast (2 shards)" ;;
     corecast-nohistory) echo "corecast (history off)" ;;
+    corecast-ws) echo "corecast (WebSocket)" ;;
     redis) echo Redis ;; nats) echo NATS ;;
   esac
 }
@@ -66,6 +70,7 @@ long_name() {
   case $1 in
     corecast) echo corecast ;; corecast-2shards) echo "corecast (2 shards)" ;;
     corecast-nohistory) echo "corecast (history off)" ;;
+    corecast-ws) echo "corecast over WebSocket" ;;
     redis) echo "Redis pub/sub" ;; nats) echo "NATS core" ;;
   esac
 }
@@ -85,6 +90,7 @@ versions() {
   has_target corecast && shards+=("--shards 1")
   has_target corecast-2shards && shards+=("corecast-2shards: --shards 2, both shards on CPU 0")
   has_target corecast-nohistory && shards+=("corecast-nohistory: --shards 1 --history-messages 0")
+  has_target corecast-ws && shards+=("corecast-ws: --shards 1 --ws-listen, clients over WebSocket")
   if [ ${#shards[@]} -gt 0 ]; then
     local rev=${CORECAST_REV:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src vendor load-test/src Cargo.toml Cargo.lock 2>/dev/null || echo ' (code modified)')}
     local joined
@@ -168,14 +174,15 @@ LOAD=$BIN/corecast-load
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 ports=()
-if has_target corecast || has_target corecast-2shards || has_target corecast-nohistory; then
+if has_target corecast || has_target corecast-2shards || has_target corecast-nohistory || has_target corecast-ws; then
   ports+=("$CORECAST_PORT")
 fi
+if has_target corecast-ws; then ports+=("$CORECAST_WS_PORT"); fi
 if has_target redis; then ports+=("$REDIS_PORT"); fi
 if has_target nats; then ports+=("$NATS_PORT"); fi
 for port in "${ports[@]}"; do
   if port_open "$port"; then
-    echo "port $port is already in use; set CORECAST_PORT / REDIS_PORT / NATS_PORT" >&2
+    echo "port $port is already in use; set CORECAST_PORT / CORECAST_WS_PORT / REDIS_PORT / NATS_PORT" >&2
     exit 1
   fi
 done
@@ -204,6 +211,7 @@ mkdir -p "$OUT"
 LOADAVG_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 jsons=()
 for target in $TARGETS; do
+  TRANSPORT=tcp
   case $target in
     corecast)
       port=$CORECAST_PORT
@@ -222,6 +230,14 @@ for target in $TARGETS; do
       port=$CORECAST_PORT
       taskset -c 0 "${PRIO[@]}" "$BIN/corecast" --listen "127.0.0.1:$port" --shards 1 \
         --history-messages 0 >"$LOGS/corecast-nohistory.log" 2>&1 &
+      ;;
+    corecast-ws)
+      # The same server listening for WebSocket clients too; the harness reaches it
+      # there (what a browser-style client costs against a TCP one).
+      taskset -c 0 "${PRIO[@]}" "$BIN/corecast" --listen "127.0.0.1:$CORECAST_PORT" \
+        --ws-listen "127.0.0.1:$CORECAST_WS_PORT" --shards 1 >"$LOGS/corecast-ws.log" 2>&1 &
+      port=$CORECAST_WS_PORT
+      TRANSPORT=ws
       ;;
     redis)
       port=$REDIS_PORT
@@ -243,7 +259,8 @@ for target in $TARGETS; do
     *) EXTRA=(--hgrm "$OUT/$target.hgrm" --tolerate-loss) ;;
   esac
   # shellcheck disable=SC2086 # SCENARIO is a list of arguments on purpose.
-  taskset -c 1 "${PRIO[@]}" "$LOAD" $SCENARIO --target "${target%%-*}" --addr "127.0.0.1:$port" \
+  taskset -c 1 "${PRIO[@]}" "$LOAD" $SCENARIO --target "${target%%-*}" --transport "$TRANSPORT" \
+    --addr "127.0.0.1:$port" \
     --server-pid "$SERVER_PID" --label "$target" --json "$OUT/$target.json" \
     "${EXTRA[@]}" --quiet | tee "$OUT/$target.txt"
   stop_server
@@ -258,7 +275,12 @@ done
   echo
   readme_command
   echo
-  echo "Each run: \`corecast-load $SCENARIO --target T --addr A --server-pid P\`"
+  if has_target corecast-ws; then
+    echo "Each run: \`corecast-load $SCENARIO --target T --transport tcp|ws --addr A --server-pid P\`"
+    echo "(corecast-ws: \`--transport ws\` at the server's \`--ws-listen\` address)"
+  else
+    echo "Each run: \`corecast-load $SCENARIO --target T --addr A --server-pid P\`"
+  fi
   echo
   "$LOAD" table "${jsons[@]}"
   echo

@@ -2,7 +2,9 @@
 //! compare.sh names exactly the TARGETS it runs and says truthfully how it schedules
 //! them (corecast with history off too); history-cost.sh alternates its rounds and
 //! refuses unbounded ones; jwt-cost.sh rotates its three modes over fresh servers and
-//! refuses unbounded rounds and client counts past the file limit; flamegraphs/record.sh writes under flamegraphs/out/ (ignored by git) unless
+//! refuses unbounded rounds and client counts past the file limit; compare.sh's
+//! corecast-ws target and ws-cost.sh drive corecast over WebSocket at its --ws-listen
+//! port, ws-cost.sh alternating tcp and ws over fresh servers; flamegraphs/record.sh writes under flamegraphs/out/ (ignored by git) unless
 //! OUT_DIR says otherwise.
 
 use std::path::{Path, PathBuf};
@@ -46,6 +48,7 @@ fn run(script: &str, args: &[&str], env: &[(&str, &str)]) -> Ran {
         "CLIENTS",
         "CONCURRENCY",
         "CORECAST_PORT",
+        "CORECAST_WS_PORT",
     ] {
         command.env_remove(var);
     }
@@ -289,6 +292,89 @@ fn jwt_cost_rotates_its_modes_over_fresh_servers_and_refuses_unbounded_runs() {
         (("PRIORITY", "max"), "PRIORITY must be rt, nice:N or none"),
     ] {
         let ran = run("load-test/jwt-cost.sh", &[], &[("DRY_RUN", "1"), env]);
+        assert_eq!(ran.code, 1, "{env:?}: {}", ran.stdout);
+        assert!(ran.stderr.contains(message), "{env:?}: {}", ran.stderr);
+        assert!(ran.stdout.is_empty(), "{env:?}: {}", ran.stdout);
+    }
+}
+
+#[test]
+fn compare_runs_corecast_over_websocket_as_its_own_target() {
+    let out = compare(Some("corecast corecast-ws"), None);
+    assert!(line_starting(&out, "plot title: ").contains(": corecast vs corecast (WebSocket) ("));
+    assert!(line_starting(&out, "# ").contains(": corecast vs corecast over WebSocket ("));
+    assert!(line_starting(&out, "- corecast ")
+        .ends_with("(--shards 1; corecast-ws: --shards 1 --ws-listen, clients over WebSocket)"));
+}
+
+#[test]
+fn ws_cost_alternates_tcp_and_ws_over_fresh_servers_and_refuses_unbounded_runs() {
+    let ran = run(
+        "load-test/ws-cost.sh",
+        &[],
+        &[("DRY_RUN", "1"), ("ROUNDS", "3"), ("PRIORITY", "none")],
+    );
+    assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
+    let first = ran.stdout.lines().next().unwrap_or_default();
+    assert!(first.contains("-ws-cost/README.md"), "{first}");
+    let rounds: Vec<&str> = ran
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("round "))
+        .collect();
+    assert_eq!(
+        rounds,
+        ["round 1: tcp ws", "round 2: ws tcp", "round 3: tcp ws"],
+        "{}",
+        ran.stdout
+    );
+    let servers: Vec<&str> = ran
+        .stdout
+        .lines()
+        .filter(|l| l.contains(": server: "))
+        .collect();
+    let harnesses: Vec<&str> = ran
+        .stdout
+        .lines()
+        .filter(|l| l.contains(": harness: "))
+        .collect();
+    assert_eq!((servers.len(), harnesses.len()), (6, 6), "{}", ran.stdout);
+    // Every server listens on both; ports of its own per run; the harness at the
+    // port of its transport, running compare.sh's default fanout.
+    for (i, (server, harness)) in servers.iter().zip(&harnesses).enumerate() {
+        let (tcp, ws) = (17878 + 2 * i + 1, 17878 + 2 * i + 2);
+        assert!(
+            server.ends_with(&format!(
+                "corecast --listen 127.0.0.1:{tcp} --ws-listen 127.0.0.1:{ws} --shards 1"
+            )),
+            "{server}"
+        );
+        assert!(
+            harness
+                .contains("corecast-load fanout --rooms 10 --members 100 --senders 1 --rate 100"),
+            "{harness}"
+        );
+        let expect = if harness.starts_with("  ws:") {
+            format!("--transport ws --addr 127.0.0.1:{ws}")
+        } else {
+            format!("--transport tcp --addr 127.0.0.1:{tcp}")
+        };
+        assert!(harness.ends_with(&expect), "{harness}");
+    }
+    for (env, message) in [
+        (("ROUNDS", "0"), "ROUNDS must be 1 to 10"),
+        (("ROUNDS", "11"), "ROUNDS must be 1 to 10"),
+        (
+            ("SCENARIO", "connect --clients 10"),
+            "must be a broadcast scenario",
+        ),
+        (("PRIORITY", "max"), "PRIORITY must be rt, nice:N or none"),
+        (
+            ("CORECAST_PORT", "80"),
+            "CORECAST_PORT must be 1024 or more",
+        ),
+    ] {
+        let ran = run("load-test/ws-cost.sh", &[], &[("DRY_RUN", "1"), env]);
         assert_eq!(ran.code, 1, "{env:?}: {}", ran.stdout);
         assert!(ran.stderr.contains(message), "{env:?}: {}", ran.stderr);
         assert!(ran.stdout.is_empty(), "{env:?}: {}", ran.stdout);
