@@ -102,8 +102,8 @@ impl Client {
         tls: bool,
     ) -> Result<Self, ClientError> {
         let first = ws::handshake(&mut reader, &mut writer, host, path)?;
-        let reader = Reader::Ws(ws::WsReader::new(reader, first));
-        let writer = Writer::Ws(ws::WsWriter::new(writer));
+        let reader = Reader::Ws(transport::WsReader::new(reader, first));
+        let writer = Writer::Ws(transport::WsWriter::new(writer));
         Ok(Self::over(reader, writer, tls))
     }
 

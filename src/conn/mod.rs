@@ -23,11 +23,19 @@ use glommio::net::TcpStream;
 
 use crate::conn::transport::Transport;
 use crate::metrics::{self, Count, Disconnect};
-use crate::server::shard_tasks::Listener;
 use crate::shard::context::ShardContext;
 use crate::tls::{self, HandshakeEnd};
 use crate::wire::proto::ErrorCode;
 use crate::wire::response;
+
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// `--listen`: length-prefixed frames.
+    Tcp,
+    /// `--ws-listen`: an HTTP upgrade, then WebSocket messages.
+    WebSocket,
+}
 
 /// Counts a live socket until both of its tasks are done.
 pub(crate) struct LiveGuard {

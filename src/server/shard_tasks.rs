@@ -12,6 +12,7 @@ use glommio::net::TcpListener;
 
 use crate::config::Config;
 use crate::conn;
+use crate::conn::Listener;
 use crate::metrics::{self, Count};
 use crate::server::{http, listen};
 use crate::shard::context::ShardContext;
@@ -70,15 +71,6 @@ pub struct Bound {
     pub metrics: Option<SocketAddr>,
     /// The WebSocket port.
     pub ws: Option<SocketAddr>,
-}
-
-/// Which listener a connection came in on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listener {
-    /// `--listen`: length-prefixed frames.
-    Tcp,
-    /// `--ws-listen`: an HTTP upgrade, then WebSocket messages.
-    WebSocket,
 }
 
 /// Runs one shard until it has shut down.
