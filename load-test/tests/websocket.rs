@@ -1,7 +1,7 @@
 //! The harness over WebSocket (`--transport ws`) against a real corecast listening on
-//! both transports (port 0 each): a fanout and a connect run are clean; a run over
-//! TCP and one over WebSocket against the same server both are; the other targets
-//! and `burst` refuse ws before anything connects.
+//! both transports (port 0 each): fanout, connect, churn and reconnect runs are
+//! clean; a run over TCP and one over WebSocket against the same server both are; the
+//! other targets and `burst` refuse ws before anything connects.
 
 mod common;
 
@@ -160,4 +160,41 @@ fn only_corecast_takes_websocket_and_burst_does_not() {
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn reconnect_over_websocket_resumes_every_member_and_replaces_left_open_sockets() {
+    let (_server, _tcp, ws) = common::corecast_ws(2);
+    let mut common = short_run(&ws);
+    common.extend(["--transport".to_string(), "ws".to_string()]);
+    let scenario = [
+        "reconnect",
+        "--rooms",
+        "3",
+        "--members",
+        "10",
+        "--senders",
+        "1",
+        "--rate",
+        "200",
+        "--drop-share",
+        "0.3",
+        "--drops-per-second",
+        "60",
+        "--drop-mode",
+        "mixed",
+    ];
+    let run = harness(&args(&scenario, &common), LIMIT);
+    let r = &run.report;
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(r["target"], "corecast-ws");
+    assert_checks_clean(r, &[], &["unexpected"], &run.stdout);
+    let rc = |field: &str| num(r, &["reconnect", field]);
+    assert!(rc("drops") > 20.0, "drops happened: {}", run.stdout);
+    assert!(rc("closed") > 0.0 && rc("replaced") > 0.0, "{}", run.stdout);
+    assert_eq!(rc("recovered"), rc("drops"), "{}", run.stdout);
+    // A left-open WebSocket gets SESSION_REPLACED (then its closing frame) and is closed.
+    assert_eq!(rc("session_replaced"), rc("replaced"), "{}", run.stdout);
+    assert_eq!(rc("old_closed"), rc("replaced"), "{}", run.stdout);
+    assert_eq!(rc("old_not_closed"), 0.0, "{}", run.stdout);
 }
