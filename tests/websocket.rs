@@ -368,3 +368,31 @@ fn wss_speaks_the_whole_protocol_over_tls() {
     tcp.send_message("secure", &[], "from tcp").unwrap();
     assert_eq!(next_message(&mut a).body, "from tcp");
 }
+
+#[test]
+fn the_login_timeout_and_the_rate_limit_apply_over_websocket() {
+    let server = ws_server(Config {
+        login_timeout: 1,
+        max_messages_per_second: 10,
+        ..common::config()
+    });
+    // Upgraded, never logged in: FAILED_PRECONDITION, then close 1008.
+    let s = upgraded(&server);
+    let frames = server_frames(&read_all(&s));
+    assert_eq!(frames.len(), 2, "{frames:?}");
+    assert_eq!(error_code(&frames[0].1), ErrorCode::FailedPrecondition);
+    assert_eq!((frames[1].0, close_code(&frames[1].1)), (0x8, 1008));
+    // A flood of pings over the limit: RATE_LIMITED once, the connection kept.
+    let mut c = server.connect();
+    c.login("flood", None).unwrap();
+    for nonce in 0..50 {
+        c.send(corecast::proto::client_message::Data::Ping(
+            corecast::proto::Ping { nonce },
+        ))
+        .unwrap();
+    }
+    assert_error(&mut c, ErrorCode::RateLimited);
+    let mut other = server.connect();
+    other.login("calm", None).unwrap();
+    other.ping(1).unwrap();
+}
