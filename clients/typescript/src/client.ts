@@ -141,6 +141,13 @@ interface Pending {
   timer: ReturnType<typeof setTimeout>;
 }
 
+/** How a reconnect attempt's socket closed. */
+interface AttemptClose {
+  code: number;
+  reason: string;
+  error?: CorecastError;
+}
+
 interface RoomState {
   maxPlayers?: number;
   historyLimit?: number;
@@ -190,6 +197,12 @@ export class CorecastClient extends Emitter<ClientEvents> {
   private socket?: WebSocketLike;
   private stateValue: ClientState = "connecting";
   private readonly pending = new Map<string, Pending[]>();
+  /**
+   * Per key, how many requests timed out on the current socket: the server answers
+   * every login, join and leave in order, so that many next responses for the key are
+   * theirs, arriving late, and are dropped instead of answering a later request.
+   */
+  private readonly late = new Map<string, number>();
   private readonly rooms = new Map<string, RoomState>();
   private readonly cursors = new Map<string, RoomCursor>();
   /** Per room, the last_seq of the latest join: messages up to it are replays. */
@@ -199,6 +212,8 @@ export class CorecastClient extends Emitter<ClientEvents> {
   private userClosed = false;
   private readonly backoff: Backoff;
   private reconnectTimer?: ReturnType<typeof setTimeout>;
+  /** How the socket of the reconnect attempt in progress closed, if it did. */
+  private attemptClosed?: AttemptClose;
   private wakeReconnect?: () => void;
   private keepaliveTimer?: ReturnType<typeof setInterval>;
   private nonce = BigInt(Math.floor(Math.random() * 0x7fffffff)) << 16n;
@@ -480,7 +495,11 @@ export class CorecastClient extends Emitter<ClientEvents> {
         timer: setTimeout(() => {
           const queue = this.pending.get(key);
           const at = queue?.indexOf(entry) ?? -1;
-          if (queue && at >= 0) queue.splice(at, 1);
+          if (queue && at >= 0) {
+            queue.splice(at, 1);
+            // Its response may still come: the next one for `key` is then its, not a later request's.
+            this.late.set(key, (this.late.get(key) ?? 0) + 1);
+          }
           if (queue?.length === 0) this.pending.delete(key);
           reject(new TimeoutError(what, timeoutMs));
         }, timeoutMs),
@@ -498,8 +517,17 @@ export class CorecastClient extends Emitter<ClientEvents> {
     });
   }
 
-  /** Hands a response to the oldest request waiting for `key`; false if none waits. */
+  /**
+   * Hands a response to the oldest request waiting for `key`; false if none waits or
+   * the response is a timed-out request's, arriving late (dropped).
+   */
   private settle(key: string, msg: ServerMessage): boolean {
+    const late = this.late.get(key) ?? 0;
+    if (late > 0) {
+      if (late === 1) this.late.delete(key);
+      else this.late.set(key, late - 1);
+      return false;
+    }
     const queue = this.pending.get(key);
     const entry = queue?.shift();
     if (queue?.length === 0) this.pending.delete(key);
@@ -569,6 +597,7 @@ export class CorecastClient extends Emitter<ClientEvents> {
       socket.binaryType = "arraybuffer";
       this.socket = socket;
       this.lastServerError = undefined;
+      this.late.clear(); // responses to the old socket's requests never come on this one
       const timer = setTimeout(() => {
         if (opened) return;
         socket.onclose = null;
@@ -627,15 +656,16 @@ export class CorecastClient extends Emitter<ClientEvents> {
     const error = this.lastServerError;
     this.rejectAll(new ConnectionClosedError(`connection closed (code ${code})`, { closeCode: code, serverError: error }));
     if (this.stateValue === "reconnecting") {
-      // A reconnect attempt in progress notices through its failed requests.
-      if (!this.userClosed) this.emit("close", { code, reason, error, willReconnect: true });
+      // A reconnect attempt in progress notices through its failed requests, and then
+      // tells whether it tries again (a refused login does not).
+      this.attemptClosed = { code, reason, error };
       return;
     }
     const reconnect =
       !this.userClosed &&
       this.opts.reconnect !== false &&
       this.login_?.loggedIn === true &&
-      !(error && FATAL_CODES.has(error.code));
+      !(error && FATAL_CODES.has(error.code) && !this.mayRenewToken(error));
     if (!reconnect) {
       this.finishClose({ code, reason, error, willReconnect: false });
       return;
@@ -643,6 +673,15 @@ export class CorecastClient extends Emitter<ClientEvents> {
     this.stateValue = "reconnecting";
     this.emit("close", { code, reason, error, willReconnect: true });
     void this.reconnectLoop();
+  }
+
+  /**
+   * Whether an UNAUTHORIZED that ended a live session (its signed token expired) is
+   * worth a reconnection: with a token function, it may give a fresh token now. A
+   * reconnection whose login is refused still ends for good, so a bad token never loops.
+   */
+  private mayRenewToken(error: CorecastError): boolean {
+    return error.code === ErrorCode.UNAUTHORIZED && typeof this.login_?.token === "function";
   }
 
   private finishClose(info: CloseInfo): void {
@@ -670,6 +709,7 @@ export class CorecastClient extends Emitter<ClientEvents> {
       this.emit("reconnecting", { attempt: this.backoff.attempts, delayMs });
       await this.sleep(delayMs);
       if (this.userClosed) break;
+      this.attemptClosed = undefined;
       try {
         await this.open();
         const login = this.login_!;
@@ -686,6 +726,9 @@ export class CorecastClient extends Emitter<ClientEvents> {
           lastError = err;
           break;
         }
+        // (A cast: TypeScript cannot see onSocketClosed set it while this attempt awaited.)
+        const closedBy = this.attemptClosed as AttemptClose | undefined;
+        if (closedBy && !this.userClosed) this.emit("close", { ...closedBy, willReconnect: true });
         const socket = this.socket;
         if (socket && socket.readyState <= OPEN) {
           socket.onclose = null;
@@ -703,7 +746,7 @@ export class CorecastClient extends Emitter<ClientEvents> {
       socket.close();
     }
     this.finishClose({
-      code: 1006,
+      code: (this.attemptClosed as AttemptClose | undefined)?.code ?? 1006,
       reason: lastError ? `reconnect refused: ${lastError.message}` : "reconnect attempts exhausted",
       error: lastError,
       willReconnect: false,

@@ -338,3 +338,127 @@ test("close() after the connection closed for good emits no second close event",
   assert.equal(closes, 1);
   assert.equal(c.state, "closed");
 });
+
+/** A client logged in with a token function giving tok1, tok2, ...; `calls()` counts them. */
+async function loggedInWithProvider(): Promise<{ c: CorecastClient; s: FakeSocket; calls(): number }> {
+  const c = await connect();
+  const s = FakeSocket.last();
+  let calls = 0;
+  const p = c.login("alice", () => `tok${++calls}`);
+  await s.nth(0);
+  s.reply({ data: { case: "loginResponse", value: { error: ok } } });
+  await p;
+  return { c, s, calls: () => calls };
+}
+
+const bearer = (m: { data: { case: string | undefined; value?: unknown } }): string | undefined => {
+  if (m.data.case !== "loginRequest") return undefined;
+  const login = m.data.value as { authConfig: { case: string | undefined; value?: { token: string } } };
+  return login.authConfig.case === "bearer" ? login.authConfig.value?.token : undefined;
+};
+
+test("token expired with a token function: reconnects with a fresh token and resumes the rooms", async () => {
+  const { c, s, calls } = await loggedInWithProvider();
+  c.on("error", () => {});
+  const j = c.join("r");
+  await s.nth(1);
+  s.reply({ data: { case: "joinResponse", value: { roomId: "r", epoch: "E", lastSeq: 0n, error: ok } } });
+  await j;
+  s.reply({ data: { case: "messageNotification", value: { roomId: "r", senderId: "bob", seq: 1n } } });
+  const closed = c.waitFor("close");
+  const reconnected = c.waitFor("reconnected");
+  s.reply({ data: { case: "error", value: { code: ErrorCode.UNAUTHORIZED, message: "token expired" } } });
+  s.drop(1008);
+  const info = await closed;
+  assert.equal(info.willReconnect, true);
+  assert.equal(info.error?.code, ErrorCode.UNAUTHORIZED);
+  assert.equal(info.code, 1008);
+  const s2 = await nthSocket(1);
+  const login = await s2.nth(0);
+  assert.ok(login.data.case === "loginRequest" && login.data.value.replaceExisting);
+  assert.equal(bearer(login), "tok2");
+  assert.equal(calls(), 2);
+  s2.reply({ data: { case: "loginResponse", value: { error: ok } } });
+  const rejoin = await s2.nth(1);
+  assert.ok(rejoin.data.case === "joinRequest" && rejoin.data.value.sinceSeq === 1n && rejoin.data.value.epoch === "E");
+  s2.reply({ data: { case: "joinResponse", value: { roomId: "r", epoch: "E", lastSeq: 1n, recovered: true, error: ok } } });
+  const r = await reconnected;
+  assert.equal(r.rooms[0]?.response?.recovered, true);
+  assert.equal(c.state, "open");
+});
+
+test("token expired with a token function whose fresh token is refused too: stops for good", async () => {
+  const { c, s, calls } = await loggedInWithProvider();
+  const closes: boolean[] = [];
+  c.on("close", (i) => closes.push(i.willReconnect));
+  c.on("error", () => {});
+  const final = c.waitFor("close", (i) => !i.willReconnect);
+  s.reply({ data: { case: "error", value: { code: ErrorCode.UNAUTHORIZED, message: "token expired" } } });
+  s.drop(1008);
+  const s2 = await nthSocket(1);
+  assert.equal(bearer(await s2.nth(0)), "tok2");
+  s2.reply({ data: { case: "loginResponse", value: { error: { code: ErrorCode.UNAUTHORIZED, message: "token expired" } } } });
+  s2.drop(1008);
+  const info = await final;
+  assert.equal(info.error?.code, ErrorCode.UNAUTHORIZED);
+  assert.deepEqual(closes, [true, false]);
+  assert.equal(c.state, "closed");
+  assert.equal(FakeSocket.instances.length, 2);
+  assert.equal(calls(), 2);
+});
+
+test("token expired with a fixed token string: stops for good, no reconnect", async () => {
+  const { c, s } = await loggedIn();
+  c.on("error", () => {});
+  const final = c.waitFor("close");
+  s.reply({ data: { case: "error", value: { code: ErrorCode.UNAUTHORIZED, message: "token expired" } } });
+  s.drop(1008);
+  const info = await final;
+  assert.equal(info.willReconnect, false);
+  assert.equal(info.error?.code, ErrorCode.UNAUTHORIZED);
+  assert.equal(c.state, "closed");
+  assert.equal(FakeSocket.instances.length, 1);
+});
+
+test("a login response arriving after its request timed out is dropped, not given to the next login", async () => {
+  const c = await connect({ requestTimeoutMs: 30 });
+  const s = FakeSocket.last();
+  await assert.rejects(c.login("alice", "first"), TimeoutError);
+  const second = c.login("alice", "second", { replaceExisting: true });
+  await s.nth(1);
+  s.reply({ data: { case: "loginResponse", value: { error: { code: ErrorCode.UNAUTHORIZED, message: "late" } } } });
+  s.reply({ data: { case: "loginResponse", value: { error: ok } } });
+  await second;
+  assert.equal(c.playerId, "alice");
+});
+
+test("a late join response is dropped; the next join of the room gets its own", async () => {
+  const { c, s } = await loggedIn();
+  (c as unknown as { opts: { requestTimeoutMs: number } }).opts.requestTimeoutMs = 30;
+  await assert.rejects(c.join("r"), TimeoutError);
+  (c as unknown as { opts: { requestTimeoutMs: number } }).opts.requestTimeoutMs = 500;
+  const again = c.join("r");
+  await s.nth(2);
+  s.reply({ data: { case: "joinResponse", value: { roomId: "r", error: { code: ErrorCode.ROOM_IS_FULL } } } });
+  s.reply({ data: { case: "joinResponse", value: { roomId: "r", epoch: "E2", lastSeq: 7n, error: ok } } });
+  const r = await again;
+  assert.equal(r.epoch, "E2");
+  assert.deepEqual(c.cursor("r"), { epoch: "E2", lastSeq: 0n });
+});
+
+test("late-response counts are per connection: after a reconnect the first response answers", async () => {
+  const { c, s } = await loggedInWithProvider();
+  (c as unknown as { opts: { requestTimeoutMs: number } }).opts.requestTimeoutMs = 30;
+  await assert.rejects(c.leave("r"), TimeoutError); // its response never comes: the connection drops
+  (c as unknown as { opts: { requestTimeoutMs: number } }).opts.requestTimeoutMs = 500;
+  const reconnected = c.waitFor("reconnected");
+  s.drop();
+  const s2 = await nthSocket(1);
+  await s2.nth(0);
+  s2.reply({ data: { case: "loginResponse", value: { error: ok } } });
+  await reconnected;
+  const l = c.leave("r");
+  await s2.nth(1);
+  s2.reply({ data: { case: "leaveResponse", value: { roomId: "r", error: { code: ErrorCode.NOT_IN_ROOM } } } });
+  await assert.rejects(l, (e: unknown) => e instanceof CorecastError && e.code === ErrorCode.NOT_IN_ROOM);
+});
