@@ -27,18 +27,15 @@
 # the plot title and the README's heading, command and machine section, then exit:
 # nothing is installed, built, started or written).
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib/cost.sh
+. "$(dirname "$0")/lib/cost.sh"
 cd "$(dirname "$0")/.."
 
 DEFAULT_SCENARIO="fanout --rooms 10 --members 100 --senders 1 --rate 100 --body-size 64 --duration 10s --warmup 2s --drain 2s"
 SCENARIO=${SCENARIO:-$DEFAULT_SCENARIO}
 NAME=${NAME:-$(echo "$SCENARIO" | awk '{print $1}')}
 PRIORITY=${PRIORITY:-rt}
-case $PRIORITY in
-  rt) PRIO=(chrt -f 20) ;;
-  nice:*) PRIO=(nice -n "${PRIORITY#nice:}") ;;
-  none) PRIO=() ;;
-  *) echo "PRIORITY must be rt, nice:N or none" >&2; exit 1 ;;
-esac
+set_priority
 CORECAST_PORT=${CORECAST_PORT:-17878}
 REDIS_PORT=${REDIS_PORT:-16379}
 NATS_PORT=${NATS_PORT:-14222}
@@ -92,7 +89,7 @@ versions() {
   has_target corecast-nohistory && shards+=("corecast-nohistory: --shards 1 --history-messages 0")
   has_target corecast-ws && shards+=("corecast-ws: --shards 1 --ws-listen, clients over WebSocket")
   if [ ${#shards[@]} -gt 0 ]; then
-    local rev=${CORECAST_REV:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src vendor load-test/src Cargo.toml Cargo.lock 2>/dev/null || echo ' (code modified)')}
+    local rev=${CORECAST_REV:-$(corecast_rev)}
     local joined
     joined=$(printf '%s; ' "${shards[@]}")
     parts+=("corecast $rev (${joined%; })")
@@ -132,10 +129,7 @@ machine_section() { # load average before the runs
   [ "${SCENARIO%% *}" = idle ] || raw+=', `*.hgrm` (HdrHistogram)'
   echo "## Machine"
   echo
-  echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) CPUs"
-  echo "- Memory: $(free -g | awk '/Mem:/ {print $2}') GiB; kernel $(uname -r)"
-  echo "- Load average before the runs: $1; after: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "- Server on CPU 0 (\`taskset -c 0\`), load generator on CPU 1 (\`taskset -c 1\`), both with priority $PRIORITY ($PRIO_DESC)"
+  machine_lines "$1" "load generator" "$PRIO_DESC"
   echo "- $(versions)"
   echo "- Raw outputs: $raw"
 }
@@ -171,8 +165,6 @@ else
 fi
 LOAD=$BIN/corecast-load
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
 ports=()
 if has_target corecast || has_target corecast-2shards || has_target corecast-nohistory || has_target corecast-ws; then
   ports+=("$CORECAST_PORT")
@@ -180,31 +172,8 @@ fi
 if has_target corecast-ws; then ports+=("$CORECAST_WS_PORT"); fi
 if has_target redis; then ports+=("$REDIS_PORT"); fi
 if has_target nats; then ports+=("$NATS_PORT"); fi
-for port in "${ports[@]}"; do
-  if port_open "$port"; then
-    echo "port $port is already in use; set CORECAST_PORT / CORECAST_WS_PORT / REDIS_PORT / NATS_PORT" >&2
-    exit 1
-  fi
-done
+ports_free "CORECAST_PORT / CORECAST_WS_PORT / REDIS_PORT / NATS_PORT" "${ports[@]}"
 
-wait_ready() { # port pid
-  for _ in $(seq 1 200); do
-    port_open "$1" && return 0
-    kill -0 "$2" 2>/dev/null || { echo "server $2 exited early" >&2; return 1; }
-    sleep 0.05
-  done
-  echo "server on port $1 not ready after 10 s" >&2
-  return 1
-}
-
-SERVER_PID=
-stop_server() {
-  if [ -n "$SERVER_PID" ]; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=
-  fi
-}
 trap 'stop_server; rm -rf "$LOGS"' EXIT
 
 mkdir -p "$OUT"

@@ -20,6 +20,8 @@
 # and load-test/results/<date>-<NAME>/README.md (every run and the medians). Loopback
 # only; about 20 s per run, 2 runs per round.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib/cost.sh
+. "$(dirname "$0")/lib/cost.sh"
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-3}
@@ -29,19 +31,11 @@ PRIORITY=${PRIORITY:-rt}
 DATE=$(date -u +%Y-%m-%d)
 OUT=load-test/results/$DATE-$NAME
 
-case $ROUNDS in
-  [1-9] | 10) ;;
-  *) echo "ROUNDS must be 1 to 10 (each round is two runs of about 20 s)" >&2; exit 1 ;;
-esac
-case ${SCENARIO%% *} in
-  fanout | chat | churn) ;;
-  *) echo "SCENARIO must be a broadcast scenario (fanout, chat or churn): the cost is per delivery" >&2; exit 1 ;;
-esac
+check_rounds "(each round is two runs of about 20 s)"
+check_broadcast_scenario
 
 # Round N's order: odd rounds history on first, even rounds off first.
-order() {
-  if [ $(($1 % 2)) = 1 ]; then echo "corecast corecast-nohistory"; else echo "corecast-nohistory corecast"; fi
-}
+order() { alternate "$1" corecast corecast-nohistory; }
 
 if [ "${DRY_RUN:-0}" = 1 ]; then
   echo "dry run: would write $OUT/README.md and $OUT-r1 .. $OUT-r$ROUNDS"
@@ -51,22 +45,16 @@ if [ "${DRY_RUN:-0}" = 1 ]; then
   exit 0
 fi
 
-# One figure of a saved report: the first "key": number in it (the report's own
-# latency comes before its send lag).
+# One figure of a saved report, as lib/cost.sh's figure but reading digits and dots
+# only (no exponent, no sign), as this script always has.
 figure() { # file key
   grep -m1 "\"$2\":" "$1" | sed 's/.*: *//; s/[^0-9.].*//' | awk '{printf "%.6g\n", $1}'
 }
-median() { # numbers on stdin
-  sort -g | awk '{v[NR] = $1} END {
-    if (NR == 0) { print "-"; exit }
-    if (NR % 2) printf "%.6g\n", v[(NR + 1) / 2]; else printf "%.6g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 
-cargo build --release -q -p corecast -p corecast-load
 BIN_DIR=$(mktemp -d)
 trap 'rm -rf "$BIN_DIR"' EXIT
-cp "${CARGO_TARGET_DIR:-target}/release/corecast" "${CARGO_TARGET_DIR:-target}/release/corecast-load" "$BIN_DIR/"
-CORECAST_REV=${CORECAST_REV:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src vendor load-test/src Cargo.toml Cargo.lock 2>/dev/null || echo ' (code modified)')}
+build_release_into "$BIN_DIR"
+CORECAST_REV=${CORECAST_REV:-$(corecast_rev)}
 export BIN_DIR CORECAST_REV
 for round in $(seq 1 "$ROUNDS"); do
   echo "== round $round of $ROUNDS: $(order "$round")"
@@ -88,7 +76,7 @@ med() { # target key
 }
 ON=$(med corecast cpu_us_per_1000_deliveries)
 OFF=$(med corecast-nohistory cpu_us_per_1000_deliveries)
-RATIO=$(awk -v on="$ON" -v off="$OFF" 'BEGIN { if (off > 0) printf "%.3f", on / off; else print "-" }')
+RATIO=$(ratio "$ON" "$OFF")
 {
   echo "# $NAME: server CPU per delivery, history on vs off ($DATE)"
   echo

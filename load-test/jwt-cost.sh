@@ -30,6 +30,8 @@
 # summary). Loopback only; each run bounded by the harness's --timeout 60s (and a
 # 90 s kill), each server start by 10 s: a few seconds per run, 3 runs a round.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib/cost.sh
+. "$(dirname "$0")/lib/cost.sh"
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-3}
@@ -42,10 +44,7 @@ DATE=$(date -u +%Y-%m-%d)
 OUT=load-test/results/$DATE-$NAME
 MODES="none hs256 eddsa"
 
-case $ROUNDS in
-  [1-9] | 10) ;;
-  *) echo "ROUNDS must be 1 to 10 (each round is three connect runs)" >&2; exit 1 ;;
-esac
+check_rounds "(each round is three connect runs)"
 if ! [[ $CLIENTS =~ ^[0-9]+$ ]] || [ "$CLIENTS" -lt 100 ] || [ "$CLIENTS" -gt 9500 ]; then
   echo "CLIENTS must be 100 to 9500 (server and harness each hold one descriptor per client, under 20,000 together)" >&2
   exit 1
@@ -54,16 +53,8 @@ if ! [[ $CONCURRENCY =~ ^[0-9]+$ ]] || [ "$CONCURRENCY" -lt 1 ] || [ "$CONCURREN
   echo "CONCURRENCY must be 1 to CLIENTS ($CLIENTS)" >&2
   exit 1
 fi
-case $PRIORITY in
-  rt) PRIO=(chrt -f 20) ;;
-  nice:*) PRIO=(nice -n "${PRIORITY#nice:}") ;;
-  none) PRIO=() ;;
-  *) echo "PRIORITY must be rt, nice:N or none" >&2; exit 1 ;;
-esac
-if ! [[ $CORECAST_PORT =~ ^[0-9]+$ ]] || [ "$CORECAST_PORT" -lt 1024 ] || [ $((CORECAST_PORT + 3 * ROUNDS)) -gt 65535 ]; then
-  echo "CORECAST_PORT must be 1024 or more, with room for one port per run above it" >&2
-  exit 1
-fi
+set_priority
+check_port_room 3 "one port"
 SCENARIO="connect --clients $CLIENTS --concurrency $CONCURRENCY --timeout 60s"
 
 # Round N's order: the modes rotated left N-1 times.
@@ -107,37 +98,17 @@ fi
 
 command -v openssl >/dev/null || { echo "openssl is needed to make the keys" >&2; exit 1; }
 
-cargo build --release -q -p corecast -p corecast-load
 WORK=$(mktemp -d)
 BIN=$WORK/bin
 KEYS=$WORK/keys
 mkdir -p "$BIN" "$KEYS" "$WORK/logs"
-SERVER_PID=
-stop_server() {
-  if [ -n "$SERVER_PID" ]; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=
-  fi
-}
 trap 'stop_server; rm -rf "$WORK"' EXIT
-cp "${CARGO_TARGET_DIR:-target}/release/corecast" "${CARGO_TARGET_DIR:-target}/release/corecast-load" "$BIN/"
-CORECAST_REV=${CORECAST_REV:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src vendor load-test/src Cargo.toml Cargo.lock 2>/dev/null || echo ' (code modified)')}
+build_release_into "$BIN"
+CORECAST_REV=${CORECAST_REV:-$(corecast_rev)}
 
 head -c 48 /dev/urandom | base64 >"$KEYS/secret"
 openssl genpkey -algorithm ed25519 -out "$KEYS/ed25519.pem" 2>/dev/null
 openssl pkey -in "$KEYS/ed25519.pem" -pubout -out "$KEYS/ed25519.pub.pem"
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_ready() { # port pid
-  for _ in $(seq 1 200); do
-    port_open "$1" && return 0
-    kill -0 "$2" 2>/dev/null || { echo "server $2 exited early:" >&2; cat "$WORK/logs/server.log" >&2; return 1; }
-    sleep 0.05
-  done
-  echo "server on port $1 not ready after 10 s" >&2
-  return 1
-}
 
 mkdir -p "$OUT"
 LOADAVG_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -147,16 +118,13 @@ for round in $(seq 1 "$ROUNDS"); do
   for mode in $(order "$round"); do
     run=$((run + 1))
     port=$((CORECAST_PORT + run))
-    if port_open "$port"; then
-      echo "port $port is already in use; set CORECAST_PORT" >&2
-      exit 1
-    fi
+    ports_free CORECAST_PORT "$port"
     read -r -a server_jwt <<<"$(server_flags "$mode" "$KEYS")"
     read -r -a harness_jwt <<<"$(harness_flags "$mode" "$KEYS")"
     taskset -c 0 "${PRIO[@]}" "$BIN/corecast" --listen "127.0.0.1:$port" --shards 1 \
       "${server_jwt[@]}" >"$WORK/logs/server.log" 2>&1 &
     SERVER_PID=$!
-    wait_ready "$port" "$SERVER_PID"
+    wait_ready "$port" "$SERVER_PID" "$WORK/logs/server.log"
     echo "-- $mode (server pid $SERVER_PID, port $port)"
     # shellcheck disable=SC2086 # SCENARIO is a list of arguments on purpose.
     timeout 90 taskset -c 1 "${PRIO[@]}" "$BIN/corecast-load" $SCENARIO \
@@ -167,16 +135,13 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-# One figure of a saved report: the first "key": number in it.
-figure() { # file key
-  grep -m1 "\"$2\":" "$1" | sed 's/.*: *//; s/[^0-9.e+-].*//' | awk '{printf "%.6g\n", $1}'
-}
 # Server CPU per login, microseconds: the server's CPU from before the first connect
 # to the last login, over the clients logged in.
 per_login() { # file
   awk -v cpu="$(figure "$1" cpu_us)" -v n="$(figure "$1" connections)" \
     'BEGIN { if (n > 0) printf "%.2f\n", cpu / n; else print "-" }'
 }
+# One figure of run (mode, round): values (lib/cost.sh) takes every round's.
 value() { # mode round what
   local file=$OUT/r$2-$1.json
   case $3 in
@@ -185,21 +150,6 @@ value() { # mode round what
     p50) figure "$file" p50_us ;;
     p99) figure "$file" p99_us ;;
   esac
-}
-values() { # mode what: one a line, every round
-  local round
-  for round in $(seq 1 "$ROUNDS"); do value "$1" "$round" "$2"; done
-}
-median() { # numbers on stdin
-  sort -g | awk '{v[NR] = $1} END {
-    if (NR == 0) { print "-"; exit }
-    if (NR % 2) printf "%.6g\n", v[(NR + 1) / 2]; else printf "%.6g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-range() { # numbers on stdin: "min to max"
-  sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%s to %s\n", lo, hi}'
-}
-ratio() { # a b: a / b
-  awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "-" }'
 }
 label() {
   case $1 in
@@ -246,10 +196,7 @@ BASE_CPU=$(values none cpu | median)
   echo
   echo "## Machine"
   echo
-  echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) CPUs"
-  echo "- Memory: $(free -g | awk '/Mem:/ {print $2}') GiB; kernel $(uname -r)"
-  echo "- Load average before the runs: $LOADAVG_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "- Server on CPU 0 (\`taskset -c 0\`), harness on CPU 1 (\`taskset -c 1\`), both with priority $PRIORITY (${PRIO[*]:-no chrt or nice})"
+  machine_lines "$LOADAVG_BEFORE" harness "${PRIO[*]:-no chrt or nice}"
   echo "- One build for all: corecast $CORECAST_REV; $(openssl version)"
   echo "- Raw outputs: \`r<round>-<mode>.txt\` (tables), \`r<round>-<mode>.json\` (reports)"
 } >"$OUT/README.md"

@@ -28,6 +28,8 @@
 # only; each run bounded by a 120 s kill (the default run takes about 15 s), each
 # server start by 10 s: about 3 minutes for 3 rounds.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib/cost.sh
+. "$(dirname "$0")/lib/cost.sh"
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-3}
@@ -40,29 +42,13 @@ DATE=$(date -u +%Y-%m-%d)
 OUT=load-test/results/$DATE-$NAME
 TRANSPORTS="tcp ws"
 
-case $ROUNDS in
-  [1-9] | 10) ;;
-  *) echo "ROUNDS must be 1 to 10 (each round is two runs of about 15 s)" >&2; exit 1 ;;
-esac
-case ${SCENARIO%% *} in
-  fanout | chat | churn) ;;
-  *) echo "SCENARIO must be a broadcast scenario (fanout, chat or churn): the cost is per delivery" >&2; exit 1 ;;
-esac
-case $PRIORITY in
-  rt) PRIO=(chrt -f 20) ;;
-  nice:*) PRIO=(nice -n "${PRIORITY#nice:}") ;;
-  none) PRIO=() ;;
-  *) echo "PRIORITY must be rt, nice:N or none" >&2; exit 1 ;;
-esac
-if ! [[ $CORECAST_PORT =~ ^[0-9]+$ ]] || [ "$CORECAST_PORT" -lt 1024 ] || [ $((CORECAST_PORT + 4 * ROUNDS)) -gt 65535 ]; then
-  echo "CORECAST_PORT must be 1024 or more, with room for two ports per run above it" >&2
-  exit 1
-fi
+check_rounds "(each round is two runs of about 15 s)"
+check_broadcast_scenario
+set_priority
+check_port_room 4 "two ports"
 
 # Round N's order: odd rounds tcp first, even rounds ws first.
-order() {
-  if [ $(($1 % 2)) = 1 ]; then echo "tcp ws"; else echo "ws tcp"; fi
-}
+order() { alternate "$1" tcp ws; }
 # Run number $1's ports: TCP, then WebSocket.
 tcp_port() { echo $((CORECAST_PORT + 2 * $1 - 1)); }
 ws_port() { echo $((CORECAST_PORT + 2 * $1)); }
@@ -84,32 +70,12 @@ if [ "${DRY_RUN:-0}" = 1 ]; then
   exit 0
 fi
 
-cargo build --release -q -p corecast -p corecast-load
 WORK=$(mktemp -d)
 BIN=$WORK/bin
 mkdir -p "$BIN" "$WORK/logs"
-SERVER_PID=
-stop_server() {
-  if [ -n "$SERVER_PID" ]; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=
-  fi
-}
 trap 'stop_server; rm -rf "$WORK"' EXIT
-cp "${CARGO_TARGET_DIR:-target}/release/corecast" "${CARGO_TARGET_DIR:-target}/release/corecast-load" "$BIN/"
-CORECAST_REV=${CORECAST_REV:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src vendor load-test/src Cargo.toml Cargo.lock 2>/dev/null || echo ' (code modified)')}
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_ready() { # port pid
-  for _ in $(seq 1 200); do
-    port_open "$1" && return 0
-    kill -0 "$2" 2>/dev/null || { echo "server $2 exited early:" >&2; cat "$WORK/logs/server.log" >&2; return 1; }
-    sleep 0.05
-  done
-  echo "server on port $1 not ready after 10 s" >&2
-  return 1
-}
+build_release_into "$BIN"
+CORECAST_REV=${CORECAST_REV:-$(corecast_rev)}
 
 mkdir -p "$OUT"
 LOADAVG_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -120,17 +86,12 @@ for round in $(seq 1 "$ROUNDS"); do
     run=$((run + 1))
     tcp=$(tcp_port $run)
     ws=$(ws_port $run)
-    for port in "$tcp" "$ws"; do
-      if port_open "$port"; then
-        echo "port $port is already in use; set CORECAST_PORT" >&2
-        exit 1
-      fi
-    done
+    ports_free CORECAST_PORT "$tcp" "$ws"
     taskset -c 0 "${PRIO[@]}" "$BIN/corecast" --listen "127.0.0.1:$tcp" \
       --ws-listen "127.0.0.1:$ws" --shards 1 >"$WORK/logs/server.log" 2>&1 &
     SERVER_PID=$!
-    wait_ready "$tcp" "$SERVER_PID"
-    wait_ready "$ws" "$SERVER_PID"
+    wait_ready "$tcp" "$SERVER_PID" "$WORK/logs/server.log"
+    wait_ready "$ws" "$SERVER_PID" "$WORK/logs/server.log"
     echo "-- $t (server pid $SERVER_PID, tcp $tcp, ws $ws)"
     # shellcheck disable=SC2086 # SCENARIO is a list of arguments on purpose.
     timeout 120 taskset -c 1 "${PRIO[@]}" "$BIN/corecast-load" $SCENARIO \
@@ -141,28 +102,9 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-# One figure of a saved report: the first "key": number in it (the report's own
-# latency comes before its send lag).
-figure() { # file key
-  grep -m1 "\"$2\":" "$1" | sed 's/.*: *//; s/[^0-9.e+-].*//' | awk '{printf "%.6g\n", $1}'
-}
+# One figure of run (transport, round): values (lib/cost.sh) takes every round's.
 value() { # transport round key
   figure "$OUT/r$2-$1.json" "$3"
-}
-values() { # transport key: one a line, every round
-  local round
-  for round in $(seq 1 "$ROUNDS"); do value "$1" "$round" "$2"; done
-}
-median() { # numbers on stdin
-  sort -g | awk '{v[NR] = $1} END {
-    if (NR == 0) { print "-"; exit }
-    if (NR % 2) printf "%.6g\n", v[(NR + 1) / 2]; else printf "%.6g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-range() { # numbers on stdin: "min to max"
-  sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%s to %s\n", lo, hi}'
-}
-ratio() { # a b: a / b
-  awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "-" }'
 }
 label() {
   case $1 in
@@ -210,10 +152,7 @@ WS_P99=$(values ws p99_us | median)
   echo
   echo "## Machine"
   echo
-  echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) CPUs"
-  echo "- Memory: $(free -g | awk '/Mem:/ {print $2}') GiB; kernel $(uname -r)"
-  echo "- Load average before the runs: $LOADAVG_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "- Server on CPU 0 (\`taskset -c 0\`), harness on CPU 1 (\`taskset -c 1\`), both with priority $PRIORITY (${PRIO[*]:-no chrt or nice})"
+  machine_lines "$LOADAVG_BEFORE" harness "${PRIO[*]:-no chrt or nice}"
   echo "- One build for all: corecast $CORECAST_REV"
   echo "- Raw outputs: \`r<round>-<transport>.txt\` (tables), \`.json\` (reports), \`.hgrm\` (HdrHistogram)"
 } >"$OUT/README.md"
