@@ -17,6 +17,29 @@ use crate::shard::outbound::{sendmsg, Outbound};
 /// Frames handed to one `sendmsg` (two iovecs each: header and payload).
 const FRAMES_PER_WRITE: usize = 32;
 
+/// What [`WsOut::next_chunk`] hands a write that waits for room.
+#[derive(Debug)]
+pub enum Chunk {
+    /// Control frames (a few bytes: pongs, the close).
+    Control(Vec<u8>),
+    /// A frame header, or the part of it not written yet.
+    Header([u8; 10], std::ops::Range<usize>),
+    /// The front frame's unwritten payload, shared.
+    Payload(bytes::Bytes),
+}
+
+impl std::ops::Deref for Chunk {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Chunk::Control(bytes) => bytes,
+            Chunk::Header(header, range) => &header[range.clone()],
+            Chunk::Payload(bytes) => bytes,
+        }
+    }
+}
+
 /// The front frame's header, when only part of it has been written.
 #[derive(Debug, Default)]
 pub struct WsOut {
@@ -30,19 +53,19 @@ impl WsOut {
     }
 
     /// The next bytes to write, for a write that waits for socket room: control
-    /// frames, else the front frame's header (or what is left of it), else its payload.
-    pub fn next_chunk(&self, out: &Outbound, link: &WsLink) -> Option<Vec<u8>> {
+    /// frames, else the front frame's header (or what is left of it), else its payload
+    /// (the shared `Bytes` itself, never a copy).
+    pub fn next_chunk(&self, out: &Outbound, link: &WsLink) -> Option<Chunk> {
         if !self.mid_frame(out) && !link.control.borrow().is_empty() {
-            return Some(link.control.borrow().clone());
+            return Some(Chunk::Control(link.control.borrow().clone()));
         }
-        let frames = out.frames();
-        let front = frames.front()?;
+        let front = out.front()?;
         Some(match self.partial {
-            Some((header, len, sent)) => header[sent..len].to_vec(),
-            None if out.front_started() => front.to_vec(),
+            Some((header, len, sent)) => Chunk::Header(header, sent..len),
+            None if out.front_started() => Chunk::Payload(front),
             None => {
                 let (header, len) = binary_header(front.len().saturating_sub(4));
-                header[..len].to_vec()
+                Chunk::Header(header, 0..len)
             }
         })
     }
