@@ -110,12 +110,18 @@ fn start(
 ) {
     let conn = ctx.state.borrow_mut().register();
     let stream = Rc::new(RefCell::new(stream));
-    let link = ws.as_ref().map(|_| Rc::new(ws::WsLink::default()));
-    let ws_reader = ws.map(|first| reader::WsReader {
-        link: link.clone().unwrap_or_default(),
-        decoder: ws::Decoder::new(ctx.config.max_frame_bytes),
-        first,
-    });
+    let (link, ws_reader) = match ws {
+        None => (None, None),
+        Some(first) => {
+            let link = Rc::new(ws::WsLink::default());
+            let reader = reader::WsReader {
+                link: link.clone(),
+                decoder: ws::Decoder::new(ctx.config.max_frame_bytes),
+                first,
+            };
+            (Some(link), Some(reader))
+        }
+    };
     glommio::spawn_local(reader::read_loop(
         ctx.clone(),
         conn.clone(),
