@@ -93,7 +93,8 @@ mod tests {
             "the replacing one waits for its release"
         );
         assert!(
-            old.out.is_closing() && old.replaced.get(),
+            old.out.is_closing()
+                && old.ended_by.get() == Some(corecast::metrics::Disconnect::SessionReplaced),
             "the granted session is replaced (SESSION_REPLACED, closed)"
         );
     }

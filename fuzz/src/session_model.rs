@@ -1486,7 +1486,8 @@ impl Sim {
                 .collect();
             self.conns.iter().position(|c| {
                 !c.waiting
-                    && (c.conn.replaced.get()
+                    && (c.conn.ended_by.get()
+                        == Some(corecast::metrics::Disconnect::SessionReplaced)
                         || (c.conn.out.is_closing()
                             && c.conn
                                 .player

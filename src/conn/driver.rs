@@ -303,7 +303,8 @@ impl Driver {
 /// expired"); says whether it did.
 pub fn close_if_expired(conn: &ConnShared, now: Instant, close_by: Instant) -> bool {
     let expired = conn.expires.get().is_some_and(|at| now >= at) && conn.player.borrow().is_some();
-    if expired && !conn.token_expired.replace(true) {
+    if expired && conn.ended_by.get().is_none() {
+        conn.ended_by.set(Some(metrics::Disconnect::TokenExpired));
         close_with(
             conn,
             ErrorCode::Unauthorized,

@@ -71,13 +71,10 @@ pub(crate) async fn read_loop(
     mut ws: Option<WsReader>,
 ) {
     let end = read_frames(&ctx, &conn, &stream, accepted, ws.as_mut()).await;
-    let reason = if conn.replaced.get() {
-        Disconnect::SessionReplaced
-    } else if conn.token_expired.get() {
-        Disconnect::TokenExpired
-    } else {
-        disconnect_reason(&end, conn.out.state(), ctx.is_ready())
-    };
+    let reason = conn
+        .ended_by
+        .get()
+        .unwrap_or_else(|| disconnect_reason(&end, conn.out.state(), ctx.is_ready()));
     metrics::disconnect(reason);
     match &end {
         ReadEnd::FrameTimeout => {

@@ -13,7 +13,7 @@ use rustc_hash::{FxBuildHasher, FxHashMap};
 use smallvec::SmallVec;
 
 use crate::auth::{unix_now, Grants, Identity, Verifier};
-use crate::metrics::{self, Count};
+use crate::metrics::{self, Count, Disconnect};
 use crate::notify::LocalNotify;
 use crate::shard::mesh::Mesh;
 use crate::shard::messages::{ConnId, MemberEvent, OwnerRequest, RoomKey};
@@ -41,15 +41,15 @@ pub struct ConnShared {
     rooms: RefCell<SmallVec<[RoomKey; 4]>>,
     /// Listed in `Members::behind`.
     listed_behind: Cell<bool>,
-    /// Closed because a login with `replace_existing` took its player id.
-    pub replaced: Cell<bool>,
+    /// Why the server ended this session, when the reason is the session's own rather
+    /// than the queue's (a replacement, an expired token): what the disconnect is
+    /// counted as.
+    pub ended_by: Cell<Option<Disconnect>>,
     /// What the session's token allows (JWT `rooms` and `publish`); `None`: anything.
     pub grants: RefCell<Option<Box<Grants>>>,
     /// When the session's token stops verifying (JWT on): the session is closed then,
     /// unless a refresh moved it.
     pub expires: Cell<Option<Instant>>,
-    /// Closed because its token expired.
-    pub token_expired: Cell<bool>,
 }
 
 impl ConnShared {
@@ -182,10 +182,9 @@ impl Members {
             room_slots: Cell::new(0),
             rooms: RefCell::new(SmallVec::new()),
             listed_behind: Cell::new(false),
-            replaced: Cell::new(false),
+            ended_by: Cell::new(None),
             grants: RefCell::new(None),
             expires: Cell::new(None),
-            token_expired: Cell::new(false),
         });
         if let Some(deadline) = self.shutting_down {
             conn.out.close_after(Some(shutting_down_frame()), deadline);
@@ -283,7 +282,7 @@ impl Members {
                     let granted = c.player.borrow().is_some() || c.claim.get() == Some(true);
                     if granted && !c.out.is_closing() {
                         tracing::debug!(conn, "session replaced");
-                        c.replaced.set(true);
+                        c.ended_by.set(Some(Disconnect::SessionReplaced));
                         c.out.cut(session_replaced_frame());
                     }
                 }
